@@ -1,0 +1,1 @@
+"""Turning results into tables and files: the only place that knows headers and units."""

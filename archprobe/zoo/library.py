@@ -1,0 +1,93 @@
+"""Zoo entries built by torchvision or timm: their counts are the libraries' own.
+
+Parameter counts equal torchvision's ``weights.meta["num_params"]`` and timm's counts.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from archprobe.zoo import papers
+from archprobe.zoo.registry import ModelInfo, register
+
+
+def build_torchvision(name: str, in_channels: int = 3, num_classes: int = 1000, **kwargs):
+    import torchvision
+
+    from archprobe.zoo.adapt import replace_first_conv
+
+    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    if in_channels != 3:
+        if kwargs.get("transform_input"):
+            raise ValueError(f"{name} with transform_input needs 3 input channels")
+        replace_first_conv(model, in_channels)
+    return model
+
+
+def build_timm(name: str, in_channels: int = 3, num_classes: int = 1000):
+    import timm
+
+    return timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=num_classes)
+
+
+def _tv(name, family, paper, shape=(3, 224, 224), notes="", **kwargs) -> None:
+    tv_name = name.replace("-", "_")
+    register(
+        ModelInfo(
+            name=name,
+            family=family,
+            variant="imagenet",
+            input_shape=shape,
+            num_classes=1000,
+            paper=paper[0],
+            year=paper[1],
+            source="torchvision",
+            builder=partial(build_torchvision, tv_name, **kwargs),
+            notes=notes,
+        )
+    )
+
+
+def _timm(name, timm_name, family, paper, shape=(3, 299, 299)) -> None:
+    register(
+        ModelInfo(
+            name=name,
+            family=family,
+            variant="imagenet",
+            input_shape=shape,
+            num_classes=1000,
+            paper=paper[0],
+            year=paper[1],
+            source="timm",
+            builder=partial(build_timm, timm_name),
+        )
+    )
+
+
+_tv("alexnet", "alexnet", papers.ALEXNET, notes="torchvision's one-tower variant (64-192-384-256-256)")
+for _depth in (11, 13, 16, 19):
+    _tv(f"vgg{_depth}", "vgg", papers.VGG)
+    _tv(f"vgg{_depth}-bn", "vgg", papers.VGG)
+_tv(
+    "googlenet",
+    "googlenet",
+    papers.GOOGLENET,
+    notes="Inception v1 with BatchNorm (torchvision); eval graph, aux heads not built",
+    aux_logits=False,
+    init_weights=True,
+)
+_tv(
+    "inception-v3",
+    "inception",
+    papers.INCEPTION_V3,
+    shape=(3, 299, 299),
+    notes="aux head built (as torchvision's weights); it runs only in training mode",
+    aux_logits=True,
+    init_weights=True,
+)
+_timm("inception-v4", "inception_v4", "inception", papers.INCEPTION_V4)
+_timm("inception-resnet-v2", "inception_resnet_v2", "inception-resnet", papers.INCEPTION_V4)
+for _depth in (18, 34, 50, 101, 152):
+    _tv(f"resnet{_depth}", "resnet", papers.RESNET)
+for _depth in (121, 161, 169, 201):
+    _tv(f"densenet{_depth}", "densenet", papers.DENSENET)

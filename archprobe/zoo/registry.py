@@ -1,0 +1,113 @@
+"""The model registry: named builders with their metadata, refusing duplicates.
+
+Patterned on torchvision's ``register_model``/``list_models`` and timm's natural sort.
+Names are case-insensitive and ``_``/``-`` are interchangeable; the canonical form is
+lower-case with ``-``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from archprobe.errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+Builder = Callable[..., "nn.Module"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata kept next to a builder (cf. timm ``PretrainedCfg``, torchvision ``_COMMON_META``).
+
+    ``builder(in_channels=..., num_classes=...)`` returns the module; it is called under
+    ``torch.device("meta")`` for static analysis, so it must not touch tensor data.
+    """
+
+    name: str
+    family: str
+    variant: str  # "imagenet" or "d2l"
+    input_shape: tuple[int, int, int]  # default (C, H, W)
+    num_classes: int
+    paper: str
+    year: int
+    source: str  # "archprobe", "torchvision" or "timm"
+    builder: Builder = field(repr=False, compare=False)
+    notes: str = ""
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def canonical_name(name: str) -> str:
+    """``Inception_V3`` -> ``inception-v3``."""
+    return name.strip().lower().replace("_", "-")
+
+
+def register(info: ModelInfo) -> ModelInfo:
+    key = canonical_name(info.name)
+    if key != info.name:
+        raise ValueError(f"model names must be canonical ({key!r}, not {info.name!r})")
+    if key in _REGISTRY:
+        raise ValueError(f"model {key!r} is already registered")
+    _REGISTRY[key] = info
+    return info
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _ensure_loaded() -> None:
+    # The zoo modules register on import; importing them is cheap (no torch at import time).
+    from archprobe.zoo import d2l, library, paper  # noqa: F401
+
+
+def list_models(
+    include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
+) -> list[ModelInfo]:
+    """Registered models whose names match any ``include`` glob and no ``exclude`` glob,
+    in natural order (``vgg11`` before ``vgg13`` before ``resnet101``'s neighbours)."""
+    _ensure_loaded()
+
+    def patterns(value) -> list[str]:
+        if value is None:
+            return []
+        values = [value] if isinstance(value, str) else list(value)
+        return [canonical_name(v) for v in values]
+
+    names = list(_REGISTRY)
+    inc, exc = patterns(include), patterns(exclude)
+    if inc:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in inc)]
+    if exc:
+        names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exc)]
+    return [_REGISTRY[n] for n in sorted(names, key=_natural_key)]
+
+
+def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    return difflib.get_close_matches(canonical_name(name), list(candidates), n=n, cutoff=0.6)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    _ensure_loaded()
+    key = canonical_name(name)
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    close = suggest(key, _REGISTRY)
+    hint = f"; did you mean {' or '.join(close)}?" if close else "; see 'archprobe list'"
+    raise SpecError(f"unknown model {name!r}{hint}")
+
+
+def is_registered(name: str) -> bool:
+    _ensure_loaded()
+    return canonical_name(name) in _REGISTRY

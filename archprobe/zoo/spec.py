@@ -1,0 +1,270 @@
+"""Model specs: what a user types on the command line, resolved to something buildable.
+
+Accepted forms:
+  * a zoo name (``googlenet``, ``alexnet-d2l``; case, ``_`` and ``-`` interchangeable);
+  * ``tv:NAME``   any torchvision classification model;
+  * ``timm:NAME`` any timm model;
+  * ``path/to/file.py:factory`` or ``package.module:factory``: a callable returning an
+    ``nn.Module``; it is passed ``in_channels``/``num_classes`` only if it accepts them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from archprobe.errors import SpecError, UsageError
+from archprobe.zoo.registry import ModelInfo, canonical_name, get_model_info, suggest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+DEFAULT_SIZE = 224
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model: its name, its effective input shape ``(C, H, W)`` and a factory."""
+
+    name: str
+    kind: str  # "zoo", "torchvision", "timm" or "user"
+    input_shape: tuple[int, int, int]
+    num_classes: int | None
+    factory: Callable[[], "nn.Module"] = field(repr=False, compare=False)
+    info: ModelInfo | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[0]
+
+    def with_input_size(self, height: int, width: int) -> "ModelSpec":
+        return replace(self, input_shape=(self.input_shape[0], height, width))
+
+    def build(self, device: str = "meta") -> "nn.Module":
+        """Instantiate the model on ``device`` (``"meta"``: no weights allocated), in eval mode.
+
+        Failures inside user code become a one-line ``SpecError``.
+        """
+        import torch
+
+        try:
+            with torch.device(device):
+                model = self.factory()
+        except SpecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure in model code is reported
+            if self.kind == "user" and device == "meta":
+                model = self._build_then_move(device, exc)
+            else:
+                raise SpecError(f"building {self.name} failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(model, torch.nn.Module):
+            raise SpecError(f"{self.name}: the factory returned {type(model).__name__}, not an nn.Module")
+        return model.eval()
+
+    def _build_then_move(self, device: str, first_error: Exception) -> "nn.Module":
+        # Some user code reads tensor data while building (impossible on meta): build on
+        # the CPU and move the module to meta instead.
+        try:
+            model = self.factory()
+        except Exception as exc:  # noqa: BLE001
+            raise SpecError(f"building {self.name} failed: {type(exc).__name__}: {exc}") from exc
+        return model.to(device) if hasattr(model, "to") else model
+
+
+def parse_input_size(text: str | int | None) -> tuple[int | None, int, int] | None:
+    """``"224"`` -> (None, 224, 224); ``"3x224x224"`` -> (3, 224, 224); ``"96x128"`` -> (None, 96, 128)."""
+    if text is None:
+        return None
+    raw = str(text).strip().lower().replace("×", "x").replace(",", "x").replace(" ", "")
+    parts = raw.split("x") if raw else []
+    if not parts or len(parts) > 3 or not all(re.fullmatch(r"[+-]?\d+", p) for p in parts):
+        raise UsageError(f"invalid input size {text!r}: use N, HxW or CxHxW with positive integers")
+    values = [int(p) for p in parts]
+    if any(v <= 0 for v in values):
+        raise UsageError(f"invalid input size {text!r}: sizes must be positive")
+    if len(values) == 1:
+        return (None, values[0], values[0])
+    if len(values) == 2:
+        return (None, values[0], values[1])
+    return (values[0], values[1], values[2])
+
+
+def resolve(
+    spec: str,
+    *,
+    input_size: str | tuple | None = None,
+    in_channels: int | None = None,
+    num_classes: int | None = None,
+) -> ModelSpec:
+    """Resolve a spec string to a ``ModelSpec`` (cheap: nothing is built yet)."""
+    for value, what in ((in_channels, "--in-channels"), (num_classes, "--num-classes")):
+        if value is not None and value <= 0:
+            raise UsageError(f"{what} must be positive, not {value}")
+    size = input_size if isinstance(input_size, tuple) else parse_input_size(input_size)
+    if size is not None and size[0] is not None:
+        if in_channels is not None and in_channels != size[0]:
+            raise UsageError(
+                f"--input-size has {size[0]} channels but --in-channels is {in_channels}"
+            )
+        in_channels = size[0]
+
+    text = spec.strip()
+    if not text:
+        raise SpecError("empty model spec")
+    if text.startswith("tv:"):
+        base = _torchvision_spec(text[3:], in_channels, num_classes)
+    elif text.startswith("timm:"):
+        base = _timm_spec(text[5:], in_channels, num_classes)
+    elif ":" in text:
+        base = _user_spec(text, in_channels, num_classes)
+    else:
+        base = _zoo_spec(text, in_channels, num_classes)
+    if size is not None:
+        base = base.with_input_size(size[1], size[2])
+    return base
+
+
+def _zoo_spec(name: str, in_channels, num_classes) -> ModelSpec:
+    info = get_model_info(name)
+    channels = in_channels or info.in_channels
+    classes = num_classes or info.num_classes
+
+    def factory():
+        return info.builder(in_channels=channels, num_classes=classes)
+
+    return ModelSpec(
+        name=info.name,
+        kind="zoo",
+        input_shape=(channels, *info.input_shape[1:]),
+        num_classes=classes,
+        factory=factory,
+        info=info,
+    )
+
+
+def _torchvision_spec(name: str, in_channels, num_classes) -> ModelSpec:
+    import torchvision
+
+    from archprobe.zoo.library import build_torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    key = name.strip().lower().replace("-", "_")
+    if key not in available:
+        close = suggest(key.replace("_", "-"), [a.replace("_", "-") for a in available])
+        hint = f"; did you mean {' or '.join('tv:' + c.replace('-', '_') for c in close)}?" if close else ""
+        raise SpecError(f"unknown torchvision classification model {name!r}{hint}")
+    weights = torchvision.models.get_model_weights(key)
+    crop = DEFAULT_SIZE
+    try:
+        crop = int(weights.DEFAULT.transforms().crop_size[0])
+    except Exception:  # noqa: BLE001 - some weight enums have no crop size
+        pass
+    channels = in_channels or 3
+    classes = num_classes or 1000
+    kwargs = {"init_weights": True} if key in ("googlenet", "inception_v3") else {}
+
+    def factory():
+        return build_torchvision(key, in_channels=channels, num_classes=classes, **kwargs)
+
+    return ModelSpec(f"tv:{key}", "torchvision", (channels, crop, crop), classes, factory)
+
+
+def _timm_spec(name: str, in_channels, num_classes) -> ModelSpec:
+    try:
+        import timm
+    except ImportError as exc:  # pragma: no cover - timm is a dependency
+        raise SpecError("timm is not installed: pip install timm") from exc
+    from archprobe.zoo.library import build_timm
+
+    key = name.strip()
+    if not timm.is_model(key):
+        close = suggest(key, timm.list_models())
+        hint = f"; did you mean {' or '.join('timm:' + c for c in close)}?" if close else ""
+        raise SpecError(f"unknown timm model {name!r}{hint}")
+    cfg = timm.get_pretrained_cfg(key)
+    shape = tuple(cfg.input_size) if cfg is not None else (3, DEFAULT_SIZE, DEFAULT_SIZE)
+    channels = in_channels or 3
+    classes = num_classes or 1000
+
+    def factory():
+        return build_timm(key, in_channels=channels, num_classes=classes)
+
+    return ModelSpec(f"timm:{key}", "timm", (channels, shape[1], shape[2]), classes, factory)
+
+
+def _user_spec(text: str, in_channels, num_classes) -> ModelSpec:
+    location, _, attr = text.rpartition(":")
+    if not location or not attr.isidentifier():
+        raise SpecError(f"invalid model spec {text!r}: use path/to/file.py:factory or package.module:factory")
+    if location.endswith(".py") or "/" in location or "\\" in location:
+        module = _load_file(Path(location))
+    else:
+        try:
+            module = importlib.import_module(location)
+        except Exception as exc:  # noqa: BLE001
+            raise SpecError(f"cannot import module {location!r}: {type(exc).__name__}: {exc}") from exc
+    factory_fn = getattr(module, attr, None)
+    if factory_fn is None:
+        names = [n for n in vars(module) if not n.startswith("_")]
+        close = suggest(attr, names)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise SpecError(f"{location} has no attribute {attr!r}{hint}")
+    if not callable(factory_fn):
+        raise SpecError(f"{location}:{attr} is not callable")
+
+    kwargs = {}
+    accepted = _accepted_kwargs(factory_fn)
+    for key, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if value is None:
+            continue
+        if key not in accepted:
+            raise UsageError(f"{location}:{attr} does not accept {key}; drop --{key.replace('_', '-')}")
+        kwargs[key] = value
+
+    def factory():
+        return factory_fn(**kwargs)
+
+    channels = in_channels or getattr(factory_fn, "in_channels", None) or 3
+    return ModelSpec(text, "user", (channels, DEFAULT_SIZE, DEFAULT_SIZE), num_classes, factory)
+
+
+def _accepted_kwargs(fn) -> set[str]:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return {"in_channels", "num_classes"}
+    return {p.name for p in params}
+
+
+def _load_file(path: Path):
+    if not path.is_file():
+        raise SpecError(f"no such file: {path}")
+    module_name = "archprobe_user_" + re.sub(r"\W", "_", str(path.resolve()))
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    # Let the file import its siblings.
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise SpecError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def canonical(spec: str) -> str:
+    """Canonical display form of a zoo name (other specs are returned unchanged)."""
+    return canonical_name(spec) if ":" not in spec else spec

@@ -1,0 +1,307 @@
+"""One guarded pass through a model, recorded at PyTorch's dispatch level.
+
+Every aten op that runs (functional ops inside ``forward`` included: ``torch.cat``,
+``F.max_pool2d``, residual adds) is recorded with its arguments, its output shapes and the
+innermost module call it ran in. Module calls are tracked with forward (pre-)hooks, so each
+op can be attributed to the enclosing layer. Shapes, counting and the minimum-input solver
+all read this one record.
+
+The pass follows torchinfo's ``forward_pass``: set the mode, run under ``no_grad`` unless a
+backward is asked for, and always remove hooks and restore the mode; on failure the error
+names the innermost layer that was running.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+FORWARD, LOSS, BACKWARD = "forward", "loss", "backward"
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor seen during the trace: its identity within the trace and its shape."""
+
+    id: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass(frozen=True)
+class OpEvent:
+    index: int
+    func: Any  # torch._ops.OpOverload
+    args: tuple  # tensors replaced by TensorRef (lists of tensors by lists of TensorRef)
+    kwargs: dict
+    outputs: tuple  # TensorRef or None per output
+    call: int  # index of the innermost ModuleCall running, -1 if none
+    phase: str
+
+    @property
+    def name(self) -> str:
+        return str(self.func.overloadpacket.__name__)
+
+    @property
+    def overload(self) -> str:
+        return f"{self.func.overloadpacket.__name__}.{self.func._overloadname}"
+
+
+@dataclass
+class ModuleCall:
+    index: int
+    path: str  # qualified name inside the model, "" for the root
+    type_name: str
+    depth: int
+    parent: int
+    own_params: int  # parameters owned directly, counted at the module's first call only
+    output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+
+
+@dataclass
+class Trace:
+    ops: list[OpEvent]
+    calls: list[ModuleCall]
+    input: TensorRef
+    params_used: int  # parameters read by some op in the forward phase
+    output: Any = None
+
+
+class TraceFailure(Exception):
+    """The pass raised; ``path``/``type_name`` name the innermost layer that was running."""
+
+    def __init__(self, error: BaseException, path: str | None, type_name: str | None):
+        where = f" in {path or '<root>'} ({type_name})" if type_name else ""
+        super().__init__(f"{type(error).__name__}{where}: {_first_line(error)}")
+        self.error = error
+        self.path = path
+        self.type_name = type_name
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _batch_norm_fast(func, args, kwargs):
+    x, weight = args[0], args[1]
+    channels = x.shape[1] if x.dim() > 1 else 1
+    if weight is not None and weight.numel() != channels:
+        return NotImplemented  # let the real kernel raise its own error
+    stats = x.new_empty((channels,))
+    return (torch.empty_like(x), stats, x.new_empty((channels,)))
+
+
+def _batch_norm_backward_fast(func, args, kwargs):
+    grad_out, x, weight = args[0], args[1], args[2]
+    mask = args[-1]
+    channels = x.shape[1] if x.dim() > 1 else 1
+    return (
+        torch.empty_like(x) if mask[0] else None,
+        x.new_empty((channels,)) if mask[1] else None,
+        x.new_empty((channels,)) if mask[2] else None,
+    )
+
+
+# On the meta device some kernels are Python reference implementations costing milliseconds
+# per call; where the output shapes are plainly the input's, produce them directly.
+_FAST_META: dict[Any, Callable] = {
+    torch.ops.aten.native_batch_norm.default: _batch_norm_fast,
+    torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_fast,
+    torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_fast,
+}
+
+
+def run_op(func, args, kwargs):
+    """Run ``func``, taking the fast path for meta tensors where one exists."""
+    fast = _FAST_META.get(func)
+    if fast is not None and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+        out = fast(func, args, kwargs)
+        if out is not NotImplemented:
+            return out
+    return func(*args, **kwargs)
+
+
+class FastMeta(TorchDispatchMode):
+    """Only the fast meta paths, no recording: for plain passes that check validity."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return run_op(func, args, kwargs or {})
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, stack: list[int], on_op: Callable[[OpEvent], None] | None):
+        super().__init__()
+        self.stack = stack
+        self.ops: list[OpEvent] = []
+        self.phase = FORWARD
+        self.on_op = on_op
+        self.refs: dict[int, TensorRef] = {}
+        self.keepalive: list[torch.Tensor] = []  # ids must stay unique for the whole trace
+        self.param_ids: set[int] = set()
+        self.params_seen: set[int] = set()
+
+    def ref(self, t: torch.Tensor) -> TensorRef:
+        tid = id(t)
+        r = self.refs.get(tid)
+        if r is None or r.shape != tuple(t.shape):
+            r = TensorRef(tid, tuple(t.shape), t.dtype)
+            self.refs[tid] = r
+            self.keepalive.append(t)
+        return r
+
+    def _refs(self, value):
+        # Hand-rolled instead of pytree: aten arguments nest only in lists and tuples.
+        if isinstance(value, torch.Tensor):
+            if self.phase == FORWARD and id(value) in self.param_ids:
+                self.params_seen.add(id(value))
+            return self.ref(value)
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._refs(v) for v in value)
+        return value
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        arg_refs = self._refs(args)
+        kwarg_refs = {k: self._refs(v) for k, v in kwargs.items()}
+        out = run_op(func, args, kwargs)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        out_refs = tuple(self.ref(o) if isinstance(o, torch.Tensor) else None for o in outs)
+        event = OpEvent(
+            index=len(self.ops),
+            func=func,
+            args=arg_refs,
+            kwargs=kwarg_refs,
+            outputs=out_refs,
+            call=self.stack[-1] if self.stack else -1,
+            phase=self.phase,
+        )
+        self.ops.append(event)
+        if self.on_op is not None:
+            self.on_op(event)
+        return out
+
+
+def _shapes(value) -> list[tuple[int, ...]]:
+    return [tuple(t.shape) for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+
+
+def make_input(shape: Sequence[int], device: str | torch.device = "meta", dtype=torch.float32) -> torch.Tensor:
+    return torch.empty(tuple(shape), device=device, dtype=dtype)
+
+
+def trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    train: bool = False,
+    backward: bool = False,
+    track_modules: bool = True,
+    on_op: Callable[[OpEvent], None] | None = None,
+) -> Trace:
+    """Run ``model(x)`` once under the recorder and return what ran.
+
+    ``train`` selects training mode (BatchNorm uses batch statistics, aux heads run);
+    ``backward`` also records a cross-entropy loss on synthetic labels and its backward.
+    Raises ``TraceFailure`` naming the innermost layer if the pass fails.
+    """
+    stack: list[int] = []
+    calls: list[ModuleCall] = []
+    open_calls: list[int] = []
+    handles = []
+    seen_modules: set[int] = set()
+    names = {id(m): n for n, m in model.named_modules()}
+
+    def pre_hook(module, _inputs):
+        index = len(calls)
+        first = id(module) not in seen_modules
+        seen_modules.add(id(module))
+        own = sum(p.numel() for p in module.parameters(recurse=False)) if first else 0
+        calls.append(
+            ModuleCall(
+                index=index,
+                path=names.get(id(module), "?"),
+                type_name=type(module).__name__,
+                depth=len(stack),
+                parent=stack[-1] if stack else -1,
+                own_params=own,
+            )
+        )
+        stack.append(index)
+        open_calls.append(index)
+
+    def post_hook(_module, _inputs, output):
+        index = stack.pop()
+        open_calls.pop()
+        calls[index].output_shapes = _shapes(output)
+
+    if track_modules:
+        for module in model.modules():
+            handles.append(module.register_forward_pre_hook(pre_hook))
+            handles.append(module.register_forward_hook(post_hook))
+
+    recorder = _Recorder(stack, on_op)
+    recorder.param_ids = {id(p) for p in model.parameters()}
+    was_training = model.training
+    model.train(train)
+    grad = torch.enable_grad() if backward else torch.no_grad()
+    output = None
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the trace keeps every tensor alive; collections only add pauses
+    try:
+        with grad, recorder:
+            try:
+                output = model(x)
+            except Exception as exc:
+                failing = calls[open_calls[-1]] if open_calls else None
+                raise TraceFailure(
+                    exc, failing.path if failing else None, failing.type_name if failing else None
+                ) from exc
+            if backward:
+                recorder.phase = LOSS
+                loss = _synthetic_loss(output)
+                recorder.phase = BACKWARD
+                loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+        if gc_was_enabled:
+            gc.enable()
+    return Trace(
+        ops=recorder.ops,
+        calls=calls,
+        input=recorder.refs.get(id(x), TensorRef(id(x), tuple(x.shape), x.dtype)),
+        params_used=sum(p.numel() for p in model.parameters() if id(p) in recorder.params_seen),
+        output=output,
+    )
+
+
+def _synthetic_loss(output) -> torch.Tensor:
+    """Cross-entropy on every (batch, classes) output (aux heads included), else a sum."""
+    import torch.nn.functional as F
+
+    tensors = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not tensors:
+        raise RuntimeError("the model output does not require grad; nothing to backpropagate")
+    total = None
+    for t in tensors:
+        if t.dim() == 2:
+            labels = torch.zeros(t.shape[0], dtype=torch.long, device=t.device)
+            term = F.cross_entropy(t, labels)
+        else:
+            term = t.sum()
+        total = term if total is None else total + term
+    return total

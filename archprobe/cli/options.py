@@ -47,12 +47,30 @@ output_options = _compose(
 )
 
 
+def expand_specs(specs) -> list[str]:
+    """Zoo globs (``'inception*'``, ``'*'``) expand to the matching zoo names, in zoo order."""
+    from archprobe.errors import SpecError
+    from archprobe.zoo.registry import list_models
+
+    expanded: list[str] = []
+    for spec in specs:
+        if ":" not in spec and any(ch in spec for ch in "*?["):
+            names = [info.name for info in list_models(spec)]
+            if not names:
+                raise SpecError(f"no zoo model matches {spec!r}; see 'archprobe list'")
+            expanded.extend(names)
+        else:
+            expanded.append(spec)
+    return list(dict.fromkeys(expanded))
+
+
 def resolve_specs(specs, input_size=None, in_channels=None, num_classes=None):
     """Resolve every spec up front, so a typo fails before any work starts."""
     from archprobe.zoo.spec import resolve
 
     return [
-        resolve(s, input_size=input_size, in_channels=in_channels, num_classes=num_classes) for s in specs
+        resolve(s, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+        for s in expand_specs(specs)
     ]
 
 

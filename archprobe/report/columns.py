@@ -16,6 +16,7 @@ KINDS = (
     "count",  # parameters: K/M with 2 decimals
     "macs",  # multiply-accumulates: G with 3 decimals (torchvision's convention)
     "flops",  # floating-point operations: G with 3 decimals
+    "ops",  # MACs or FLOPs of one layer: adaptive K/M/G
     "bytes",  # MB (10^6 bytes) with 2 decimals
     "shape",  # tuple -> 1x3x224x224
     "percent",  # a fraction shown as 12.3%

@@ -45,6 +45,8 @@ def format_value(value: Any, kind: str) -> str:
         return "-"
     if kind == "count":
         return _si(value, ((1e9, "G"), (1e6, "M"), (1e3, "K")), 2)
+    if kind == "ops":
+        return _si(value, ((1e9, "G"), (1e6, "M"), (1e3, "K")), 2)
     if kind in ("macs", "flops"):
         return f"{value / 1e9:,.3f}G" if abs(value) >= 1e6 else _si(value, ((1e3, "K"),), 2)
     if kind == "bytes":
@@ -75,9 +77,13 @@ def displayed_fields(result_type: type) -> list[dataclasses.Field]:
 
 
 def human_rows(results: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of the displayed columns; all-``None`` columns are dropped."""
     if not results:
         return [], []
-    fields = displayed_fields(type(results[0]))
+    fields = [
+        f for f in displayed_fields(type(results[0]))
+        if any(getattr(r, f.name) is not None for r in results)
+    ]
     headers = [f.metadata["header"] for f in fields]
     rows = [[format_value(getattr(r, f.name), f.metadata["kind"]) for f in fields] for r in results]
     return headers, rows

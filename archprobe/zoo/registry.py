@@ -94,8 +94,34 @@ def list_models(
     return [_REGISTRY[n] for n in sorted(names, key=_natural_key)]
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein (optimal string alignment) distance: a swap of two adjacent
+    characters counts as one edit, so ``vgg61`` is closest to ``vgg16``."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    return difflib.get_close_matches(canonical_name(name), list(candidates), n=n, cutoff=0.6)
+    """The closest candidates by edit distance; among equals, a candidate with the same
+    letters (a typo that swapped them) first, then by difflib's similarity."""
+    key = canonical_name(name)
+    limit = max(2, len(key) // 3)
+    scored = []
+    for cand in candidates:
+        distance = edit_distance(key, cand)
+        if distance <= limit:
+            ratio = difflib.SequenceMatcher(None, key, cand).ratio()
+            same_letters = sorted(key) == sorted(cand)
+            scored.append((distance, not same_letters, -ratio, cand))
+    return [entry[-1] for entry in sorted(scored)[:n]]
 
 
 def get_model_info(name: str) -> ModelInfo:

@@ -1,0 +1,197 @@
+"""The cost of each aten op: one table, one formula per op family.
+
+Conventions (stated in every report):
+
+* **MACs** are multiply-accumulates of convolutions and matrix products only (conv,
+  mm/addmm/bmm/baddbmm, attention kernels), taken from ``torch.utils.flop_counter``'s
+  registry divided by two. This is torchvision's published ``_ops`` convention (its
+  "GFLOPS" are GMACs) and fvcore's/ptflops'/thop's for those layers.
+* **FLOPs** are 2 per MAC, plus the arithmetic of every other op, per element of the
+  tensor named in the table below:
+
+  ==========================  ===========================================================
+  op family                   FLOPs
+  ==========================  ===========================================================
+  conv / matmul               2 x MACs, + 1 per output element for a bias add
+  elementwise (activations,   1 per output element (``addcmul``/``addcdiv``: 2)
+  add, mul, ...)
+  batch norm                  2 per element in eval (x*scale + shift), 6 in training
+                              (+1 for the mean, +3 for the variance); layer/group norm: 6
+  norm backward               8 per element
+  max pool                    kernel-area comparisons per output element
+  avg pool                    kernel-area per output element (adds and the divide)
+  adaptive avg pool, mean     1 per input element + 1 per output element
+  sum, amax, adaptive max     1 per input element
+  softmax, log-softmax        5 per element (backward: 3)
+  dropout (fused)             2 per element (backward: 1)
+  nll loss                    1 per sample (forward and backward)
+  pool backward               max: 1 per grad-output element; avg: kernel area per
+                              grad-output element; adaptive avg: 1 per grad-input element
+  ==========================  ===========================================================
+
+* Memory, layout, factory and RNG ops (views, cat, copies, empty, bernoulli...) cost 0 by
+  definition (the explicit ``FREE_OPS`` set).
+* Any other op is **unsupported**: it counts 0 and is reported by name, never silently.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Callable
+
+from archprobe.analysis.trace import OpEvent, TensorRef
+
+Rule = Callable[[OpEvent], int]
+
+
+def _numel(ref) -> int:
+    return ref.numel() if isinstance(ref, TensorRef) else 0
+
+
+def _out(e: OpEvent) -> int:
+    return _numel(e.outputs[0]) if e.outputs else 0
+
+
+def _in(e: OpEvent) -> int:
+    return _numel(e.args[0]) if e.args else 0
+
+
+def _per_out(k: int) -> Rule:
+    return lambda e: k * _out(e)
+
+
+def _per_in(k: int) -> Rule:
+    return lambda e: k * _in(e)
+
+
+def _kernel_area(e: OpEvent, index: int) -> int:
+    kernel = e.args[index] if len(e.args) > index else e.kwargs.get("kernel_size")
+    return prod(kernel) if isinstance(kernel, (list, tuple)) else int(kernel)
+
+
+def _batch_norm(e: OpEvent) -> int:
+    training = "no_training" not in e.overload and len(e.args) > 5 and bool(e.args[5])
+    return (6 if training else 2) * _in(e)
+
+
+def _mean(e: OpEvent) -> int:
+    return _in(e) + _out(e)
+
+
+def _nll(e: OpEvent) -> int:
+    target = e.args[1] if e.name == "nll_loss_forward" else e.args[2]
+    return _numel(target)
+
+
+_ELEMENTWISE = """
+    abs add addcdiv addcmul clamp clamp_max clamp_min div elu exp gelu hardsigmoid hardswish
+    hardtanh leaky_relu lerp log log_sigmoid_forward maximum minimum masked_fill mish mul neg
+    pow reciprocal relu rsqrt rsub sigmoid silu sqrt square sub tanh threshold where
+    elu_backward gelu_backward hardsigmoid_backward hardswish_backward hardtanh_backward
+    leaky_relu_backward mish_backward sigmoid_backward silu_backward tanh_backward
+    threshold_backward
+""".split()
+
+FLOP_RULES: dict[str, Rule] = {name: _per_out(1) for name in _ELEMENTWISE}
+FLOP_RULES.update({name + "_": _per_out(1) for name in _ELEMENTWISE})
+FLOP_RULES.update(
+    {
+        "addcmul": _per_out(2),
+        "addcmul_": _per_out(2),
+        "addcdiv": _per_out(2),
+        "addcdiv_": _per_out(2),
+        "native_batch_norm": _batch_norm,
+        "_native_batch_norm_legit": _batch_norm,
+        "_native_batch_norm_legit_no_training": _batch_norm,
+        "cudnn_batch_norm": _batch_norm,
+        "native_layer_norm": _per_in(6),
+        "native_group_norm": _per_in(6),
+        "native_batch_norm_backward": _per_in(8),
+        "cudnn_batch_norm_backward": _per_in(8),
+        "native_layer_norm_backward": _per_in(8),
+        "native_group_norm_backward": _per_in(8),
+        "max_pool1d": lambda e: _out(e) * _kernel_area(e, 1),
+        "max_pool2d": lambda e: _out(e) * _kernel_area(e, 1),
+        "max_pool2d_with_indices": lambda e: _out(e) * _kernel_area(e, 1),
+        "max_pool3d_with_indices": lambda e: _out(e) * _kernel_area(e, 1),
+        "avg_pool1d": lambda e: _out(e) * _kernel_area(e, 1),
+        "avg_pool2d": lambda e: _out(e) * _kernel_area(e, 1),
+        "avg_pool3d": lambda e: _out(e) * _kernel_area(e, 1),
+        "_adaptive_avg_pool2d": _mean,
+        "adaptive_avg_pool2d": _mean,
+        "_adaptive_avg_pool3d": _mean,
+        "adaptive_max_pool2d": _per_in(1),
+        "mean": _mean,
+        "sum": _per_in(1),
+        "amax": _per_in(1),
+        "amin": _per_in(1),
+        "_softmax": _per_in(5),
+        "_log_softmax": _per_in(5),
+        "_softmax_backward_data": _per_in(3),
+        "_log_softmax_backward_data": _per_in(3),
+        "native_dropout": _per_in(2),
+        "native_dropout_backward": _per_in(1),
+        "nll_loss_forward": _nll,
+        "nll_loss_backward": _nll,
+        "max_pool2d_with_indices_backward": _per_in(1),
+        "max_pool3d_with_indices_backward": _per_in(1),
+        "avg_pool2d_backward": lambda e: _in(e) * _kernel_area(e, 2),
+        "avg_pool3d_backward": lambda e: _in(e) * _kernel_area(e, 2),
+        "_adaptive_avg_pool2d_backward": _per_out(1),
+        "_adaptive_avg_pool3d_backward": _per_out(1),
+    }
+)
+
+FREE_OPS = frozenset(
+    """
+    _reshape_alias _to_copy _unsafe_view alias arange as_strided bernoulli bernoulli_ cat chunk
+    clone constant_pad_nd contiguous copy copy_ detach empty empty_like empty_strided expand
+    fill fill_ flatten full full_like gather index index_select lift_fresh lift_fresh_copy
+    narrow new_empty new_empty_strided new_full new_ones new_zeros normal_ ones ones_like
+    permute rand rand_like randn randn_like repeat reshape scalar_tensor select select_backward
+    slice slice_backward split split_with_sizes squeeze stack t transpose unbind unflatten
+    uniform_ unsqueeze view zero_ zeros zeros_like _local_scalar_dense set_ resize_
+    """.split()
+)
+
+
+def _mac_registry() -> dict:
+    from torch.utils.flop_counter import flop_registry
+
+    return flop_registry
+
+
+def _shape_args(value):
+    if isinstance(value, TensorRef):
+        return value.shape
+    if isinstance(value, (list, tuple)):
+        return type(value)(_shape_args(v) for v in value)
+    return value
+
+
+def op_cost(e: OpEvent) -> tuple[int, int] | None:
+    """``(macs, flops)`` of one op, or ``None`` when the op is unsupported."""
+    mac_rule = _mac_registry().get(e.func.overloadpacket)
+    if mac_rule is not None:
+        out_shapes = _shape_args(e.outputs if len(e.outputs) > 1 else e.outputs[0])
+        flops = int(mac_rule(*_shape_args(e.args), **_shape_args(e.kwargs), out_val=out_shapes))
+        macs = flops // 2
+        return macs, flops + _bias_flops(e)
+    rule = FLOP_RULES.get(e.name)
+    if rule is not None:
+        return 0, int(rule(e))
+    if e.name in FREE_OPS:
+        return 0, 0
+    return None
+
+
+def _bias_flops(e: OpEvent) -> int:
+    """The bias add of a convolution or ``addmm``: one FLOP per output element."""
+    if e.name in ("convolution", "_convolution", "cudnn_convolution", "convolution_overrideable"):
+        return _out(e) if len(e.args) > 2 and isinstance(e.args[2], TensorRef) else 0
+    if e.name in ("addmm", "baddbmm"):
+        return _out(e)
+    if e.name == "convolution_backward":
+        grad_bias = e.outputs[2] if len(e.outputs) > 2 else None
+        return _numel(e.args[0]) if isinstance(grad_bias, TensorRef) else 0
+    return 0

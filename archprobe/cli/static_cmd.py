@@ -1,0 +1,102 @@
+"""``archprobe params`` and ``archprobe shapes``: static analysis on the meta device."""
+
+from __future__ import annotations
+
+import click
+
+from archprobe.cli import cli
+from archprobe.cli.options import batch_size_option, model_input_options, output_options
+
+CONVENTIONS = (
+    "MACs: multiply-accumulates of conv/linear/matmul only (torchvision's _ops convention); "
+    "FLOPs: 2 per MAC + norm, pooling, activation and elementwise work (see 'archprobe params --help')."
+)
+
+
+@cli.command("params")
+@click.argument("models", nargs=-1, required=True)
+@model_input_options
+@batch_size_option
+@click.option("--train", is_flag=True, help="Add one training step's cost (forward + loss + backward).")
+@click.option(
+    "--counter", type=click.Choice(["archprobe", "fvcore"]), default="archprobe", show_default=True,
+    help="fvcore: also count with fvcore on real CPU tensors, as a cross-check column.",
+)
+@output_options
+def params_command(models, input_size, in_channels, num_classes, batch_size, train, counter, fmt, output):
+    """Compare parameters, MACs and FLOPs of MODELS (zoo names, globs, tv:, timm:, file.py:fn).
+
+    \b
+    Counting is done on the meta device: no weights are allocated.
+      params        every parameter of the built model
+      params (fwd)  those an eval-mode forward reads (aux heads excluded)
+      MACs          multiply-accumulates of conv, linear and matmul only; equals
+                    torchvision's published _ops ("GFLOPS" there are GMACs)
+      FLOPs         2 per MAC + normalisation, pooling, activation, elementwise ops
+    Ops the counter does not know are listed, never silently counted as zero.
+
+    \b
+    Examples:
+      archprobe params alexnet vgg16 nin googlenet
+      archprobe params 'resnet*' --format md
+      archprobe params googlenet-d2l --input-size 1x96x96 --train -b 128
+      archprobe params my_net.py:build --input-size 3x64x64 --format json
+      archprobe params alexnet --counter fvcore
+    """
+    from archprobe.analysis.counting import count, parameter_note
+    from archprobe.cli.options import resolve_specs
+    from archprobe.report.frames import render
+    from archprobe.report.writers import emit
+
+    specs = resolve_specs(models, input_size, in_channels, num_classes)
+    results = [count(s, batch_size=batch_size, train=train, counter=counter) for s in specs]
+    notes = [CONVENTIONS]
+    for r in results:
+        if r.unsupported_ops:
+            warning = f"warning: {r.model}: unsupported ops counted as 0: {', '.join(r.unsupported_ops)}"
+            click.echo(warning, err=True)
+            notes.append(warning)
+    note = parameter_note(results)
+    if note:
+        notes.append(note)
+    emit(render(results, fmt, notes), output)
+
+
+@cli.command("shapes")
+@click.argument("model")
+@model_input_options
+@batch_size_option
+@click.option("--depth", "-d", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Fold rows nested deeper than this into their parent.")
+@output_options
+def shapes_command(model, input_size, in_channels, num_classes, batch_size, depth, fmt, output):
+    """Per-layer output shapes, parameters, MACs and FLOPs of MODEL (eval mode).
+
+    Functional ops inside forward (torch.cat, F.max_pool2d, residual adds) are counted
+    for the enclosing module. Each row shows its own numbers (not those of the rows
+    under it), so the rows sum to the totals; rows deeper than --depth are folded into
+    their parent.
+
+    \b
+    Examples:
+      archprobe shapes googlenet
+      archprobe shapes googlenet-d2l --depth 1
+      archprobe shapes resnet18 --input-size 3x64x64 --format json
+    """
+    from archprobe.analysis.shapes import layer_table
+    from archprobe.cli.options import resolve_specs
+    from archprobe.report.frames import render
+    from archprobe.report.writers import emit
+
+    (spec,) = resolve_specs([model], input_size, in_channels, num_classes)
+    table = layer_table(spec, batch_size=batch_size, depth=depth)
+    notes = [
+        f"total: {table.params:,} params ({table.params_forward:,} used in forward), "
+        f"{table.macs:,} MACs, {table.flops:,} FLOPs for input {'x'.join(map(str, table.input_shape))}",
+        CONVENTIONS,
+    ]
+    if table.unsupported_ops:
+        warning = f"warning: unsupported ops counted as 0: {', '.join(table.unsupported_ops)}"
+        click.echo(warning, err=True)
+        notes.append(warning)
+    emit(render(list(table.rows), fmt, notes), output)

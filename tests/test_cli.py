@@ -157,3 +157,24 @@ def test_zoo_glob_expands(capsys):
 def test_python_dash_m_entry_point():
     result = run("list", "lenet")
     assert result.returncode == 0 and "lenet" in result.stdout
+
+
+def test_user_file_with_dataclass(capsys, tmp_path):
+    (tmp_path / "dc.py").write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+        from torch import nn
+        @dataclass
+        class Config:
+            width: int = 4
+        def build():
+            return nn.Conv2d(3, Config().width, 3)
+    """))
+    code, out, err = invoke(capsys, "params", f"{tmp_path}/dc.py:build", "--input-size", "8", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["params"] == 4 * 3 * 9 + 4
+
+
+def test_model_that_cannot_be_built_on_meta_falls_back(capsys):
+    code, out, err = invoke(capsys, "params", "tv:regnet_x_400mf", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["params"] == 5_495_976

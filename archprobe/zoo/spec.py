@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from archprobe.errors import SpecError, UsageError
-from archprobe.zoo.registry import ModelInfo, canonical_name, get_model_info, suggest
+from archprobe.zoo.registry import ModelInfo, get_model_info, suggest
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -59,17 +59,16 @@ class ModelSpec:
         except SpecError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure in model code is reported
-            if self.kind == "user" and device == "meta":
-                model = self._build_then_move(device, exc)
-            else:
+            if device != "meta":
                 raise SpecError(f"building {self.name} failed: {type(exc).__name__}: {exc}") from exc
+            model = self._build_then_move(device)
         if not isinstance(model, torch.nn.Module):
             raise SpecError(f"{self.name}: the factory returned {type(model).__name__}, not an nn.Module")
         return model.eval()
 
-    def _build_then_move(self, device: str, first_error: Exception) -> "nn.Module":
-        # Some user code reads tensor data while building (impossible on meta): build on
-        # the CPU and move the module to meta instead.
+    def _build_then_move(self, device: str) -> "nn.Module":
+        # Some model code reads tensor data while building (impossible on meta, e.g.
+        # torchvision's RegNet): build on the CPU and move the module to meta instead.
         try:
             model = self.factory()
         except Exception as exc:  # noqa: BLE001
@@ -252,19 +251,19 @@ def _load_file(path: Path):
     if spec is None or spec.loader is None:
         raise SpecError(f"cannot load {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
-    # Let the file import its siblings.
+    # Registered like an import (dataclasses and pickling look modules up by name), and
+    # the file may import its siblings.
+    sys.modules[module_name] = module
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
         raise SpecError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
     except Exception as exc:  # noqa: BLE001
+        sys.modules.pop(module_name, None)
         raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path.pop(0)
     return module
 
-
-def canonical(spec: str) -> str:
-    """Canonical display form of a zoo name (other specs are returned unchanged)."""
-    return canonical_name(spec) if ":" not in spec else spec

@@ -95,13 +95,21 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    # ``torch.empty_like`` on meta goes through a Python reference (~0.25 ms); for a contiguous
+    # tensor ``empty_strided`` with its strides is the same tensor (~2 us).
+    if x.is_contiguous():
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+    return torch.empty_like(x)
+
+
 def _batch_norm_fast(func, args, kwargs):
     x, weight = args[0], args[1]
     channels = x.shape[1] if x.dim() > 1 else 1
     if weight is not None and weight.numel() != channels:
         return NotImplemented  # let the real kernel raise its own error
     stats = x.new_empty((channels,))
-    return (torch.empty_like(x), stats, x.new_empty((channels,)))
+    return (_empty_like(x), stats, x.new_empty((channels,)))
 
 
 def _batch_norm_backward_fast(func, args, kwargs):
@@ -109,10 +117,40 @@ def _batch_norm_backward_fast(func, args, kwargs):
     mask = args[-1]
     channels = x.shape[1] if x.dim() > 1 else 1
     return (
-        torch.empty_like(x) if mask[0] else None,
+        _empty_like(x) if mask[0] else None,
         x.new_empty((channels,)) if mask[1] else None,
         x.new_empty((channels,)) if mask[2] else None,
     )
+
+
+def _cat_fast(func, args, kwargs):
+    # The meta ``cat`` is a Python reference costing ~0.5 ms for DenseNet's long lists. Only the
+    # plain case (same rank, dtype and contiguity, every other dimension equal) is answered
+    # here; anything else, errors included, goes to the real kernel.
+    tensors = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if kwargs.keys() - {"dim"}:
+        return NotImplemented
+    items = [t for t in tensors if not (t.dim() == 1 and t.shape[0] == 0)]
+    if not items:
+        return NotImplemented
+    first = items[0]
+    rank = first.dim()
+    if rank == 0 or not -rank <= dim < rank:
+        return NotImplemented
+    d = dim + rank if dim < 0 else dim
+    shape = list(first.shape)
+    total = 0
+    for t in items:
+        if not t.is_meta or t.dim() != rank or t.dtype != first.dtype or not t.is_contiguous():
+            return NotImplemented
+        s = t.shape
+        for i in range(rank):
+            if i != d and s[i] != shape[i]:
+                return NotImplemented
+        total += s[d]
+    shape[d] = total
+    return first.new_empty(shape)
 
 
 # On the meta device some kernels are Python reference implementations costing milliseconds
@@ -121,13 +159,17 @@ _FAST_META: dict[Any, Callable] = {
     torch.ops.aten.native_batch_norm.default: _batch_norm_fast,
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_fast,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_fast,
+    torch.ops.aten.cat.default: _cat_fast,
 }
 
 
 def run_op(func, args, kwargs):
     """Run ``func``, taking the fast path for meta tensors where one exists."""
     fast = _FAST_META.get(func)
-    if fast is not None and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+    first = args[0] if args else None
+    if isinstance(first, (list, tuple)) and first:  # cat: a list of tensors
+        first = first[0]
+    if fast is not None and isinstance(first, torch.Tensor) and first.is_meta:
         out = fast(func, args, kwargs)
         if out is not NotImplemented:
             return out

@@ -1,0 +1,671 @@
+"""The exact set of input sizes a model accepts, back-solved from its layer arithmetic.
+
+"Valid" means the forward pass runs. The answer is a set, not a number: a fixed ``Linear``
+after ``Flatten`` bounds it above (LeNet, the d2l AlexNet and VGG take only an interval) and
+branches that must agree (add, cat) can leave holes.
+
+Method (``method="analytic"``):
+
+1. Trace the model at its default size and at a second valid size whose height and width
+   moved by different amounts (dispatch level, so ``F.max_pool2d`` and
+   ``F.avg_pool2d(x, x.size()[2:])`` inside ``forward`` are seen). Where an argument equals a
+   dimension that did not change between the traces (a global window over a map that is 1 high
+   at both sizes), a third trace at a size where it does change settles it.
+2. Align the traces op by op and replay the arithmetic of every op (convolutions, pools with
+   ``ceil_mode``, adaptive pools, reductions, views, ``cat``/``add`` agreement, the ``Linear``
+   after ``Flatten``, BatchNorm's "more than 1 value per channel" in training) over all
+   candidate sizes at once (:mod:`archprobe.analysis.shape_replay`). Candidates: square sides
+   1..max_size, heights 1..max_size at the anchor width, widths 1..max_size at the anchor height.
+3. Verify with real forward passes on the meta device at the boundaries (the minimum runs and
+   one less does not, each interval's ends, the minimum height and width).
+
+Where the forward cannot be replayed (control flow or arguments that depend on the size in a
+way the replay cannot follow) or verification disagrees, the answer comes from forward passes
+over square sides 1..min(max_size, 512) instead (``method="scan"``), and the result says so.
+
+Limits: the traces show one path through ``forward``. Control flow on the input size that takes
+the same path at every traced size (``if x.shape[-1] < 8: ...``) is invisible to the analysis;
+verification at the boundaries catches it where it changes the answer there, and then the
+answer comes from the scan.
+
+Definitions:
+  * ``valid``: the square sides ``s`` for which an ``s x s`` input runs, as intervals
+    ``[lo, hi]``, ``hi = None`` where the set runs on to ``max_size`` (the cap);
+  * ``anchor``: the model's default ``(H, W)`` if it runs, else the smallest valid square;
+  * ``min_size = [H, W]``: the smallest valid height at the anchor width and the smallest valid
+    width at the anchor height. Where H and W are coupled (LeNet's ``Linear`` fixes
+    ``h_out * w_out``), other widths allow other heights; ``valid_h``/``valid_w`` hold the sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from archprobe.errors import InputSizeError, UsageError
+from archprobe.report.columns import column
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+    from archprobe.analysis.trace import Trace
+    from archprobe.zoo.spec import ModelSpec
+
+DEFAULT_MAX_SIZE = 4096
+MAX_MAX_SIZE = 65536
+SCAN_LIMIT = 512  # the fallback scan covers square sides 1..min(max_size, SCAN_LIMIT)
+MAX_CHECKS = 12  # verification passes at most
+
+# Second-trace offsets (dH, dW), tried in order: large and odd first, so that every derived
+# dimension differs between the traces; small ones for models that take only an interval.
+_OFFSETS = (
+    (37, 75), (32, 64), (16, 32), (8, 16), (4, 8), (2, 4), (1, 2), (3, 5),
+    (-1, -2), (-2, -4), (-4, -8), (-8, -16), (-16, -32), (-32, -64), (64, 128), (128, 256),
+)
+_SINGLE_OFFSETS = (1, -1, 2, -2, 3, -3, 4, -4)
+# Square sides of common datasets and models, tried when the default size does not run.
+_COMMON_SIDES = (32, 28, 224, 64, 96, 227, 299, 256, 128, 384, 512)
+
+
+@dataclass(frozen=True)
+class LayerSize:
+    """One module call's output at the explained size (``--explain``)."""
+
+    depth: int = column("Depth", "int")
+    layer: str = column("Layer")
+    type: str = column("Type")
+    output: tuple = column("Output (CxHxW)", "shape")
+    hw: str = column("HxW")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification pass: the analysis said ``expected``, the forward pass ``ran``."""
+
+    height: int
+    width: int
+    expected: bool
+    ran: bool
+
+    @property
+    def agrees(self) -> bool:
+        return self.expected == self.ran
+
+
+@dataclass(frozen=True)
+class MinInputResult:
+    """The valid input sizes of one model in one mode (see the module docstring for definitions).
+
+    ``method``: ``"analytic"`` (replayed layer arithmetic) or ``"scan"`` (forward passes over
+    square sides 1..``scan_limit``). ``verified``: the reported answer agrees with forward passes
+    (for ``analytic`` the boundary ``checks`` all agreed; a disagreement falls back to a scan,
+    whose answer is made of forward passes). ``limiting_layer``: the first layer to fail at the
+    largest side below the minimum; ``upper_limiting_layer``: the one failing just above the first
+    interval when it is bounded (a Linear after Flatten). ``valid_h``/``valid_w``: heights at the
+    anchor width and widths at the anchor height (analytic only).
+    """
+
+    model: str = column("Model")
+    mode: str = column("Mode")
+    batch_size: int = column("Batch", "int")
+    min_size: tuple | None = column("Min HxW", "shape")
+    min_square: int | None = column("Min square", "int")
+    valid_sides: str = column("Valid sides")
+    limiting_layer: str | None = column("Limiting layer")
+    method: str = column("Method")
+    verified: bool = column("Verified", "bool")
+    in_channels: int = 3
+    valid: tuple = ()  # ((lo, hi | None), ...) square sides
+    valid_h: tuple | None = None  # heights at the anchor width (None after a scan)
+    valid_w: tuple | None = None  # widths at the anchor height
+    anchor: tuple | None = None  # (H, W)
+    max_size: int = DEFAULT_MAX_SIZE
+    capped: bool = False  # the valid set runs to the cap
+    scan_limit: int | None = None  # square sides scanned (method "scan")
+    limiting_reason: str | None = None
+    upper_limiting_layer: str | None = None
+    upper_limiting_reason: str | None = None
+    checks: tuple = ()
+    traced: tuple = ()  # (H, W) of every trace the analysis used
+    notes: tuple = ()
+    explain_size: tuple | None = None
+    layers: tuple = ()
+
+    @property
+    def examined_to(self) -> int:
+        return self.scan_limit if self.scan_limit is not None else self.max_size
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+def solve_min_input(
+    spec: "ModelSpec",
+    *,
+    train: bool = False,
+    batch_size: int = 1,
+    max_size: int = DEFAULT_MAX_SIZE,
+    explain: bool = False,
+    model: "nn.Module | None" = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MinInputResult:
+    """The exact set of spatial sizes ``spec``'s forward pass accepts (see the module docstring).
+
+    ``model``: an already built instance (on the meta device) to reuse; ``progress(done, total)``
+    is called during a fallback scan.
+    """
+    result, _ = _solve(spec, model, train, batch_size, max_size, explain, progress, probe=None)
+    return result
+
+
+def describe_valid_sizes(result: MinInputResult) -> str:
+    """One line for error messages, e.g. ``valid square sides: 63–4096+ (min HxW 63x63)``."""
+    scanned = f" (scanned 1–{result.scan_limit})" if result.scan_limit is not None else ""
+    if not result.valid:
+        return f"no square side from 1 to {result.examined_to} runs{scanned}"
+    text = f"valid square sides{scanned}: {result.valid_sides}"
+    if result.min_size:
+        text += f" (min HxW {result.min_size[0]}x{result.min_size[1]})"
+    return text
+
+
+def check_input_size(
+    spec: "ModelSpec",
+    model: "nn.Module | None",
+    height: int,
+    width: int,
+    *,
+    train: bool = False,
+    batch_size: int = 1,
+) -> None:
+    """Raise :class:`InputSizeError` if ``height x width`` is not a size the model takes.
+
+    The message names the layer where the size runs out and the valid sizes, e.g.
+    ``alexnet cannot take 3x32x32: features.12 (MaxPool2d) output would be 0x0; valid square
+    sides: 63–4096+ (min HxW 63x63)``. Returns ``None`` when the size is valid (a failure
+    is then not the input size's fault).
+    """
+    result, probe = _solve(
+        spec, model, train, batch_size, DEFAULT_MAX_SIZE, False, None, probe=(height, width), allow_scan=False
+    )
+    ok, layer, reason = probe
+    if ok:
+        return None
+    sep = " " if result is not None and result.method == "analytic" else ": "  # raw errors after a colon
+    where = f"{layer}{sep}{reason}" if layer and reason else (layer or reason or "the forward pass fails")
+    mode = " in training mode" if train else ""
+    if result is None:  # the analysis could not follow the model; an error path does not scan
+        sizes = f"run 'archprobe min-input {spec.name}' to scan for the sizes it takes"
+    else:
+        sizes = describe_valid_sizes(result)
+    raise InputSizeError(f"{spec.name} cannot take {spec.in_channels}x{height}x{width}{mode}: {where}; {sizes}")
+
+
+# --- the solver ---------------------------------------------------------------------------------
+
+
+class _Fallback(Exception):
+    """The analytic method cannot answer; the message says why."""
+
+
+def _solve(spec, model, train, batch_size, max_size, explain, progress, probe, allow_scan=True):
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, not {batch_size}")
+    if not 1 <= max_size <= MAX_MAX_SIZE:
+        raise UsageError(f"--max-size must be between 1 and {MAX_MAX_SIZE}, not {max_size}")
+    if model is None:
+        model = spec.build("meta")
+    solver = _Solver(spec, model, train, batch_size, max_size, probe)
+    try:
+        result = solver.analytic()
+    except _Fallback as why:
+        if not allow_scan:
+            solver.probe_answer = solver.probe_by_pass()
+            return None, solver.probe_answer
+        result = solver.scan(str(why), progress)
+    if explain:
+        result = solver.explain(result)
+    return result, solver.probe_answer
+
+
+class _Solver:
+    def __init__(self, spec, model, train: bool, batch_size: int, max_size: int, probe):
+        self.spec = spec
+        self.model = model
+        self.train = train
+        self.batch = batch_size
+        self.channels = spec.input_shape[0]
+        self.default = (int(spec.input_shape[1]), int(spec.input_shape[2]))
+        self.max_size = max_size
+        self.probe = probe
+        self.probe_answer: tuple[bool, str | None, str | None] = (True, None, None)
+        self.notes: list[str] = []
+        self.pair: tuple | None = None  # (min H, min W, runs) where H and W couple
+
+    # forward passes
+    def shape(self, h: int, w: int) -> tuple[int, int, int, int]:
+        return (self.batch, self.channels, h, w)
+
+    def runs(self, h: int, w: int) -> bool:
+        import torch
+
+        from archprobe.analysis.trace import FastMeta, make_input
+
+        x = make_input(self.shape(h, w))
+        was = self.model.training
+        self.model.train(self.train)
+        try:
+            with torch.no_grad(), FastMeta():
+                self.model(x)
+            return True
+        except Exception:  # noqa: BLE001 - any failure means the size does not run
+            return False
+        finally:
+            self.model.train(was)
+
+    def trace(self, h: int, w: int, modules: bool = True):
+        """A trace at ``h x w`` or ``None`` if the pass fails; ``modules=False`` for traces that
+        serve only the alignment (layer names come from the reference trace)."""
+        from archprobe.analysis.trace import TraceFailure, make_input, trace
+
+        try:
+            return trace(self.model, make_input(self.shape(h, w)), train=self.train, track_modules=modules)
+        except TraceFailure:
+            return None
+
+    def failure(self, h: int, w: int) -> tuple[str | None, str | None]:
+        """Layer and first error line of a failing pass (for scans and probes)."""
+        from archprobe.analysis.trace import TraceFailure, make_input, trace
+
+        try:
+            trace(self.model, make_input(self.shape(h, w)), train=self.train)
+        except TraceFailure as exc:
+            layer = f"{exc.path or '(model)'} ({exc.type_name})" if exc.type_name else None
+            text = str(exc.error).strip().splitlines()
+            return layer, (text[0] if text else type(exc.error).__name__)
+        return None, None
+
+    def probe_by_pass(self) -> tuple[bool, str | None, str | None]:
+        if self.runs(*self.probe):
+            return (True, None, None)
+        layer, reason = self.failure(*self.probe)
+        return (False, layer, reason)
+
+    # the analytic method
+    def analytic(self) -> MinInputResult:
+        from archprobe.analysis.shape_replay import Program, Unsupported
+
+        ref, ref_size = self._reference()
+        traces = [ref, *self._second(ref_size)]
+        cap = self.max_size
+        anchor = ref_size if ref_size == self.default else None
+        res = None
+        program = None
+        for round_ in range(3):
+            try:
+                program = Program(traces)
+                hs, ws = self._candidates(anchor or ref_size)
+                res = program.replay(hs, ws)
+            except Unsupported as exc:
+                raise _Fallback(f"the analysis cannot follow this model: {exc}") from exc
+            if anchor is None:
+                squares = np.flatnonzero(res.valid[:cap])
+                anchor = (int(squares[0]) + 1,) * 2 if len(squares) else ref_size
+                hs, ws = self._candidates(anchor)
+                try:
+                    res = program.replay(hs, ws)
+                except Unsupported as exc:
+                    raise _Fallback(f"the analysis cannot follow this model: {exc}") from exc
+            if not res.ambiguities or round_ == 2:
+                break
+            extra = self._disambiguate(res, hs, ws, traces)
+            if extra is None:
+                self.notes.append(
+                    "the traces could not settle every size-dependent argument; verification decides"
+                )
+                break
+            traces.append(extra)
+        assert res is not None and program is not None
+
+        valid = res.valid
+        sq, hl, wl = valid[:cap], valid[cap: 2 * cap], valid[2 * cap: 3 * cap]
+        intervals = _intervals(sq)
+        valid_h, valid_w = _intervals(hl), _intervals(wl)
+        min_square = intervals[0][0] if intervals else None
+        min_h = valid_h[0][0] if valid_h else None
+        min_w = valid_w[0][0] if valid_w else None
+        self.pair = None
+        if min_h and min_w and (min_h, min_w) != (min_square, min_square):
+            try:
+                pair_runs = bool(program.replay([min_h], [min_w]).valid[0])
+            except Unsupported as exc:
+                raise _Fallback(f"the analysis cannot follow this model: {exc}") from exc
+            self.pair = (min_h, min_w, pair_runs)
+            if not pair_runs:
+                self.notes.append(
+                    f"H and W are coupled: min H {min_h} is at W={anchor[1]} and min W {min_w} at"
+                    f" H={anchor[0]}, but {min_h}x{min_w} itself does not run"
+                )
+
+        # why the sizes just outside run out (the limiting layers)
+        def why(i: int):
+            op_index = int(res.first_bad[i])
+            layer = _layer_name(ref, op_index) if op_index >= 0 else None
+            return bool(res.valid[i]), layer, res.reason(i)
+
+        lower = (min_square - 1) if min_square and min_square > 1 else None
+        if lower is None and not intervals:
+            lower = cap
+        upper = intervals[0][1] + 1 if intervals and intervals[0][1] < cap else None
+        limiting = why(lower - 1) if lower is not None else None
+        upper_why = why(upper - 1) if upper is not None else None
+        if self.probe is not None:
+            self.probe_answer = why(3 * cap)
+
+        result = MinInputResult(
+            model=self.spec.name,
+            mode="train" if self.train else "eval",
+            batch_size=self.batch,
+            min_size=(min_h, min_w) if min_h and min_w else None,
+            min_square=min_square,
+            valid_sides=valid_text(intervals, cap),
+            limiting_layer=limiting[1] if limiting else None,
+            method="analytic",
+            verified=False,
+            in_channels=self.channels,
+            valid=_open_ended(intervals, cap),
+            valid_h=_open_ended(valid_h, cap),
+            valid_w=_open_ended(valid_w, cap),
+            anchor=tuple(anchor),
+            max_size=cap,
+            capped=bool(intervals and intervals[-1][1] == cap),
+            limiting_reason=limiting[2] if limiting else None,
+            upper_limiting_layer=upper_why[1] if upper_why else None,
+            upper_limiting_reason=upper_why[2] if upper_why else None,
+            notes=tuple(self.notes),
+        )
+        checks = self._verify(result, intervals)
+        ok = all(c.agrees for c in checks)
+        if not ok:
+            bad = [c for c in checks if not c.agrees]
+            text = ", ".join(
+                f"{c.height}x{c.width} {'runs' if c.ran else 'fails'} (analysis: {'runs' if c.expected else 'fails'})"
+                for c in bad
+            )
+            raise _Fallback(f"verification by forward passes disagreed with the analysis: {text}")
+        traced = tuple(tuple(int(v) for v in t.input.shape[2:]) for t in traces)
+        return replace(result, verified=True, checks=tuple(checks), traced=traced)
+
+    def _reference(self):
+        """A trace at the default size, else at the first size that runs among multiples of the
+        default (5/4, 3/2, 2, 3, 4, 1/2, 1/4), common dataset sizes, then squares 1, 2, 3, 4, 6, 9..."""
+        h0, w0 = self.default
+        side = max(h0, w0)
+        sizes = [self.default]
+        for num, den in ((5, 4), (3, 2), (2, 1), (3, 1), (4, 1), (1, 2), (1, 4)):
+            sizes.append((side * num // den,) * 2)
+        sizes += [(s, s) for s in _COMMON_SIDES]
+        s = 1
+        while s <= self.max_size:
+            sizes.append((s, s))
+            s = s + 1 if s < 4 else s * 3 // 2 if s % 2 == 0 else s * 4 // 3
+        tried = []
+        for size in sizes:
+            if size in tried or min(size) < 1 or max(size) > self.max_size:
+                continue
+            tried.append(size)
+            # a plain pass first (cheaper than a trace, and most of these fail)
+            if (size == self.default or self.runs(*size)) and (t := self.trace(*size)) is not None:
+                if size != self.default:
+                    self.notes.append(
+                        f"the default size {h0}x{w0} does not run; analysed from {size[0]}x{size[1]}"
+                    )
+                return t, size
+        shown = ", ".join(f"{h}x{w}" for h, w in tried[:8]) + (", ..." if len(tried) > 8 else "")
+        raise _Fallback(f"no reference size runs (tried {len(tried)} sizes: {shown})")
+
+    def _second(self, ref_size) -> list:
+        """Traces at other valid sizes: one where H and W moved by different amounts, else (for
+        models that take only a narrow range) one moving only H and one moving only W."""
+        h0, w0 = ref_size
+        limit = 2 * self.max_size
+        for dh, dw in _OFFSETS:
+            h, w = h0 + dh, w0 + dw
+            if 1 <= h <= limit and 1 <= w <= limit:
+                t = self.trace(h, w, modules=False)
+                if t is not None:
+                    return [t]
+        found = []
+        for axis in (0, 1):
+            for step in _SINGLE_OFFSETS:
+                size = (h0 + step, w0) if axis == 0 else (h0, w0 + step)
+                if min(size) < 1:
+                    continue
+                t = self.trace(*size, modules=False)
+                if t is not None:
+                    found.append(t)
+                    break
+        if found:
+            return found
+        raise _Fallback(f"no second size near {h0}x{w0} runs, so size-dependent arguments cannot be found")
+
+    def _candidates(self, anchor) -> tuple[np.ndarray, np.ndarray]:
+        """Square sides 1..cap, heights 1..cap at the anchor width, widths 1..cap at the anchor
+        height, then the probe (``check_input_size``) if any."""
+        cap = self.max_size
+        sides = np.arange(1, cap + 1, dtype=np.int64)
+        extra_h = [self.probe[0]] if self.probe is not None else []
+        extra_w = [self.probe[1]] if self.probe is not None else []
+        hs = np.concatenate([sides, sides, np.full(cap, anchor[0], dtype=np.int64), np.array(extra_h, np.int64)])
+        ws = np.concatenate([sides, np.full(cap, anchor[1], dtype=np.int64), sides, np.array(extra_w, np.int64)])
+        return hs, ws
+
+    def _disambiguate(self, res, hs, ws, traces):
+        """Trace at a size where the ambiguous dimensions take new values: among the candidates
+        that reach the ambiguous op (valid ones first), the one settling the most ambiguities."""
+        n = len(res.valid)
+        score = np.zeros(n, dtype=np.int64)
+        for amb in res.ambiguities:
+            reach = (res.first_bad == -1) | (res.first_bad >= amb.op)
+            score += reach & ~np.isin(amb.array[:n], amb.values)
+        score = 2 * score + res.valid
+        score[score < 2] = 0
+        seen = {tuple(t.input.shape[2:]) for t in traces}
+        tries = 0
+        for i in np.argsort(-score, kind="stable"):
+            if score[i] <= 0 or tries >= 4:
+                return None
+            size = (int(hs[i]), int(ws[i]))
+            if size in seen:
+                continue
+            seen.add(size)
+            tries += 1
+            t = self.trace(*size, modules=False)
+            if t is not None:
+                return t
+        return None
+
+    def _verify(self, result: MinInputResult, intervals: list) -> list[Check]:
+        cap = self.max_size
+        points: list[tuple[int, int, bool]] = []
+
+        def add(h, w, expected):
+            if 1 <= h and 1 <= w and (h, w, expected) not in points:
+                points.append((h, w, expected))
+
+        s = result.min_square
+        if s:
+            add(s, s, True)
+            add(s - 1, s - 1, False)
+        anchor_h, anchor_w = result.anchor
+        if result.min_size:
+            mh, mw = result.min_size
+            add(mh, anchor_w, True)
+            add(mh - 1, anchor_w, False)
+            add(anchor_h, mw, True)
+            add(anchor_h, mw - 1, False)
+        chosen = intervals[:2] + ([intervals[-1]] if len(intervals) > 2 else [])
+        for lo, hi in chosen:
+            add(lo, lo, True)
+            add(lo - 1, lo - 1, False)
+            if hi < cap:
+                add(hi, hi, True)
+                add(hi + 1, hi + 1, False)
+        if not intervals:
+            add(min(cap, max(self.default)), min(cap, max(self.default)), False)
+        if self.pair is not None:
+            add(*self.pair)
+        checks = []
+        for h, w, expected in points[:MAX_CHECKS]:
+            checks.append(Check(h, w, expected, self.runs(h, w)))
+        return checks
+
+    # the fallback
+    def scan(self, why: str, progress) -> MinInputResult:
+        limit = min(self.max_size, SCAN_LIMIT)
+        ok = np.zeros(limit, dtype=bool)
+        for s in range(1, limit + 1):
+            ok[s - 1] = self.runs(s, s)
+            if progress is not None:
+                progress(s, limit)
+        intervals = _intervals(ok)
+        min_square = intervals[0][0] if intervals else None
+        anchor = self.default if self.runs(*self.default) else ((min_square,) * 2 if min_square else None)
+        min_h = min_w = None
+        if anchor is not None:
+            min_h = next((h for h in range(1, limit + 1) if self.runs(h, anchor[1])), None)
+            min_w = next((w for w in range(1, limit + 1) if self.runs(anchor[0], w)), None)
+        limiting = upper = (None, None)
+        if min_square and min_square > 1:
+            limiting = self.failure(min_square - 1, min_square - 1)
+        elif not intervals:
+            limiting = self.failure(limit, limit)
+        if intervals and intervals[0][1] < limit:
+            upper = self.failure(intervals[0][1] + 1, intervals[0][1] + 1)
+        if self.probe is not None:
+            self.probe_answer = self.probe_by_pass()
+        notes = list(self.notes) + [f"scanned square sides 1–{limit} by forward passes: {why}"]
+        return MinInputResult(
+            model=self.spec.name,
+            mode="train" if self.train else "eval",
+            batch_size=self.batch,
+            min_size=(min_h, min_w) if min_h and min_w else None,
+            min_square=min_square,
+            valid_sides=valid_text(intervals, limit),
+            limiting_layer=limiting[0],
+            method="scan",
+            verified=True,
+            in_channels=self.channels,
+            valid=_open_ended(intervals, limit),
+            valid_h=None,
+            valid_w=None,
+            anchor=tuple(anchor) if anchor else None,
+            max_size=self.max_size,
+            capped=bool(intervals and intervals[-1][1] == limit),
+            scan_limit=limit,
+            limiting_reason=limiting[1],
+            upper_limiting_layer=upper[0],
+            upper_limiting_reason=upper[1],
+            notes=tuple(notes),
+        )
+
+    # --explain
+    def explain(self, result: MinInputResult) -> MinInputResult:
+        size = None
+        if result.min_size and self.runs(*result.min_size):
+            size = tuple(result.min_size)
+        elif result.min_square:
+            size = (result.min_square, result.min_square)
+        if size is None:
+            return result
+        t = self.trace(*size)
+        if t is None:
+            return result
+        layers = []
+        for call in t.calls:
+            shape = tuple(call.output_shapes[0][1:]) if call.output_shapes else ()
+            hw = f"{shape[-2]}x{shape[-1]}" if len(shape) >= 3 else "-"
+            layers.append(
+                LayerSize(
+                    depth=call.depth,
+                    layer=call.path or "(model)",
+                    type=call.type_name,
+                    output=shape,
+                    hw=hw,
+                )
+            )
+        return replace(result, explain_size=size, layers=tuple(layers))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _layer_name(t: "Trace", op_index: int) -> str:
+    op = t.ops[op_index]
+    if op.call < 0:
+        return f"(model) ({op.name})"
+    call = t.calls[op.call]
+    parents = {c.parent for c in t.calls}
+    path = call.path or "(model)"
+    if call.index in parents:  # not a leaf: name the op that ran in its forward
+        return f"{path} ({call.type_name}: {op.name})"
+    return f"{path} ({call.type_name})"
+
+
+def _intervals(mask: np.ndarray) -> list[list[int]]:
+    """Runs of True in ``mask`` (index 0 is size 1) as ``[lo, hi]`` sizes."""
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return []
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = np.concatenate([idx[:1], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], idx[-1:]])
+    return [[int(a) + 1, int(b) + 1] for a, b in zip(starts, ends)]
+
+
+def _open_ended(intervals: list, cap: int) -> tuple:
+    return tuple((lo, None if hi == cap else hi) for lo, hi in intervals)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def valid_text(intervals: Sequence[Sequence[int]], cap: int) -> str:
+    """Compact text: ``15–4096+``, ``28–31``, ``even sizes 16–4096+ (2041 sizes)``."""
+    if not intervals:
+        return "none"
+
+    def one(lo, hi):
+        if hi >= cap:
+            return f"{lo}–{cap}+"
+        return str(lo) if lo == hi else f"{lo}–{hi}"
+
+    n = len(intervals)
+    if n <= 4:
+        return ", ".join(one(lo, hi) for lo, hi in intervals)
+    los = [lo for lo, _ in intervals]
+    lens = [hi - lo for lo, hi in intervals]
+    for k in range(0, min(3, n - 4) + 1):
+        period = los[k + 1] - los[k]
+        length = lens[k]
+        body = range(k, n - 1)
+        if all(los[i + 1] - los[i] == period for i in body) and all(lens[i] == length for i in body) \
+                and lens[-1] <= length:
+            prefix = ", ".join(one(lo, hi) for lo, hi in intervals[:k])
+            last = intervals[-1][1]
+            end = f"{cap}+" if last >= cap else str(last)
+            lo = los[k]
+            count = n - k
+            if length == 0 and period == 2:
+                desc = f"{'even' if lo % 2 == 0 else 'odd'} sizes {lo}–{end} ({count} sizes)"
+            elif length == 0:
+                desc = f"every {_ordinal(period)} size {lo}–{end} ({count} sizes)"
+            else:
+                desc = f"runs of {length + 1} every {period} sizes {lo}–{end} ({count} intervals)"
+            return f"{prefix}, {desc}" if prefix else desc
+    head = ", ".join(one(lo, hi) for lo, hi in intervals[:3])
+    return f"{head}, …, {one(*intervals[-1])} ({n} intervals)"

@@ -1,0 +1,136 @@
+"""``archprobe min-input``: the exact set of input sizes a model accepts."""
+
+from __future__ import annotations
+
+import click
+
+from archprobe.cli import cli
+from archprobe.cli.options import batch_size_option, output_options
+
+
+def _positive(ctx, param, value):
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be positive, not {value}")
+    return value
+
+
+@cli.command("min-input")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--train", is_flag=True, help="Solve for training mode (BatchNorm batch statistics, aux heads).")
+@batch_size_option
+@click.option("--in-channels", type=int, callback=_positive, help="Input channels (default: the model's).")
+@click.option(
+    "--max-size", type=int, default=4096, show_default=True, callback=_positive,
+    help="Largest side examined; sets that run on to it are shown as 'N+'.",
+)
+@click.option("--explain", is_flag=True, help="Also show every layer's output size at the minimum.")
+@click.option("--depth", type=int, callback=_positive, help="With --explain: only layers up to this depth.")
+@output_options
+def min_input_command(models, train, batch_size, in_channels, max_size, explain, depth, fmt, output):
+    """Smallest input each MODEL accepts, and the exact set of sizes that run.
+
+    The valid sizes are back-solved from the layer arithmetic (kernels, strides, padding,
+    dilation, ceil_mode, adaptive pools, the Linear after Flatten, add/cat agreement), traced
+    at the dispatch level so functional ops in forward() count, then checked by forward passes
+    on the meta device at the boundaries. Models whose forward cannot be followed (control flow
+    on the input size) are scanned with forward passes instead, and the output says so.
+
+    \b
+    Valid sides: square inputs s x s that run, e.g. '15–4096+' (open-ended up to --max-size),
+    '28–31' (a Linear after Flatten bounds it), 'even sizes 16–4096+' (branches must agree).
+    Min HxW: the smallest height at the default width and the smallest width at the default
+    height, or at the smallest valid square where the default does not run (H and W are
+    solved separately: a 3x7 kernel needs different ones).
+
+    \b
+    Examples:
+      archprobe min-input googlenet
+      archprobe min-input lenet alexnet-d2l vgg11-d2l
+      archprobe min-input googlenet-d2l --explain --depth 1
+      archprobe min-input resnet18 --train -b 1
+      archprobe min-input tv:inception_v3 --format json
+    """
+    import sys
+
+    from archprobe.analysis.min_input import solve_min_input
+    from archprobe.cli.options import resolve_specs
+    from archprobe.errors import UsageError
+    from archprobe.report.frames import render
+    from archprobe.report.writers import emit
+
+    if depth is not None and not explain:
+        raise UsageError("--depth only applies with --explain")
+    specs = resolve_specs(models, in_channels=in_channels)
+    results = []
+    for spec in specs:
+        with _scan_progress(spec.name, sys.stderr.isatty()) as progress:
+            results.append(
+                solve_min_input(
+                    spec, train=train, batch_size=batch_size, max_size=max_size, explain=explain,
+                    progress=progress,
+                )
+            )
+    text = render(results, fmt, _notes(results) if fmt in ("table", "md") else ())
+    if explain and fmt in ("table", "md"):
+        for result in results:
+            layers = [layer for layer in result.layers if depth is None or layer.depth <= depth]
+            if not layers:
+                continue
+            h, w = result.explain_size
+            title = f"{result.model} ({result.mode}, batch {result.batch_size}) at {h}x{w}: output of every layer"
+            text += "\n" + (f"### {title}\n\n" if fmt == "md" else f"{title}\n") + render(layers, fmt)
+    emit(text, output)
+
+
+def _notes(results) -> list[str]:
+    notes = [
+        "Valid sides: square inputs s x s whose forward pass runs. Min HxW: smallest height at the"
+        " anchor width and smallest width at the anchor height (anchor: the default size if it runs,"
+        " else the smallest valid square).",
+    ]
+    if any(r.capped for r in results):
+        notes.append("'N+': valid up to N, the largest side examined (--max-size, or the scan limit for"
+                     " scanned models); larger sides were not checked.")
+    for r in results:
+        prefix = f"{r.model}: "
+        if r.limiting_layer and r.min_square and r.min_square > 1:
+            notes.append(f"{prefix}at side {r.min_square - 1}, {r.limiting_layer} {r.limiting_reason or 'fails'}")
+        if r.upper_limiting_layer and r.valid and r.valid[0][1] is not None:
+            notes.append(f"{prefix}at side {r.valid[0][1] + 1} (above the first interval), {r.upper_limiting_layer}"
+                         f" {r.upper_limiting_reason or 'fails'}")
+        for note in r.notes:
+            notes.append(prefix + note)
+        if not r.verified:
+            notes.append(f"{prefix}NOT verified: forward passes disagreed with the analysis")
+    return notes
+
+
+class _scan_progress:
+    """A rich progress bar on stderr for the fallback scan (only when stderr is a terminal)."""
+
+    def __init__(self, name: str, enabled: bool):
+        self.name = name
+        self.enabled = enabled
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        return self.update if self.enabled else None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn(f"scanning {self.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("scan", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False

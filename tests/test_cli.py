@@ -178,3 +178,18 @@ def test_model_that_cannot_be_built_on_meta_falls_back(capsys):
     code, out, err = invoke(capsys, "params", "tv:regnet_x_400mf", "-f", "json")
     assert code == 0, err
     assert json.loads(out)[0]["params"] == 5_495_976
+
+
+def test_exit_codes_raised_by_click_are_kept():
+    import click
+
+    @cli.command("exit-probe", hidden=True)
+    def exit_probe():
+        raise click.exceptions.Exit(130)
+
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["exit-probe"])
+        assert exit_info.value.code == 130
+    finally:
+        del cli.commands["exit-probe"]

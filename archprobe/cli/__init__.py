@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="archprobe", standalone_mode=False)
+        # Without standalone mode click *returns* the code of a ctx.exit()/Exit instead of
+        # raising it; commands return None otherwise.
+        returned = cli.main(args=args, prog_name="archprobe", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
@@ -85,4 +87,4 @@ def main(argv: list[str] | None = None) -> None:
             f"error: {type(exc).__name__}: {message} (run with --debug for a traceback)", err=True
         )
         sys.exit(ExitCode.FAILURE)
-    sys.exit(ExitCode.OK)
+    sys.exit(returned if isinstance(returned, int) else ExitCode.OK)

@@ -1,0 +1,173 @@
+"""``archprobe throughput``: examples/sec on CPU and CUDA, inference and training."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from archprobe.cli import cli
+from archprobe.cli.options import model_input_options, output_options
+from archprobe.errors import ExitCode
+
+SEED_MODELS = ("alexnet", "vgg16", "nin", "googlenet")
+SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "md"}
+
+
+def _batch_sizes(ctx, param, values):
+    """``-b 8 -b 32`` or ``-b 8,32`` -> (8, 32)."""
+    sizes: list[int] = []
+    for value in values:
+        for part in str(value).replace(" ", "").split(","):
+            if not part:
+                continue
+            try:
+                size = int(part)
+            except ValueError:
+                raise click.BadParameter(f"{part!r} is not an integer") from None
+            if size <= 0:
+                raise click.BadParameter(f"must be positive, not {size}")
+            sizes.append(size)
+    return tuple(dict.fromkeys(sizes))
+
+
+def _non_negative(ctx, param, value):
+    if value is not None and value < 0:
+        raise click.BadParameter(f"must not be negative, not {value}")
+    return value
+
+
+@cli.command("throughput")
+@click.argument("models", nargs=-1)
+@click.option("--device", "-d", "devices", multiple=True, default=("all",), show_default=True,
+              type=click.Choice(["cpu", "cuda", "all"]),
+              help="Device to measure on (repeatable); 'all' = cpu and cuda if available.")
+@click.option("--mode", "-m", type=click.Choice(["inference", "train", "both"]), default="both",
+              show_default=True, help="Inference (eval, inference_mode) and/or a training step.")
+@click.option("--batch-size", "-b", "batch_sizes", multiple=True, default=("32",), show_default=True,
+              metavar="N[,N...]", callback=_batch_sizes, help="Batch size; repeat or comma-separate for a sweep (8,32,128).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+              show_default=True, help="Compute dtype; bfloat16/float16 run under autocast.")
+@click.option("--channels-last", is_flag=True, help="Model and input in channels_last memory format.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the model; compile time is reported apart from the throughput.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: the number of physical cores).")
+@click.option("--warmup", type=int, default=5, show_default=True, callback=_non_negative,
+              help="Warm-up: at least this many iterations ...")
+@click.option("--warmup-time", type=float, default=1.0, show_default=True, callback=_non_negative,
+              help="... and at least this many seconds.")
+@click.option("--min-time", type=float, default=2.0, show_default=True, callback=_non_negative,
+              help="Timed phase: at least this many seconds ...")
+@click.option("--min-iters", type=click.IntRange(min=1), default=10, show_default=True,
+              help="... and at least this many iterations.")
+@click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
+              help="cuDNN autotuning on CUDA (recorded with each row).")
+@click.option("--utilisation/--no-utilisation", default=True, show_default=True,
+              help="Count FLOPs and measure a matmul ceiling per device to report utilisation.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@model_input_options
+@output_options
+@click.pass_context
+def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_last, compile_, threads,
+                       warmup, warmup_time, min_time, min_iters, cudnn_benchmark, utilisation, quiet,
+                       input_size, in_channels, num_classes, fmt, output):
+    """Measure examples/sec of MODELS (default: alexnet vgg16 nin googlenet).
+
+    Each model x device x mode x batch size is one row, built with real weights on the device
+    and fed synthetic on-device data. After a warm-up (by count and time), per-iteration times
+    are taken (CUDA events on CUDA) for at least --min-time seconds and --min-iters iterations;
+    the table shows the median, the IQR, examples/sec = batch / median, the achieved FLOP/s as
+    a fraction of a matmul ceiling measured on the same device, and peak memory. With two
+    devices a Speedup column gives CUDA over CPU. The setup (versions, device, threads, dtype,
+    memory format) is recorded in every row; -f json/csv show all fields.
+
+    Rows are written as soon as they are measured (-o FILE.csv appends; -o picks csv, json or
+    md from the file's suffix unless -f is given); Ctrl-C keeps what was measured and exits
+    with 130. An out-of-memory batch size is recorded as 'oom' and the sweep goes on; the
+    batch size is never changed. A failing model's error is kept in its row.
+
+    \b
+    Examples:
+      archprobe throughput --device cpu --mode train -b 8
+      archprobe throughput googlenet-d2l --device all -b 32,128 -o results.csv
+      archprobe throughput resnet50 --device cuda --dtype bfloat16 --channels-last --compile
+      archprobe throughput tv:mobilenet_v3_small --device cpu --threads 4 --mode inference
+    """
+    from archprobe.analysis.throughput import (
+        MODES,
+        CsvSink,
+        ThroughputConfig,
+        ThroughputRunner,
+        resolve_devices,
+        result_notes,
+        sweep,
+    )
+    from archprobe.cli.options import resolve_specs
+    from archprobe.report.frames import render
+    from archprobe.report.writers import emit, write_atomic
+
+    if output and ctx.get_parameter_source("fmt") is not click.core.ParameterSource.COMMANDLINE:
+        suffix = output[output.rfind("."):].lower() if "." in output else ""
+        fmt = SUFFIX_FORMATS.get(suffix, fmt)
+
+    device_list, notes = resolve_devices(devices)
+    specs = resolve_specs(models or SEED_MODELS, input_size, in_channels, num_classes)
+    modes = MODES if mode == "both" else (mode,)
+    config = ThroughputConfig(
+        dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, warmup=warmup,
+        warmup_time=warmup_time, min_time=min_time, min_iters=min_iters, cudnn_benchmark=cudnn_benchmark,
+        utilisation=utilisation,
+    )
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if not device_list:
+        raise click.UsageError("no device to measure on")
+
+    results = []
+    runner = ThroughputRunner()
+    sink = CsvSink(output if output and output != "-" else sys.stdout) if fmt == "csv" else None
+    progress = _progress(quiet)
+    total = len(specs) * len(device_list) * len(modes) * len(batch_sizes)
+    interrupted = False
+    try:
+        with progress:
+            task = progress.add_task("throughput", total=total)
+            rows = sweep(specs, device_list, modes, batch_sizes, config, runner=runner,
+                         on_start=lambda label: progress.update(task, description=label))
+            for result in rows:
+                results.append(result)
+                progress.advance(task)
+                if sink is not None:
+                    sink.write(result)
+                elif output and output != "-":  # keep the file current after every row
+                    write_atomic(output, render(results, fmt, notes + result_notes(results)))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if sink is not None:
+            sink.close()
+
+    all_notes = notes + result_notes(results)
+    if interrupted:
+        all_notes.append(f"interrupted: {len(results)} of {total} rows measured")
+    if sink is None:
+        emit(render(results, fmt, all_notes), output)
+    elif output and output != "-":
+        click.echo(f"{sink.rows} rows appended to {output}", err=True)
+    if interrupted:
+        where = f"; they are in {output}" if output and output != "-" else ""
+        click.echo(f"interrupted after {len(results)} of {total} rows{where}", err=True)
+        # SystemExit, not click's Exit: with standalone_mode=False click returns Exit's code
+        # from cli.main() instead of raising it, and main() would then exit with 0.
+        sys.exit(ExitCode.INTERRUPTED)
+
+
+def _progress(quiet: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True, disable=quiet or not console.is_terminal,
+    )

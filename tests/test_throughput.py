@@ -1,0 +1,585 @@
+"""Throughput engine and ``archprobe throughput``: statistics on a fake clock, both modes on a tiny
+net, faults (OOM, errors, Ctrl-C) recorded in rows, the CSV/JSON schema, and the CUDA paths
+(with fakes on CPU; for real where a GPU exists)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from archprobe.analysis import throughput as tp
+from archprobe.analysis.environment import Environment, physical_cores
+from archprobe.analysis.throughput import (
+    CsvSink,
+    CudaBackend,
+    CudaEventTimer,
+    HostTimer,
+    ThroughputConfig,
+    ThroughputResult,
+    ThroughputRunner,
+    add_speedups,
+    build_workload,
+    resolve_devices,
+    run_timed,
+    summarize,
+    sweep,
+)
+from archprobe.cli import cli, main
+from archprobe.errors import ExitCode, UsageError
+from archprobe.zoo.spec import ModelSpec
+
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+
+REQUIRED_KEYS = {"model", "device", "mode", "batch_size", "examples_per_sec", "median_ms", "iqr_ms",
+                 "dtype", "threads", "status"}
+
+FAST = dict(warmup=1, warmup_time=0.0, min_iters=3, min_time=0.02, utilisation=False)
+FAST_ARGS = ["--warmup", "1", "--warmup-time", "0", "--min-iters", "3", "--min-time", "0.02",
+             "--no-utilisation", "--quiet"]
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-ReLU-pool-linear; raises the configured error at batch >= ``fail_at``."""
+
+    def __init__(self, num_classes=10, fail_at=None, error=None, aux=False):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(4, num_classes)
+        self.aux = nn.Linear(4, num_classes) if aux else None
+        self.fail_at, self.error = fail_at, error
+
+    def forward(self, x):
+        if self.fail_at is not None and x.shape[0] >= self.fail_at:
+            raise self.error
+        h = self.features(x)
+        if self.aux is not None and self.training:
+            return self.fc(h), self.aux(h)  # like torchvision GoogLeNet's training outputs
+        return self.fc(h)
+
+
+def tiny_spec(name="tiny", **kwargs) -> ModelSpec:
+    return ModelSpec(name, "user", (3, 8, 8), 10, lambda: TinyNet(**kwargs))
+
+
+class FakeClock:
+    """Deterministic time: advances by ``tick`` on every read, and by ``advance`` explicitly."""
+
+    def __init__(self, tick=0.0):
+        self.t = 0.0
+        self.tick = tick
+        self.reads = 0
+
+    def __call__(self):
+        self.reads += 1
+        self.t += self.tick
+        return self.t
+
+    def advance(self, dt):
+        self.t += dt
+
+
+FAKE_ENV = Environment("2.x", None, None, "Fake Device", "Fake CPU", "3.x")
+
+
+# --- statistics -------------------------------------------------------------------------------
+def test_summarize_median_iqr_percentiles():
+    stats = summarize([0.010, 0.012, 0.011, 0.013, 0.030])
+    assert stats.samples == 5
+    assert stats.median_s == pytest.approx(0.012)
+    assert stats.iqr_s == pytest.approx(0.013 - 0.011)  # linear interpolation: p25=.011, p75=.013
+    assert stats.p10_s == pytest.approx(0.0104)
+    assert stats.p90_s == pytest.approx(0.0232)
+    assert stats.spread == pytest.approx(0.002 / 0.012)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_run_timed_on_fake_clock_respects_counts_and_times():
+    clock = FakeClock()
+    durations = iter([0.5] * 3 + [0.010, 0.020, 0.030, 0.040] * 100)  # 3 slow warm-up calls first
+    calls = []
+
+    def step():
+        calls.append(1)
+        clock.advance(next(durations))
+
+    times, warm = run_timed(step, HostTimer(clock), warmup=2, warmup_time=1.2, min_iters=5,
+                            min_time=0.15, clock=clock)
+    assert warm == 3  # 2 calls reach the count but only 1.0 s: a third reaches the time
+    assert times[:4] == pytest.approx([0.010, 0.020, 0.030, 0.040])
+    assert len(times) == 7  # 5 iterations reach the count (0.11 s), 7 reach min_time (0.16 s)
+    assert len(times) == len(calls) - warm
+
+    clock2 = FakeClock()
+    times, warm = run_timed(lambda: clock2.advance(1.0), HostTimer(clock2), warmup=0, warmup_time=0.0,
+                            min_iters=4, min_time=0.0, clock=clock2)
+    assert warm == 0 and times == [1.0] * 4  # min_iters rules when min_time is short
+
+
+def test_runner_statistics_with_injected_clock():
+    clock = FakeClock(tick=0.001)  # every read costs 1 ms: one read (the mark) per iteration
+    runner = ThroughputRunner(clock=clock)
+    config = ThroughputConfig(batch_size=4, warmup=1, warmup_time=0.0, min_iters=7, min_time=0.0,
+                              utilisation=False)
+    r = runner.measure(tiny_spec(), "cpu", config)
+    assert r.status == "ok", r.error
+    assert r.samples == 7
+    assert r.median_ms == pytest.approx(1.0) and r.iqr_ms == pytest.approx(0.0)
+    assert r.examples_per_sec == pytest.approx(4 / 0.001)
+    assert r.spread == pytest.approx(0.0)
+    assert r.warmup_iters == 1
+
+
+def test_large_spread_is_flagged():
+    r = ThroughputResult("m", "cpu", "train", 8, "float32", "ok", examples_per_sec=80.0, median_ms=100.0,
+                         iqr_ms=15.0, spread=0.15, samples=10)
+    notes = tp.result_notes([r])
+    assert any("large spread" in n and "15%" in n for n in notes)
+    quiet = replace(r, iqr_ms=5.0, spread=0.05)
+    assert not any("large spread" in n for n in tp.result_notes([quiet]))
+
+
+# --- workloads: both modes on a tiny net --------------------------------------------------------
+def test_inference_and_train_steps_on_tiny_net():
+    device = torch.device("cpu")
+    work = build_workload(tiny_spec(), device, ThroughputConfig(mode="inference", batch_size=3))
+    with work.context():
+        out = work.step()
+        assert torch.is_inference_mode_enabled()
+    assert out.shape == (3, 10) and not out.requires_grad
+
+    work = build_workload(tiny_spec(aux=True), device, ThroughputConfig(mode="train", batch_size=3))
+    model = work.step.__closure__  # the step holds the model; find its parameters via the optimizer
+    optimizer = next(c.cell_contents for c in model if isinstance(c.cell_contents, torch.optim.SGD))
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    before = [p.detach().clone() for p in params]
+    with work.context():
+        loss = work.step()
+        work.step()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in params)  # aux head included in the loss
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, params))  # SGD stepped
+
+
+@pytest.mark.parametrize("mode", ["inference", "train"])
+def test_measure_both_modes_real_clock(mode):
+    runner = ThroughputRunner()
+    r = runner.measure(tiny_spec(), "cpu", ThroughputConfig(mode=mode, batch_size=4, **FAST))
+    assert r.status == "ok", r.error
+    assert r.examples_per_sec > 0 and r.samples >= 3
+    assert r.examples_per_sec == pytest.approx(4 / (r.median_ms / 1e3))
+    assert r.threads == physical_cores() and r.device_name and r.torch_version == torch.__version__
+    assert r.optimizer == (tp.OPTIMIZER if mode == "train" else None)
+    assert r.input_shape == "3x8x8"
+    assert r.peak_rss_delta_bytes is not None and r.peak_memory_bytes == r.peak_rss_delta_bytes
+
+
+def test_threads_set_and_restored():
+    previous = torch.get_num_threads()
+    r = ThroughputRunner().measure(tiny_spec(), "cpu", ThroughputConfig(threads=1, **FAST))
+    assert r.threads == 1
+    assert torch.get_num_threads() == previous
+
+
+def test_bfloat16_channels_last_and_compile_flag(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or m)  # no real compile here
+    config = ThroughputConfig(mode="train", batch_size=2, dtype="bfloat16", channels_last=True, compile=True,
+                              **FAST)
+    r = ThroughputRunner().measure(tiny_spec(), "cpu", config)
+    assert r.status == "ok", r.error
+    assert (r.dtype, r.channels_last, r.compile) == ("bfloat16", True, True)
+    assert compiled and r.compile_s is not None and r.compile_s >= 0
+    assert r.warmup_iters == 2  # the compile call + 1 warm-up
+
+
+def test_utilisation_and_ceiling_cached_per_device_dtype_threads():
+    calls = []
+
+    def ceiling_fn(backend, dtype, clock):
+        calls.append((backend.label, dtype))
+        return tp.Ceiling(1e10, 64, "float32")
+
+    runner = ThroughputRunner(ceiling_fn=ceiling_fn, flops_fn=lambda spec, b, train: 1000 * b * (3 if train else 1))
+    config = ThroughputConfig(batch_size=2, **{**FAST, "utilisation": True})
+    rows = list(sweep([tiny_spec()], ["cpu"], ["inference", "train"], [2, 4], config, runner=runner))
+    assert calls == [("cpu", "float32")]
+    for r in rows:
+        assert r.flops_per_iter == 1000 * r.batch_size * (3 if r.mode == "train" else 1)
+        assert r.achieved_flops_per_sec == pytest.approx(r.flops_per_iter / (r.median_ms / 1e3))
+        assert r.utilisation == pytest.approx(r.achieved_flops_per_sec / 1e10)
+        assert (r.ceiling_matmul_n, r.ceiling_precision) == (64, "float32")
+    assert any("float32 matmul ceiling 10.0 GFLOP/s" in n for n in tp.result_notes(rows))
+
+
+def test_matmul_ceiling_real_small():
+    backend = tp.CpuBackend()
+    ceiling = tp.measure_matmul_ceiling(backend, "float32", max_n=256, min_time=0.01)
+    assert (ceiling.n, ceiling.precision) == (256, "float32") and ceiling.flops_per_sec > 1e6
+    assert torch.backends.cuda.matmul.allow_tf32 is False  # left as it was
+
+
+def test_model_flops_adapter_and_fallback(monkeypatch):
+    spec = tiny_spec()
+    forward = tp._model_flops(spec, 2, False)
+    assert forward and forward > 0
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_counting(name, *args, **kwargs):
+        if name == "archprobe.analysis.counting":
+            raise ImportError("not written yet")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_counting)
+    conv_linear = 2 * (2 * 8 * 8 * 4 * 3 * 9) + 2 * (2 * 4 * 10)  # FlopCounterMode: conv + linear only
+    assert tp._model_flops(spec, 2, False) == conv_linear
+    assert tp._model_flops(spec, 2, True) > conv_linear
+
+
+# --- faults -----------------------------------------------------------------------------------
+def test_oom_recorded_and_sweep_continues_without_changing_batch():
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    specs = [tiny_spec("oomy", fail_at=4, error=oom), tiny_spec("broken", fail_at=1, error=ValueError("bad")),
+             tiny_spec("fine")]
+    rows = list(sweep(specs, ["cpu"], ["train"], [2, 4, 8], ThroughputConfig(**FAST)))
+    got = [(r.model, r.batch_size, r.status) for r in rows]
+    assert got == [("oomy", 2, "ok"), ("oomy", 4, "oom"), ("oomy", 8, "oom"),
+                   ("broken", 2, "error"), ("broken", 4, "error"), ("broken", 8, "error"),
+                   ("fine", 2, "ok"), ("fine", 4, "ok"), ("fine", 8, "ok")]
+    assert "out of memory" in rows[1].error and rows[1].examples_per_sec is None
+    assert rows[3].error == "ValueError: bad"
+    assert any(n.startswith("oom: oomy cpu train b=4") for n in tp.result_notes(rows))
+
+
+def test_oom_classification():
+    assert tp.is_oom(torch.OutOfMemoryError("x"))
+    assert tp.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"))
+    assert tp.is_oom(MemoryError())
+    assert not tp.is_oom(RuntimeError("shape mismatch"))
+
+
+def test_resolve_devices_without_and_with_cuda():
+    with pytest.raises(UsageError, match="no usable CUDA device"):
+        resolve_devices(["cuda"], cuda_available=False)
+    devices, notes = resolve_devices(["all"], cuda_available=False)
+    assert devices == ["cpu"] and "CUDA rows skipped" in notes[0]
+    assert resolve_devices(["cuda", "cpu"], cuda_available=True) == (["cpu", "cuda"], [])
+    assert resolve_devices(["all", "cpu"], cuda_available=True)[0] == ["cpu", "cuda"]
+
+
+# --- CUDA code paths through fakes (run everywhere) --------------------------------------------
+class FakeEvent:
+    def __init__(self, clock, log):
+        self.clock, self.log, self.t = clock, log, None
+
+    def record(self, stream=None):
+        self.t = self.clock()
+        self.log.append("record")
+
+    def elapsed_time(self, end):
+        assert self.t is not None and end.t is not None
+        return (end.t - self.t) * 1e3  # ms, like torch.cuda.Event
+
+
+class FakeCuda:
+    """Stands in for ``torch.cuda``: events on a host clock, counted synchronizes, memory stats."""
+
+    def __init__(self, clock):
+        self.clock, self.log = clock, []
+        self.peak = 0
+
+    def Event(self, enable_timing=False):  # noqa: N802 - mirrors torch.cuda.Event
+        assert enable_timing
+        return FakeEvent(self.clock, self.log)
+
+    def synchronize(self, device=None):
+        self.log.append("sync")
+
+    def current_device(self):
+        return 0
+
+    def device(self, index):
+        import contextlib
+
+        self.log.append(f"device {index}")
+        return contextlib.nullcontext()
+
+    def empty_cache(self):
+        self.log.append("empty_cache")
+
+    def reset_peak_memory_stats(self, device=None):
+        self.log.append("reset_peak")
+        self.peak = 0
+
+    def max_memory_allocated(self, device=None):
+        return 123_000
+
+    def max_memory_reserved(self, device=None):
+        return 456_000
+
+
+class FakeCudnn:
+    benchmark = False
+
+
+def test_cuda_event_timer_synchronizes_once_after_the_loop():
+    clock = FakeClock()
+    cuda = FakeCuda(clock)
+    timer = CudaEventTimer(lambda: cuda.Event(enable_timing=True), cuda.synchronize)
+    durations = iter([0.003, 0.001, 0.002, 0.004, 0.005])
+    times, warm = run_timed(lambda: clock.advance(next(durations)), timer, warmup=1, warmup_time=0.0,
+                            min_iters=4, min_time=0.0, clock=clock)
+    assert warm == 1
+    assert times == pytest.approx([0.001, 0.002, 0.004, 0.005])
+    # one sync after warm-up, then only event records, then one sync before reading them
+    assert cuda.log == ["sync"] + ["record"] * 5 + ["sync"]
+
+
+def test_cuda_backend_full_row_with_fakes():
+    clock = FakeClock(tick=0.0005)
+    cuda, cudnn = FakeCuda(clock), FakeCudnn()
+
+    def factory(device):
+        backend = CudaBackend(device, cuda=cuda, cudnn=cudnn, tensor_device="cpu", clock=clock)
+        backend.environment = lambda: FAKE_ENV
+        return backend
+
+    runner = ThroughputRunner(clock=clock, backend_factory=factory)
+    config = ThroughputConfig(mode="train", batch_size=2, warmup=2, warmup_time=0.0, min_iters=5,
+                              min_time=0.0, utilisation=False)
+    r = runner.measure(tiny_spec(), "cuda", config)
+    assert r.status == "ok", r.error
+    assert (r.device, r.device_name, r.cudnn_benchmark) == ("cuda", "Fake Device", True)
+    assert cudnn.benchmark is False  # restored
+    assert r.samples == 5 and r.median_ms == pytest.approx(0.5)  # one clock read per event record
+    assert (r.peak_cuda_allocated_bytes, r.peak_cuda_reserved_bytes, r.peak_memory_bytes) == (123_000, 456_000, 123_000)
+    assert r.peak_rss_delta_bytes is None
+    timed = cuda.log[cuda.log.index("reset_peak"):]
+    assert timed.count("sync") == 2  # after warm-up and before reading the events: none per step
+    assert timed[-1] == "empty_cache"  # memory released after the row
+
+
+def test_speedup_cuda_over_cpu():
+    base = dict(mode="train", batch_size=8, dtype="float32", status="ok", median_ms=1.0)
+    cpu = ThroughputResult("m", "cpu", examples_per_sec=100.0, **base)
+    gpu = ThroughputResult("m", "cuda", examples_per_sec=2500.0, **base)
+    other = ThroughputResult("m", "cuda", **{**base, "batch_size": 16}, examples_per_sec=3000.0)
+    rows = add_speedups([cpu, gpu, other])
+    assert rows[0].speedup is None and rows[1].speedup == pytest.approx(25.0) and rows[2].speedup is None
+    assert tp.with_speedup(gpu, [replace(cpu, status="oom", examples_per_sec=None)]).speedup is None
+
+
+def test_physical_cores_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    blocks = [f"processor\t: {i}\nphysical id\t: {i // 4}\ncore id\t\t: {(i % 4) // 2}\n" for i in range(8)]
+    info.write_text("\n".join(blocks))  # 2 sockets x 2 cores x 2 hyper-threads
+    import os
+
+    allowed = os.sched_getaffinity(0)
+    expected = len({(i // 4, (i % 4) // 2) for i in range(8) if i in allowed})
+    assert physical_cores(str(info)) == expected
+    assert physical_cores(str(tmp_path / "missing")) >= 1
+
+
+# --- output: incremental CSV, schema -----------------------------------------------------------
+def _row(model="m", batch=8, **kw):
+    return ThroughputResult(model, "cpu", "inference", batch, "float32", "ok", examples_per_sec=10.0,
+                            median_ms=800.0, iqr_ms=1.0, threads=2, **kw)
+
+
+def test_csv_sink_appends_with_one_header_and_refuses_other_columns(tmp_path):
+    path = tmp_path / "out.csv"
+    with CsvSink(path) as sink:
+        sink.write(_row(batch=1))
+    with CsvSink(path) as sink:
+        sink.write(_row(batch=2))
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["batch_size"] for r in rows] == ["1", "2"]
+    assert REQUIRED_KEYS <= set(rows[0])
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(UsageError, match="different CSV columns"):
+        CsvSink(other)
+
+
+TINY_FILE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, fail_at=None, error=None):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4, 10)
+            self.fail_at, self.error = fail_at, error
+
+        def forward(self, x):
+            if self.fail_at is not None and x.shape[0] >= self.fail_at:
+                raise self.error()
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    def tiny():
+        return Net()
+
+    def interrupts_at_4():
+        return Net(4, KeyboardInterrupt)
+
+    def ooms_at_4():
+        return Net(4, lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB"))
+    """
+)
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY_FILE)
+    return path
+
+
+def invoke(capsys, *args):
+    with pytest.raises(SystemExit) as info:
+        main(["throughput", *args])
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_cli_json_schema(capsys, tiny_file):
+    code, out, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "--device", "cpu",
+                            "-b", "2,4", *FAST_ARGS, "-f", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["mode"], r["batch_size"]) for r in rows] == [("inference", 2), ("inference", 4),
+                                                            ("train", 2), ("train", 4)]
+    for r in rows:
+        assert REQUIRED_KEYS <= set(r) and r["status"] == "ok" and r["device"] == "cpu"
+        assert set(r) == set(tp.RESULT_FIELDS)
+
+
+def test_cli_csv_interrupt_keeps_rows_and_exits_130(capsys, tiny_file, tmp_path):
+    out_csv = tmp_path / "results.csv"
+    code, out, err = invoke(capsys, f"{tiny_file}:interrupts_at_4", "--input-size", "8", "-d", "cpu",
+                            "-m", "inference", "-b", "2", "-b", "4", "-b", "8", *FAST_ARGS, "-o", str(out_csv))
+    assert code == ExitCode.INTERRUPTED
+    assert "interrupted after 1 of 3 rows" in err
+    with open(out_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["batch_size"], r["status"]) for r in rows] == [("2", "ok")]
+    assert REQUIRED_KEYS <= set(rows[0])
+    # a second run appends to the same file, header once
+    code, _, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "-d", "cpu", "-m", "train",
+                          "-b", "2", *FAST_ARGS, "-o", str(out_csv))
+    assert code == 0, err
+    lines = out_csv.read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("model,device,mode,batch_size")
+
+
+def test_cli_interrupt_with_table_output_prints_partial(capsys, tiny_file):
+    code, out, err = invoke(capsys, f"{tiny_file}:interrupts_at_4", "--input-size", "8", "-d", "cpu",
+                            "-m", "train", "-b", "2,4", *FAST_ARGS)
+    assert code == ExitCode.INTERRUPTED
+    assert "interrupted: 1 of 2 rows measured" in out and "Examples/s" in out
+
+
+def test_cli_oom_row(capsys, tiny_file):
+    code, out, err = invoke(capsys, f"{tiny_file}:ooms_at_4", "--input-size", "8", "-d", "cpu",
+                            "-m", "train", "-b", "2,4,8", *FAST_ARGS, "-f", "csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [(r["batch_size"], r["status"]) for r in rows] == [("2", "ok"), ("4", "oom"), ("8", "oom")]
+    assert "out of memory" in rows[1]["error"]
+
+
+def test_cli_cuda_without_gpu_is_a_usage_error(capsys, monkeypatch, tiny_file):
+    monkeypatch.setattr(tp, "cuda_usable", lambda: False)
+    code, out, err = invoke(capsys, "lenet", "--device", "cuda", *FAST_ARGS)
+    assert code == ExitCode.USAGE
+    assert err.startswith("error: --device cuda: no usable CUDA device") and len(err.strip().splitlines()) == 1
+
+    code, out, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "--device", "all",
+                            "-m", "inference", "-b", "2", *FAST_ARGS)
+    assert code == 0, err
+    assert "CUDA rows skipped" in err and "CUDA rows skipped" in out
+    assert "Speedup" not in out  # one device: no speedup column
+
+
+def test_cli_bad_batch_size(capsys):
+    code, out, err = invoke(capsys, "lenet", "-b", "0", *FAST_ARGS)
+    assert code == ExitCode.USAGE
+
+
+def test_cli_help_mentions_examples():
+    assert "Examples:" in cli.commands["throughput"].help
+
+
+# --- real CUDA (skipped without a GPU) ---------------------------------------------------------
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["inference", "train"])
+def test_cuda_both_modes_real(mode):
+    runner = ThroughputRunner()
+    r = runner.measure(tiny_spec(), "cuda", ThroughputConfig(mode=mode, batch_size=8, **{**FAST, "utilisation": True}))
+    assert r.status == "ok", r.error
+    assert r.examples_per_sec > 0 and r.samples >= 3
+    assert r.peak_cuda_allocated_bytes > 0 and r.peak_cuda_reserved_bytes >= r.peak_cuda_allocated_bytes
+    assert r.cudnn_benchmark is True and r.device_name == torch.cuda.get_device_name()
+    assert r.ceiling_flops_per_sec and r.ceiling_flops_per_sec > 1e11
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_cuda_event_timer_real():
+    timer = tp.CudaBackend("cuda").timer()
+    a = torch.randn(1024, 1024, device="cuda")
+    times, _ = run_timed(lambda: a @ a, timer, warmup=2, warmup_time=0.0, min_iters=5, min_time=0.0)
+    assert len(times) == 5 and all(t > 0 for t in times)
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_cuda_oom_then_sweep_continues():
+    class Allocates(nn.Module):
+        def forward(self, x):
+            if x.shape[0] >= 16:
+                torch.empty(1 << 50, device=x.device)  # a real CUDA OOM
+            return x.flatten(1)[:, :10]
+
+    spec = ModelSpec("alloc", "user", (3, 8, 8), 10, Allocates)
+    rows = list(sweep([spec, tiny_spec()], ["cuda"], ["inference"], [2, 16], ThroughputConfig(**FAST)))
+    assert [r.status for r in rows] == ["ok", "oom", "ok", "ok"]
+    assert [r.batch_size for r in rows] == [2, 16, 2, 16]
+
+
+@needs_cuda
+@pytest.mark.cuda
+def test_cuda_and_cpu_speedup_column(capsys, tiny_file):
+    code, out, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "-d", "all", "-m", "train",
+                            "-b", "4", *FAST_ARGS, "-f", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["device"] for r in rows] == ["cpu", "cuda"]
+    assert rows[0]["speedup"] is None and rows[1]["speedup"] > 0
+
+
+def test_table_shows_speedup_column_only_with_a_cuda_cpu_pair():
+    from archprobe.report.frames import render
+
+    base = dict(mode="train", batch_size=8, dtype="float32", status="ok", median_ms=1.0, threads=2)
+    cpu = ThroughputResult("m", "cpu", examples_per_sec=100.0, **base)
+    gpu = ThroughputResult("m", "cuda", examples_per_sec=2500.0, **base)
+    assert "Speedup" not in render([cpu], "table")  # an all-None column is not shown
+    table = render(add_speedups([cpu, gpu]), "md")
+    assert "Speedup" in table and "25.00x" in table
+    assert json.loads(render([cpu], "json"))[0]["speedup"] is None  # data keeps the key

@@ -218,8 +218,11 @@ def parameter_note(results: list[ModelCounts]) -> str | None:
         f"({100 * r.linear_share:.0f}%) in fully connected layers"
         for r in heavy
     )
-    light_text = ", ".join(
-        f"{r.model} {m(r.params)} in all, {m(r.linear_params)} of it in linear layers" for r in light
+    light_text = "; ".join(
+        f"{r.model}: {m(r.params)}, "
+        + (f"{m(r.linear_params)} ({100 * r.linear_share:.0f}%) in linear layers" if r.linear_params
+           else "none in linear layers")
+        for r in light
     )
     return (
         f"Where the parameters live: {heavy_text}. "

@@ -1,0 +1,114 @@
+"""``archprobe report``: files, numbers against the analyzers, plots, and the committed reports/."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from archprobe.analysis.counting import count
+from archprobe.analysis.min_input import solve_min_input
+from archprobe.cli import main
+from archprobe.errors import ExitCode
+from archprobe.zoo.spec import resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["alexnet", "alexnet-d2l", "googlenet", "googlenet-d2l", "lenet"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(capsys, *args) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", *MODELS, "-o", str(out)])
+    assert exit_info.value.code == 0
+    return out
+
+
+def test_report_files(report_dir):
+    names = {p.name for p in report_dir.iterdir()}
+    assert {"report.md", "report.json", "zoo.csv", "counts.csv", "min_inputs.csv", "variants.csv",
+            "params_vs_macs.png"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    md = (report_dir / "report.md").read_text()
+    for section in ("## The zoo", "## Parameters and compute", "## Minimum input sizes",
+                    "## ImageNet vs Dive-into-DL variants", "## Environment", "## Counting conventions"):
+        assert section in md
+    assert "![Parameters vs GMACs](params_vs_macs.png)" in md
+    assert "Where the parameters live" in md
+
+
+def test_report_numbers_match_the_analyzers(report_dir):
+    counts = {r["model"]: r for r in rows(report_dir / "counts.csv")}
+    mins = {r["model"]: r for r in rows(report_dir / "min_inputs.csv")}
+    for name in MODELS:
+        spec = resolve(name)
+        expected = count(spec)
+        assert int(counts[name]["params"]) == expected.params
+        assert int(counts[name]["macs"]) == expected.macs
+        assert int(counts[name]["flops"]) == expected.flops
+        solved = solve_min_input(spec)
+        assert mins[name]["min_size"] == ";".join(map(str, solved.min_size))
+    data = json.loads((report_dir / "report.json").read_text())
+    assert [r["model"] for r in data["counts"]] == MODELS
+    variants = {(v["imagenet"], v["d2l"]) for v in data["variants"]}
+    assert variants == {("alexnet", "alexnet-d2l"), ("googlenet", "googlenet-d2l")}
+
+
+def test_plots_are_valid_png(report_dir):
+    import matplotlib.image as mpimg
+
+    png = report_dir / "params_vs_macs.png"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    image = mpimg.imread(png)
+    assert image.shape[0] > 200 and image.shape[1] > 200
+
+
+def test_existing_directory_needs_force(capsys, report_dir):
+    code, err = run(capsys, "report", "lenet", "-o", str(report_dir))
+    assert code == ExitCode.USAGE and "--force" in err
+    code, err = run(capsys, "report", "lenet", "-o", str(report_dir), "--force")
+    assert code == 0
+    assert [r["model"] for r in rows(report_dir / "counts.csv")] == ["lenet"]
+
+
+def test_report_with_throughput(capsys, tmp_path):
+    out = tmp_path / "tp"
+    code, err = run(capsys, "report", "lenet", "-o", str(out), "--throughput", "--device", "cpu",
+                    "-b", "4", "--mode", "inference", "--min-time", "0.05")
+    assert code == 0, err
+    tp = rows(out / "throughput.csv")
+    assert len(tp) == 1 and tp[0]["status"] == "ok" and float(tp[0]["examples_per_sec"]) > 0
+    assert (out / "throughput.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "## Throughput" in (out / "report.md").read_text()
+
+
+STATIC_TABLES = ("zoo.csv", "counts.csv", "min_inputs.csv", "variants.csv")
+
+
+@pytest.mark.slow
+def test_committed_reports_match_a_fresh_regeneration(capsys, tmp_path):
+    committed = ROOT / "reports"
+    assert (committed / "report.md").exists(), "run 'make demo' and commit reports/"
+    code, err = run(capsys, "report", "-o", str(tmp_path / "fresh"))
+    assert code == 0, err
+    for name in STATIC_TABLES:
+        assert (tmp_path / "fresh" / name).read_text() == (committed / name).read_text(), f"{name} is stale"
+    fresh = json.loads((tmp_path / "fresh" / "report.json").read_text())
+    old = json.loads((committed / "report.json").read_text())
+    for key in ("models", "zoo", "counts", "min_inputs", "variants", "notes"):
+        assert fresh[key] == old[key], f"report.json[{key!r}] is stale"

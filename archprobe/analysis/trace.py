@@ -176,14 +176,27 @@ def run_op(func, args, kwargs):
     return func(*args, **kwargs)
 
 
-class FastMeta(TorchDispatchMode):
+class _EagerMode(TorchDispatchMode):
+    """A dispatch mode that never runs under torch.compile.
+
+    By default PyTorch wraps ``__torch_dispatch__`` in ``torch._disable_dynamo``, which
+    imports ``torch._dynamo`` (~1 s) on first use and adds a wrapper call per op; the
+    documented opt-out is ``_should_skip_dynamo() -> False``.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+
+class FastMeta(_EagerMode):
     """Only the fast meta paths, no recording: for plain passes that check validity."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return run_op(func, args, kwargs or {})
 
 
-class _Recorder(TorchDispatchMode):
+class _Recorder(_EagerMode):
     def __init__(self, stack: list[int], on_op: Callable[[OpEvent], None] | None):
         super().__init__()
         self.stack = stack

@@ -251,19 +251,15 @@ class _Solver:
     def runs(self, h: int, w: int) -> bool:
         import torch
 
-        from archprobe.analysis.trace import FastMeta, make_input
+        from archprobe.analysis.trace import FastMeta, make_input, model_mode
 
         x = make_input(self.shape(h, w))
-        was = self.model.training
-        self.model.train(self.train)
         try:
-            with torch.no_grad(), FastMeta():
+            with model_mode(self.model, self.train), torch.no_grad(), FastMeta():
                 self.model(x)
             return True
         except Exception:  # noqa: BLE001 - any failure means the size does not run
             return False
-        finally:
-            self.model.train(was)
 
     def trace(self, h: int, w: int, modules: bool = True):
         """A trace at ``h x w`` or ``None`` if the pass fails; ``modules=False`` for traces that

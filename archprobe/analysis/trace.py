@@ -14,6 +14,7 @@ names the innermost layer that was running.
 from __future__ import annotations
 
 import gc
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -153,9 +154,28 @@ def _cat_fast(func, args, kwargs):
     return first.new_empty(shape)
 
 
+def _conv_fast(func, args, kwargs):
+    # The meta convolution computes its shape in Python (~0.2 ms). Answer the plain case
+    # (contiguous, not transposed, channels consistent, every output side >= 1) directly;
+    # anything else, errors included, goes to the real kernel.
+    x, weight, _bias, stride, padding, dilation, transposed, _output_padding, groups = args
+    if kwargs or transposed or not x.is_contiguous() or x.dim() != weight.dim() or x.dim() < 3:
+        return NotImplemented
+    if not isinstance(padding, (list, tuple)) or x.shape[1] != weight.shape[1] * groups:
+        return NotImplemented
+    spatial = []
+    for n, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation):
+        out = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if out < 1:
+            return NotImplemented
+        spatial.append(out)
+    return x.new_empty((x.shape[0], weight.shape[0], *spatial))
+
+
 # On the meta device some kernels are Python reference implementations costing milliseconds
 # per call; where the output shapes are plainly the input's, produce them directly.
 _FAST_META: dict[Any, Callable] = {
+    torch.ops.aten.convolution.default: _conv_fast,
     torch.ops.aten.native_batch_norm.default: _batch_norm_fast,
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_fast,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_fast,
@@ -249,6 +269,23 @@ class _Recorder(_EagerMode):
         return out
 
 
+@contextmanager
+def model_mode(model: nn.Module, train: bool):
+    """Put every module in ``train``/eval mode for the block and restore each one's own mode.
+
+    Calls ``model.train()`` only when some module differs (walking a DenseNet's 700 modules
+    on every pass costs more than the pass's bookkeeping).
+    """
+    previous = [(m, m.training) for m in model.modules() if m.training != train]
+    if previous:
+        model.train(train)
+    try:
+        yield model
+    finally:
+        for module, mode in previous:
+            module.training = mode
+
+
 def _shapes(value) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
 
@@ -309,14 +346,12 @@ def trace(
 
     recorder = _Recorder(stack, on_op)
     recorder.param_ids = {id(p) for p in model.parameters()}
-    was_training = model.training
-    model.train(train)
     grad = torch.enable_grad() if backward else torch.no_grad()
     output = None
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the trace keeps every tensor alive; collections only add pauses
     try:
-        with grad, recorder:
+        with model_mode(model, train), grad, recorder:
             try:
                 output = model(x)
             except Exception as exc:
@@ -332,7 +367,6 @@ def trace(
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
         if gc_was_enabled:
             gc.enable()
     return Trace(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 
 from archprobe.zoo import papers
-from archprobe.zoo.registry import ModelInfo, register
+from archprobe.zoo.registry import register_model
 
 
 def build_torchvision(name: str, in_channels: int = 3, num_classes: int = 1000, **kwargs):
@@ -31,37 +31,14 @@ def build_timm(name: str, in_channels: int = 3, num_classes: int = 1000):
 
 
 def _tv(name, family, paper, shape=(3, 224, 224), notes="", **kwargs) -> None:
-    tv_name = name.replace("-", "_")
-    register(
-        ModelInfo(
-            name=name,
-            family=family,
-            variant="imagenet",
-            input_shape=shape,
-            num_classes=1000,
-            paper=paper[0],
-            year=paper[1],
-            source="torchvision",
-            builder=partial(build_torchvision, tv_name, **kwargs),
-            notes=notes,
-        )
-    )
+    builder = partial(build_torchvision, name.replace("-", "_"), **kwargs)
+    register_model(name, family=family, variant="imagenet", paper=paper, input_shape=shape,
+                   num_classes=1000, source="torchvision", builder=builder, notes=notes)
 
 
 def _timm(name, timm_name, family, paper, shape=(3, 299, 299)) -> None:
-    register(
-        ModelInfo(
-            name=name,
-            family=family,
-            variant="imagenet",
-            input_shape=shape,
-            num_classes=1000,
-            paper=paper[0],
-            year=paper[1],
-            source="timm",
-            builder=partial(build_timm, timm_name),
-        )
-    )
+    register_model(name, family=family, variant="imagenet", paper=paper, input_shape=shape,
+                   num_classes=1000, source="timm", builder=partial(build_timm, timm_name))
 
 
 _tv("alexnet", "alexnet", papers.ALEXNET, notes="torchvision's one-tower variant (64-192-384-256-256)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -48,6 +49,18 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
+def lazy_builder(target: str, **fixed) -> Builder:
+    """A builder calling ``module:attr(in_channels, num_classes, **fixed)``, importing the
+    module only when it runs, so listing the zoo never imports torch."""
+    module_name, _, attr = target.partition(":")
+
+    def build(in_channels: int, num_classes: int):
+        return getattr(importlib.import_module(module_name), attr)(in_channels, num_classes, **fixed)
+
+    build.__qualname__ = f"lazy_builder({target!r})"
+    return build
+
+
 def canonical_name(name: str) -> str:
     """``Inception_V3`` -> ``inception-v3``."""
     return name.strip().lower().replace("_", "-")
@@ -61,6 +74,35 @@ def register(info: ModelInfo) -> ModelInfo:
         raise ValueError(f"model {key!r} is already registered")
     _REGISTRY[key] = info
     return info
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    variant: str,
+    paper: tuple[str, int],
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    source: str,
+    builder: Builder,
+    notes: str = "",
+) -> ModelInfo:
+    """``register`` with the paper given as ``(title, year)``, as in ``archprobe.zoo.papers``."""
+    return register(
+        ModelInfo(
+            name=name,
+            family=family,
+            variant=variant,
+            input_shape=input_shape,
+            num_classes=num_classes,
+            paper=paper[0],
+            year=paper[1],
+            source=source,
+            builder=builder,
+            notes=notes,
+        )
+    )
 
 
 def _natural_key(name: str) -> list:

@@ -583,3 +583,13 @@ def test_table_shows_speedup_column_only_with_a_cuda_cpu_pair():
     table = render(add_speedups([cpu, gpu]), "md")
     assert "Speedup" in table and "25.00x" in table
     assert json.loads(render([cpu], "json"))[0]["speedup"] is None  # data keeps the key
+
+
+def test_input_size_the_model_cannot_take_is_a_usage_error(capsys):
+    from archprobe.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["throughput", "alexnet", "--input-size", "32", "--device", "cpu", "--mode", "inference"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "features.12 (MaxPool2d)" in err and "63–4096+" in err and err.count("\n") == 1

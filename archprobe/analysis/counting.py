@@ -74,12 +74,9 @@ def traced(
     except TraceFailure as failure:
         if not track_modules:  # trace again with module hooks to name the failing layer
             return traced(spec, model, batch_size, train=train, backward=backward, track_modules=True)
-        _explain_failure(spec, model, batch_size, train, failure)
-        raise InputSizeError(
-            f"{spec.name} failed on input {'x'.join(map(str, shape))}: {failure}"
-        ) if _is_size_error(failure) else ArchprobeError(
-            f"{spec.name} failed on input {'x'.join(map(str, shape))}: {failure}"
-        ) from failure
+        _explain_failure(spec, model, batch_size, train)
+        error_type = InputSizeError if _is_size_error(failure) else ArchprobeError
+        raise error_type(f"{spec.name} failed on input {'x'.join(map(str, shape))}: {failure}") from failure
 
 
 _SIZE_ERRORS = ("too small", "cannot be multiplied", "must match", "Expected more than 1 value",
@@ -90,12 +87,10 @@ def _is_size_error(failure) -> bool:
     return any(text in str(failure) for text in _SIZE_ERRORS)
 
 
-def _explain_failure(spec, model, batch_size, train, failure) -> None:
-    """Raise an ``InputSizeError`` when the failure is about the input size."""
-    try:
-        from archprobe.analysis.min_input import check_input_size
-    except ImportError:  # pragma: no cover - the solver ships with the package
-        return
+def _explain_failure(spec, model, batch_size, train) -> None:
+    """Raise an ``InputSizeError`` stating the valid sizes when the input size is the cause."""
+    from archprobe.analysis.min_input import check_input_size
+
     _, height, width = spec.input_shape
     try:
         check_input_size(spec, model, height, width, train=train, batch_size=batch_size)

@@ -166,7 +166,12 @@ def describe_valid_sizes(result: MinInputResult) -> str:
     if not result.valid:
         return f"no square side from 1 to {result.examined_to} runs{scanned}"
     text = f"valid square sides{scanned}: {result.valid_sides}"
-    if result.min_size:
+    if result.min_size and result.anchor and tuple(result.min_size) != (result.min_square,) * 2:
+        # Per-dimension minimums are each taken at the other dimension's anchor; say so, so
+        # that "min 1x1" next to "squares from 33" does not read as a contradiction.
+        (min_h, min_w), (anchor_h, anchor_w) = result.min_size, result.anchor
+        text += f" (min height {min_h} at width {anchor_w}, min width {min_w} at height {anchor_h})"
+    elif result.min_size:
         text += f" (min HxW {result.min_size[0]}x{result.min_size[1]})"
     return text
 
@@ -201,6 +206,22 @@ def check_input_size(
     else:
         sizes = describe_valid_sizes(result)
     raise InputSizeError(f"{spec.name} cannot take {spec.in_channels}x{height}x{width}{mode}: {where}; {sizes}")
+
+
+def ensure_input_size(spec: "ModelSpec", *, train: bool = False, batch_size: int = 1) -> None:
+    """Cheap when the spec's input size runs (one pass on meta); otherwise raise the
+    :func:`check_input_size` error naming the layer and the valid sizes."""
+    import torch
+
+    from archprobe.analysis.trace import FastMeta, make_input, model_mode
+
+    model = spec.build("meta")
+    try:
+        with model_mode(model, train), torch.no_grad(), FastMeta():
+            model(make_input((batch_size, *spec.input_shape)))
+    except Exception:  # noqa: BLE001 - find out whether the size is the cause
+        _, height, width = spec.input_shape
+        check_input_size(spec, model, height, width, train=train, batch_size=batch_size)
 
 
 # --- the solver ---------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
       archprobe throughput resnet50 --device cuda --dtype bfloat16 --channels-last --compile
       archprobe throughput tv:mobilenet_v3_small --device cpu --threads 4 --mode inference
     """
+    from archprobe.analysis.min_input import ensure_input_size
     from archprobe.analysis.throughput import (
         MODES,
         CsvSink,
@@ -113,6 +114,9 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
     device_list, notes = resolve_devices(devices)
     specs = resolve_specs(models or SEED_MODELS, input_size, in_channels, num_classes)
     modes = MODES if mode == "both" else (mode,)
+    for spec in specs:  # a size a model cannot take is bad input: say so before measuring
+        for m in modes:
+            ensure_input_size(spec, train=m == "train", batch_size=min(batch_sizes))
     config = ThroughputConfig(
         dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, warmup=warmup,
         warmup_time=warmup_time, min_time=min_time, min_iters=min_iters, cudnn_benchmark=cudnn_benchmark,

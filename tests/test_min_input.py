@@ -298,7 +298,9 @@ def test_scan_fallback_reports_itself_and_progress():
     assert result.method == "scan" and result.scan_limit == 40
     assert "control flow depends on the input size" in result.notes[-1]
     assert calls[-1] == (40, 40)
-    assert describe_valid_sizes(result) == "valid square sides (scanned 1–40): 1–40+ (min HxW 8x1)"
+    assert describe_valid_sizes(result) == (
+        "valid square sides (scanned 1–40): 1–40+ (min height 8 at width 32, min width 1 at height 32)"
+    )
 
 
 # --- random conv/pool stacks (hypothesis) ----------------------------------------------------

@@ -42,14 +42,14 @@ def cli(debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from archprobe.cli import zoo_cmd  # noqa: F401
-
-    for module in ("static_cmd", "min_input_cmd", "throughput_cmd", "report_cmd"):
-        try:
-            __import__(f"archprobe.cli.{module}")
-        except ModuleNotFoundError as exc:  # a command whose module is not written yet
-            if exc.name != f"archprobe.cli.{module}":
-                raise
+    # Each module adds its command(s) to ``cli`` on import; they import torch only when run.
+    from archprobe.cli import (  # noqa: F401
+        min_input_cmd,
+        report_cmd,
+        static_cmd,
+        throughput_cmd,
+        zoo_cmd,
+    )
 
 
 _register_commands()

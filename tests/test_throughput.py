@@ -227,23 +227,13 @@ def test_matmul_ceiling_real_small():
     assert torch.backends.cuda.matmul.allow_tf32 is False  # left as it was
 
 
-def test_model_flops_adapter_and_fallback(monkeypatch):
+def test_model_flops_come_from_the_counter():
+    from archprobe.analysis.counting import count
+
     spec = tiny_spec()
-    forward = tp._model_flops(spec, 2, False)
-    assert forward and forward > 0
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_counting(name, *args, **kwargs):
-        if name == "archprobe.analysis.counting":
-            raise ImportError("not written yet")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_counting)
-    conv_linear = 2 * (2 * 8 * 8 * 4 * 3 * 9) + 2 * (2 * 4 * 10)  # FlopCounterMode: conv + linear only
-    assert tp._model_flops(spec, 2, False) == conv_linear
-    assert tp._model_flops(spec, 2, True) > conv_linear
+    counts = count(spec, batch_size=2, train=True)
+    assert tp._model_flops(spec, 2, False) == counts.flops > 0
+    assert tp._model_flops(spec, 2, True) == counts.train_flops > counts.flops
 
 
 # --- faults -----------------------------------------------------------------------------------

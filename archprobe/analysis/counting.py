@@ -172,9 +172,15 @@ def count(
 
 
 def count_flops(spec: "ModelSpec", *, batch_size: int = 1, train: bool = False) -> int:
-    """FLOPs of one forward pass, or of one training step (forward + loss + backward)."""
-    result = count(spec, batch_size=batch_size, train=train)
-    return result.train_flops if train else result.flops
+    """FLOPs of one forward pass, or of one training step (forward + loss + backward).
+
+    Traces only the pass asked for (``count`` with ``train`` traces the forward as well).
+    """
+    from archprobe.analysis.trace import BACKWARD, FORWARD, LOSS
+
+    model = spec.build("meta")
+    t = traced(spec, model, batch_size, train=train, backward=train, track_modules=False)
+    return cost_totals(t, (FORWARD, LOSS, BACKWARD) if train else (FORWARD,)).flops
 
 
 def fvcore_macs(spec: "ModelSpec", batch_size: int = 1) -> int:

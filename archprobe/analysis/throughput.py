@@ -561,7 +561,7 @@ def build_workload(spec: "ModelSpec", device, config: ThroughputConfig) -> Workl
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9)  # OPTIMIZER
+    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler(device.type) if config.dtype == "float16" else None
     targets: list = []
 
@@ -598,26 +598,12 @@ def build_workload(spec: "ModelSpec", device, config: ThroughputConfig) -> Workl
 # FLOPs and the matmul ceiling
 # --------------------------------------------------------------------------------------------
 def _model_flops(spec: "ModelSpec", batch_size: int, train: bool) -> int | None:
-    """FLOPs of one forward (or forward + backward) pass; None where they cannot be counted."""
-    try:
-        from archprobe.analysis.counting import count_flops
-    except Exception:  # noqa: BLE001 - fall back to torch's dispatch-level counter
-        count_flops = None
-    try:
-        if count_flops is not None:
-            return int(count_flops(spec, batch_size=batch_size, train=train))
-        import torch
-        from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of one forward pass (or training step), counted on meta; None where they cannot be."""
+    from archprobe.analysis.counting import count_flops
 
-        model = spec.build("meta").train(train)
-        x = torch.empty(batch_size, *spec.input_shape, device="meta")
-        counter = FlopCounterMode(display=False)
-        with counter, torch.set_grad_enabled(train):
-            out = model(x)
-            if train:
-                sum(o.float().sum() for o in _tensor_outputs(out, batch_size)).backward()
-        return int(counter.get_total_flops())
-    except Exception:  # noqa: BLE001 - utilisation is optional
+    try:
+        return count_flops(spec, batch_size=batch_size, train=train)
+    except Exception:  # noqa: BLE001 - utilisation is optional; the row is still measured
         return None
 
 

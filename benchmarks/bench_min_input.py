@@ -20,19 +20,10 @@ import time
 import torch
 
 from archprobe.analysis.min_input import solve_min_input
-from archprobe.analysis.trace import FastMeta, make_input
+from archprobe.analysis.trace import forward_runs, make_input
 from archprobe.zoo.spec import resolve
 
 DEFAULT_MODELS = ["googlenet", "inception-v3", "densenet201"]
-
-
-def runs(model, shape) -> bool:
-    try:
-        with torch.no_grad(), FastMeta():
-            model(make_input(shape))
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def in_valid(valid, side: int, cap: int) -> bool:
@@ -73,7 +64,7 @@ def main() -> None:
         channels = spec.in_channels
         sides = list(range(1, args.max_side + 1, args.scan_every))
         start = time.perf_counter()
-        scanned = {s: runs(model, (1, channels, s, s)) for s in sides}
+        scanned = {s: forward_runs(model, (1, channels, s, s)) for s in sides}
         scan_s = time.perf_counter() - start
         if args.scan_every > 1:
             scan_s *= args.max_side / len(sides)  # extrapolated

@@ -211,15 +211,10 @@ def check_input_size(
 def ensure_input_size(spec: "ModelSpec", *, train: bool = False, batch_size: int = 1) -> None:
     """Cheap when the spec's input size runs (one pass on meta); otherwise raise the
     :func:`check_input_size` error naming the layer and the valid sizes."""
-    import torch
-
-    from archprobe.analysis.trace import FastMeta, make_input, model_mode
+    from archprobe.analysis.trace import forward_runs
 
     model = spec.build("meta")
-    try:
-        with model_mode(model, train), torch.no_grad(), FastMeta():
-            model(make_input((batch_size, *spec.input_shape)))
-    except Exception:  # noqa: BLE001 - find out whether the size is the cause
+    if not forward_runs(model, (batch_size, *spec.input_shape), train=train):
         _, height, width = spec.input_shape
         check_input_size(spec, model, height, width, train=train, batch_size=batch_size)
 
@@ -270,17 +265,9 @@ class _Solver:
         return (self.batch, self.channels, h, w)
 
     def runs(self, h: int, w: int) -> bool:
-        import torch
+        from archprobe.analysis.trace import forward_runs
 
-        from archprobe.analysis.trace import FastMeta, make_input, model_mode
-
-        x = make_input(self.shape(h, w))
-        try:
-            with model_mode(self.model, self.train), torch.no_grad(), FastMeta():
-                self.model(x)
-            return True
-        except Exception:  # noqa: BLE001 - any failure means the size does not run
-            return False
+        return forward_runs(self.model, self.shape(h, w), train=self.train)
 
     def trace(self, h: int, w: int, modules: bool = True):
         """A trace at ``h x w`` or ``None`` if the pass fails; ``modules=False`` for traces that

@@ -286,6 +286,16 @@ def model_mode(model: nn.Module, train: bool):
             module.training = mode
 
 
+def forward_runs(model: nn.Module, shape: Sequence[int], *, train: bool = False) -> bool:
+    """Does one forward pass at ``shape`` run (meta device, fast paths, no recording)?"""
+    try:
+        with model_mode(model, train), torch.no_grad(), FastMeta():
+            model(make_input(shape))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means this input does not run
+        return False
+
+
 def _shapes(value) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
 

@@ -64,13 +64,18 @@ def _per_in(k: int) -> Rule:
     return lambda e: k * _in(e)
 
 
-def _kernel_area(e: OpEvent, index: int) -> int:
-    kernel = e.args[index] if len(e.args) > index else e.kwargs.get("kernel_size")
+def _kernel_area(e: OpEvent) -> int:
+    kernel = e.named["kernel_size"]
     return prod(kernel) if isinstance(kernel, (list, tuple)) else int(kernel)
 
 
+def _per_window(e: OpEvent) -> int:
+    """One FLOP per kernel element per output element (a pool's comparisons or adds)."""
+    return _out(e) * _kernel_area(e)
+
+
 def _batch_norm(e: OpEvent) -> int:
-    training = "no_training" not in e.overload and len(e.args) > 5 and bool(e.args[5])
+    training = bool(e.named.get("training", False))
     return (6 if training else 2) * _in(e)
 
 
@@ -79,8 +84,7 @@ def _mean(e: OpEvent) -> int:
 
 
 def _nll(e: OpEvent) -> int:
-    target = e.args[1] if e.name == "nll_loss_forward" else e.args[2]
-    return _numel(target)
+    return _numel(e.named["target"])
 
 
 _ELEMENTWISE = """
@@ -110,13 +114,13 @@ FLOP_RULES.update(
         "cudnn_batch_norm_backward": _per_in(8),
         "native_layer_norm_backward": _per_in(8),
         "native_group_norm_backward": _per_in(8),
-        "max_pool1d": lambda e: _out(e) * _kernel_area(e, 1),
-        "max_pool2d": lambda e: _out(e) * _kernel_area(e, 1),
-        "max_pool2d_with_indices": lambda e: _out(e) * _kernel_area(e, 1),
-        "max_pool3d_with_indices": lambda e: _out(e) * _kernel_area(e, 1),
-        "avg_pool1d": lambda e: _out(e) * _kernel_area(e, 1),
-        "avg_pool2d": lambda e: _out(e) * _kernel_area(e, 1),
-        "avg_pool3d": lambda e: _out(e) * _kernel_area(e, 1),
+        "max_pool1d": _per_window,
+        "max_pool2d": _per_window,
+        "max_pool2d_with_indices": _per_window,
+        "max_pool3d_with_indices": _per_window,
+        "avg_pool1d": _per_window,
+        "avg_pool2d": _per_window,
+        "avg_pool3d": _per_window,
         "_adaptive_avg_pool2d": _mean,
         "adaptive_avg_pool2d": _mean,
         "_adaptive_avg_pool3d": _mean,
@@ -135,8 +139,8 @@ FLOP_RULES.update(
         "nll_loss_backward": _nll,
         "max_pool2d_with_indices_backward": _per_in(1),
         "max_pool3d_with_indices_backward": _per_in(1),
-        "avg_pool2d_backward": lambda e: _in(e) * _kernel_area(e, 2),
-        "avg_pool3d_backward": lambda e: _in(e) * _kernel_area(e, 2),
+        "avg_pool2d_backward": lambda e: _in(e) * _kernel_area(e),
+        "avg_pool3d_backward": lambda e: _in(e) * _kernel_area(e),
         "_adaptive_avg_pool2d_backward": _per_out(1),
         "_adaptive_avg_pool3d_backward": _per_out(1),
     }
@@ -188,7 +192,7 @@ def op_cost(e: OpEvent) -> tuple[int, int] | None:
 def _bias_flops(e: OpEvent) -> int:
     """The bias add of a convolution or ``addmm``: one FLOP per output element."""
     if e.name in ("convolution", "_convolution", "cudnn_convolution", "convolution_overrideable"):
-        return _out(e) if len(e.args) > 2 and isinstance(e.args[2], TensorRef) else 0
+        return _out(e) if isinstance(e.named.get("bias"), TensorRef) else 0
     if e.name in ("addmm", "baddbmm"):
         return _out(e)
     if e.name == "convolution_backward":

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from archprobe.analysis.geometry import named_args
 from archprobe.analysis.trace import TensorRef, Trace
 
 INPUT = ("input",)
@@ -41,34 +42,6 @@ class Unsupported(Exception):
 
 
 # --- alignment ---------------------------------------------------------------------------------
-
-_SCHEMAS: dict[Any, list[tuple[str, bool, Any]]] = {}
-
-
-def _schema(func) -> list[tuple[str, bool, Any]]:
-    spec = _SCHEMAS.get(func)
-    if spec is None:
-        spec = []
-        for a in func._schema.arguments:
-            default = a.default_value if a.has_default_value() else None
-            spec.append((a.name, a.kwarg_only, default))
-        _SCHEMAS[func] = spec
-    return spec
-
-
-def _name_args(func, args: tuple, kwargs: dict) -> dict[str, Any]:
-    named: dict[str, Any] = {}
-    pos = 0
-    for name, kwarg_only, default in _schema(func):
-        if not kwarg_only and pos < len(args):
-            named[name] = args[pos]
-            pos += 1
-        elif name in kwargs:
-            named[name] = kwargs[name]
-        else:
-            named[name] = default
-    return named
-
 
 def _is_tensor_list(value) -> bool:
     return isinstance(value, (list, tuple)) and any(isinstance(v, TensorRef) for v in value)
@@ -115,7 +88,7 @@ def align(traces: Sequence[Trace]) -> list[AlignedOp]:
                     f"op {i} is aten.{ops[0].overload} at {_size_text(first)} but aten.{o.overload} at"
                     f" {_size_text(t)}: the forward's control flow depends on the input size"
                 )
-        values = [_name_args(func, o.args, o.kwargs) for o in ops]
+        values = [named_args(func, o.args, o.kwargs) for o in ops]
         keys: dict[str, Any] = {}
         shapes: dict[str, list] = {}
         varying: set[str] = set()

@@ -16,12 +16,16 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+from math import prod
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from archprobe.analysis.geometry import Window, named_args, window
 
 FORWARD, LOSS, BACKWARD = "forward", "loss", "backward"
 
@@ -35,10 +39,7 @@ class TensorRef:
     dtype: torch.dtype
 
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,17 @@ class OpEvent:
     @property
     def overload(self) -> str:
         return f"{self.func.overloadpacket.__name__}.{self.func._overloadname}"
+
+    @cached_property
+    def named(self) -> dict[str, Any]:
+        """The arguments by schema name, defaults filled in (see :mod:`archprobe.analysis.geometry`)."""
+        return named_args(self.func, self.args, self.kwargs)
+
+    @property
+    def window(self) -> Window | None:
+        """Kernel, stride, padding and dilation of a convolution or pool; ``None`` for other ops."""
+        weight = self.named.get("weight")
+        return window(self.name, self.named, weight.shape if isinstance(weight, TensorRef) else None)
 
 
 @dataclass
@@ -321,7 +333,6 @@ def trace(
     """
     stack: list[int] = []
     calls: list[ModuleCall] = []
-    open_calls: list[int] = []
     handles = []
     seen_modules: set[int] = set()
     names = {id(m): n for n, m in model.named_modules()}
@@ -342,11 +353,9 @@ def trace(
             )
         )
         stack.append(index)
-        open_calls.append(index)
 
     def post_hook(_module, _inputs, output):
         index = stack.pop()
-        open_calls.pop()
         calls[index].output_shapes = _shapes(output)
 
     if track_modules:
@@ -365,7 +374,7 @@ def trace(
             try:
                 output = model(x)
             except Exception as exc:
-                failing = calls[open_calls[-1]] if open_calls else None
+                failing = calls[stack[-1]] if stack else None
                 raise TraceFailure(
                     exc, failing.path if failing else None, failing.type_name if failing else None
                 ) from exc

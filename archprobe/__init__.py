@@ -1,7 +1,53 @@
 """archprobe: instantiate CNN architectures and analyse them.
 
-The library is importable without click and without importing torch up front;
-torch is imported lazily by the functions that need it.
+The Python API (the command line is a second face over the same functions)::
+
+    import archprobe as ap
+    ap.count("googlenet").params                 # 6624904
+    ap.count(my_module, input_size=(3, 224, 224))  # any nn.Module; its weights are never touched
+    ap.min_input("alexnet").min_size             # (63, 63)
+    ap.to_frame([ap.count("alexnet"), ap.count("vgg16")])
+
+Importing archprobe does not import torch; the functions import it when called.
 """
 
 __version__ = "0.1.0"
+
+from archprobe.api import count as count
+from archprobe.api import layers as layers
+from archprobe.api import list_models as list_models
+from archprobe.api import min_input as min_input
+from archprobe.api import probe as probe
+from archprobe.api import throughput as throughput
+from archprobe.api import to_frame as to_frame
+from archprobe.errors import ArchprobeError as ArchprobeError
+from archprobe.errors import InputSizeError as InputSizeError
+from archprobe.errors import SpecError as SpecError
+from archprobe.errors import UsageError as UsageError
+from archprobe.probe import Mode as Mode
+from archprobe.probe import Probe as Probe
+from archprobe.results import LayerTable as LayerTable
+from archprobe.results import MinInputResult as MinInputResult
+from archprobe.results import ModelCounts as ModelCounts
+from archprobe.results import ThroughputResult as ThroughputResult
+
+__all__ = [
+    "ArchprobeError",
+    "InputSizeError",
+    "LayerTable",
+    "MinInputResult",
+    "Mode",
+    "ModelCounts",
+    "Probe",
+    "SpecError",
+    "ThroughputResult",
+    "UsageError",
+    "__version__",
+    "count",
+    "layers",
+    "list_models",
+    "min_input",
+    "probe",
+    "throughput",
+    "to_frame",
+]

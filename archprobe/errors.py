@@ -28,9 +28,23 @@ class ArchprobeError(Exception):
 
 
 class UsageError(ArchprobeError):
-    """Bad input from the user (exit code 2)."""
+    """Bad input from the user (exit code 2).
+
+    ``param`` names the offending argument as the Python API spells it (``in_channels``) and
+    prefixes the message with it; the command line shows it as its flag (``--in-channels: ...``).
+    Library messages never name flags.
+    """
 
     exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, exit_code: ExitCode | None = None, *, param: str | None = None):
+        super().__init__(f"{param}: {message}" if param else message, exit_code)
+        self.message = message
+        self.param = param
+
+    def as_flag(self) -> str:
+        """The message with the argument spelt as its command-line flag."""
+        return f"--{self.param.replace('_', '-')}: {self.message}" if self.param else str(self)
 
 
 class SpecError(UsageError):

@@ -39,8 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.benchmark import Timer
 
-from archprobe.analysis.environment import collect_environment, physical_cores
-from archprobe.analysis.throughput import SPREAD_WARNING, ThroughputConfig, ThroughputRunner
+from archprobe.bench.throughput import ThroughputConfig, ThroughputRunner
+from archprobe.report.notes import SPREAD_WARNING
+from archprobe.runtime.environment import collect_environment, physical_cores
 from archprobe.zoo.spec import resolve
 
 

@@ -1,5 +1,7 @@
 """Docs as tests: every command in the README runs, and its pasted output is what it prints.
 
+``pycon`` blocks (the Python API) run as doctests.
+
 Console blocks list ``$ command`` lines followed by their output (stdout, then stderr). A block
 preceded by ``<!-- docs-test: run-only -->`` holds machine-dependent output (timings, paths):
 its commands must run but their output is not compared. An output that starts with ``error:``
@@ -8,6 +10,7 @@ documents a usage error (exit code 2). ``make`` lines are the set-up itself and 
 
 from __future__ import annotations
 
+import doctest
 import re
 import shlex
 from pathlib import Path
@@ -68,3 +71,15 @@ def test_readme_command(command, expected, compare, capsys, monkeypatch, tmp_pat
             return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
         assert norm(out) == norm(expected)
+
+
+PYCON = re.compile(r"```pycon\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize("index", range(len(PYCON.findall(README))))
+def test_readme_python_block(index):
+    block = PYCON.findall(README)[index]
+    test = doctest.DocTestParser().get_doctest(block, {}, f"README pycon block {index}", str(ROOT / "README.md"), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0 and runner.tries > 0

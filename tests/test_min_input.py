@@ -18,15 +18,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archprobe.analysis.min_input import (
-    MinInputResult,
-    check_input_size,
-    describe_valid_sizes,
-    solve_min_input,
-    valid_text,
-)
+from archprobe.analysis.min_input import check_input_size, describe_valid_sizes, solve_min_input, valid_text
 from archprobe.analysis.trace import FastMeta, make_input
 from archprobe.errors import ExitCode, InputSizeError, UsageError
+from archprobe.probe import Mode, Probe
+from archprobe.results import MinInputResult
 from archprobe.zoo.registry import list_models
 from archprobe.zoo.spec import ModelSpec, resolve
 
@@ -54,6 +50,17 @@ def runs(model, shape, train: bool = False) -> bool:
         return False
     finally:
         model.train(was)
+
+
+def solve(spec, model=None, *, train=False, batch_size=1, **kwargs) -> MinInputResult:
+    """Solve for ``spec`` with an already built meta ``model`` (the tests scan the same one)."""
+    probe = Probe(spec, model if model is not None else spec.build("meta"), batch_size, Mode.of(train))
+    return solve_min_input(probe, **kwargs)
+
+
+def probe_at(spec, model, height, width, *, train=False, batch_size=1) -> Probe:
+    return Probe(spec.with_input_size(height, width), model if model is not None else spec.build("meta"),
+                 batch_size, Mode.of(train))
 
 
 def in_valid(intervals, side: int, cap: int) -> bool:
@@ -118,7 +125,7 @@ def _zoo_params():
 def test_zoo_model_eval_matches_brute_force(name):
     spec = resolve(name)
     model = spec.build("meta")
-    result = solve_min_input(spec, model=model)
+    result = solve(spec, model)
     assert result.method == "analytic", result.notes
     assert result.verified
     assert result.mode == "eval" and result.batch_size == 1
@@ -143,7 +150,7 @@ def test_d2l_fixed_linear_intervals(name, valid):
         pytest.skip(f"{name} is not registered")
     spec = resolve(name)
     model = spec.build("meta")
-    result = solve_min_input(spec, model=model)
+    result = solve(spec, model)
     assert [tuple(v) for v in result.valid] == valid
     assert "Linear" in result.limiting_layer and "Linear" in result.upper_limiting_layer
     lo, hi = valid[0]
@@ -164,7 +171,7 @@ def test_torchvision_published_min_size(name, expected):
     assert published == (expected, expected)
     spec = resolve(f"tv:{name}")
     model = spec.build("meta")
-    result = solve_min_input(spec, model=model)
+    result = solve(spec, model)
     assert result.method == "analytic" and result.verified
     assert result.min_square == expected
     assert tuple(result.min_size) == published
@@ -196,7 +203,7 @@ TRAIN = [
 def test_train_mode_batch_norm(name, batch, expected):
     spec = resolve(name)
     model = spec.build("meta")
-    result = solve_min_input(spec, model=model, train=True, batch_size=batch)
+    result = solve(spec, model, train=True, batch_size=batch)
     assert result.mode == "train" and result.batch_size == batch
     assert result.method == "analytic" and result.verified, result.notes
     assert result.min_square == expected
@@ -211,8 +218,8 @@ def test_train_mode_batch_norm(name, batch, expected):
 def test_train_and_eval_differ_only_where_they_should():
     spec = resolve("resnet18")
     model = spec.build("meta")
-    ev = solve_min_input(spec, model=model)
-    tr = solve_min_input(spec, model=model, train=True, batch_size=1)
+    ev = solve(spec, model)
+    tr = solve(spec, model, train=True, batch_size=1)
     assert ev.min_square == 1 and tr.min_square == 33
     # min H at the default width: 1 runs in training (the map is 1x7), but 1x1 does not
     assert tr.min_size == (1, 1)
@@ -229,7 +236,7 @@ def test_tricky_nets(name):
     spec = nets_tricky.spec(name)
     model = spec.build("meta")
     cap = net.cap
-    result = solve_min_input(spec, model=model, max_size=cap)
+    result = solve(spec, model, max_size=cap)
     truth = scan_intervals(model, net.input_shape[0], range(1, cap + 1))
     truth = [[lo, None if hi == cap else hi] for lo, hi in truth]
     assert truth == [list(v) for v in net.valid], "the hand-worked expectation is wrong"
@@ -245,7 +252,7 @@ def test_tricky_nets(name):
     else:
         assert any("scanned" in n for n in result.notes)
     for batch, expected in net.train_valid.items():
-        tr = solve_min_input(spec, model=model, max_size=cap, train=True, batch_size=batch)
+        tr = solve(spec, model, max_size=cap, train=True, batch_size=batch)
         truth = scan_intervals(model, net.input_shape[0], range(1, cap + 1), batch=batch, train=True)
         truth = [[lo, None if hi == cap else hi] for lo, hi in truth]
         assert truth == [list(v) for v in expected]
@@ -253,7 +260,7 @@ def test_tricky_nets(name):
 
 
 def test_fixed_linear_names_both_bounds():
-    result = solve_min_input(nets_tricky.spec("fixed-linear"), max_size=64)
+    result = solve(nets_tricky.spec("fixed-linear"), max_size=64)
     assert result.valid == ((14, 15),)
     assert result.limiting_layer == "fc (Linear)" and result.upper_limiting_layer == "fc (Linear)"
     assert result.limiting_reason == "gets 100 input features, expects 144"
@@ -261,23 +268,23 @@ def test_fixed_linear_names_both_bounds():
 
 
 def test_holes_are_described_by_their_period():
-    result = solve_min_input(nets_tricky.spec("divisible-4"), max_size=4096)
+    result = solve(nets_tricky.spec("divisible-4"), max_size=4096)
     assert result.method == "analytic" and result.verified
     assert result.valid_sides == "every 4th size 4–4096+ (1024 sizes)"
     assert result.valid[:2] == ((4, 4), (8, 8)) and result.valid[-1] == (4096, None)
     assert "cat" in result.limiting_layer and "disagree" in result.limiting_reason
-    even = solve_min_input(nets_tricky.spec("even-only"), max_size=4096)
+    even = solve(nets_tricky.spec("even-only"), max_size=4096)
     assert even.valid_sides == "2–4, even sizes 6–4096+ (2046 sizes)"
 
 
 def test_non_square_kernel_solves_h_and_w_separately():
-    result = solve_min_input(nets_tricky.spec("non-square-kernel"))
+    result = solve(nets_tricky.spec("non-square-kernel"))
     assert result.min_size == (3, 9) and result.min_square == 9
     assert result.limiting_reason == "output would be 6x0"
 
 
 def test_functional_ops_in_forward_are_seen():
-    result = solve_min_input(nets_tricky.spec("functional-pool"))
+    result = solve(nets_tricky.spec("functional-pool"))
     assert result.method == "analytic"
     assert result.limiting_layer == "(model) (FunctionalPool: max_pool2d_with_indices)"
 
@@ -285,7 +292,7 @@ def test_functional_ops_in_forward_are_seen():
 def test_third_trace_settles_a_window_equal_to_the_map():
     # the global window is 1 high at both first traces: a third trace (a size with a 2-high map)
     # shows it follows the height; a constant window of 1 would reject every side >= 81
-    result = solve_min_input(nets_tricky.spec("strided-global-pool"), max_size=128)
+    result = solve(nets_tricky.spec("strided-global-pool"), max_size=128)
     assert result.method == "analytic" and result.verified
     assert len(result.traced) == 3 and result.traced[2][0] >= 81
     assert result.valid == ((1, None),)
@@ -293,7 +300,7 @@ def test_third_trace_settles_a_window_equal_to_the_map():
 
 def test_scan_fallback_reports_itself_and_progress():
     calls = []
-    result = solve_min_input(nets_tricky.spec("pool-until-small"), max_size=40,
+    result = solve(nets_tricky.spec("pool-until-small"), max_size=40,
                              progress=lambda done, total: calls.append((done, total)))
     assert result.method == "scan" and result.scan_limit == 40
     assert "control flow depends on the input size" in result.notes[-1]
@@ -335,7 +342,7 @@ def test_random_stacks_match_brute_force(layers, head, at, mode):
     sides = [s for lo, hi in truth for s in range(lo, hi + 1)]
     default = sides[at % len(sides)] if sides else 24  # a default that runs, where one does
     spec = ModelSpec("stack", "user", (2, default, default), None, lambda: nets_tricky.Stack(layers, head))
-    result = solve_min_input(spec, model=model, max_size=CAP, train=train, batch_size=batch)
+    result = solve(spec, model, max_size=CAP, train=train, batch_size=batch)
     assert [list(v) for v in result.valid] == [[lo, None if hi == CAP else hi] for lo, hi in truth]
     if result.method == "analytic":
         assert result.verified
@@ -352,24 +359,24 @@ def test_check_input_size_names_layer_and_valid_sizes():
     spec = resolve("alexnet")
     model = spec.build("meta")
     with pytest.raises(InputSizeError) as err:
-        check_input_size(spec, model, 32, 32)
+        check_input_size(probe_at(spec, model, 32, 32))
     assert str(err.value) == (
         "alexnet cannot take 3x32x32: features.12 (MaxPool2d) output would be 0x0;"
         " valid square sides: 63–4096+ (min HxW 63x63)"
     )
     assert err.value.exit_code == ExitCode.USAGE
-    assert check_input_size(spec, model, 63, 80) is None
+    assert check_input_size(probe_at(spec, model, 63, 80)) is None
 
 
 def test_check_input_size_upper_bound_and_train():
     spec = resolve("lenet")
     with pytest.raises(InputSizeError, match=r"lenet cannot take 1x40x40: fc.0 \(Linear\) gets 784 input"
                                              r" features, expects 256; valid square sides: 28–31"):
-        check_input_size(spec, None, 40, 40)
+        check_input_size(probe_at(spec, None, 40, 40))
     spec = resolve("resnet18")
     with pytest.raises(InputSizeError, match="in training mode: layer4.0.bn1 .* value per channel"):
-        check_input_size(spec, None, 32, 32, train=True)
-    assert check_input_size(spec, None, 32, 32, train=True, batch_size=2) is None
+        check_input_size(probe_at(spec, None, 32, 32, train=True))
+    assert check_input_size(probe_at(spec, None, 32, 32, train=True, batch_size=2)) is None
 
 
 @pytest.mark.parametrize(
@@ -391,18 +398,20 @@ def test_valid_text(intervals, cap, text):
 
 
 def test_describe_valid_sizes_when_nothing_runs():
-    result = solve_min_input(nets_tricky.spec("bn-train-head"), train=True, batch_size=1, max_size=16)
+    result = solve(nets_tricky.spec("bn-train-head"), train=True, batch_size=1, max_size=16)
     assert result.valid == () and result.min_size is None and result.method == "scan"
     assert describe_valid_sizes(result) == "no square side from 1 to 16 runs (scanned 1–16)"
     assert result.limiting_layer == "bn1 (BatchNorm1d)"
 
 
 def test_bad_arguments():
+    import archprobe as ap
+
     spec = nets_tricky.spec("dilated")
     with pytest.raises(UsageError):
-        solve_min_input(spec, batch_size=0)
+        ap.min_input(spec, batch_size=0)
     with pytest.raises(UsageError):
-        solve_min_input(spec, max_size=10**6)
+        ap.min_input(spec, max_size=10**6)
 
 
 # --- the command -----------------------------------------------------------------------------

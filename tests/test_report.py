@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archprobe.analysis.counting import count
-from archprobe.analysis.min_input import solve_min_input
+from archprobe.api import count, min_input
 from archprobe.cli import main
 from archprobe.errors import ExitCode
 from archprobe.zoo.spec import resolve
@@ -61,7 +60,7 @@ def test_report_numbers_match_the_analyzers(report_dir):
         assert int(counts[name]["params"]) == expected.params
         assert int(counts[name]["macs"]) == expected.macs
         assert int(counts[name]["flops"]) == expected.flops
-        solved = solve_min_input(spec)
+        solved = min_input(spec)
         assert mins[name]["min_size"] == ";".join(map(str, solved.min_size))
     data = json.loads((report_dir / "report.json").read_text())
     assert [r["model"] for r in data["counts"]] == MODELS

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archprobe.analysis.counting import count
-from archprobe.analysis.shapes import layer_table
+from archprobe.api import count, layers
 from archprobe.zoo.registry import list_models
 from archprobe.zoo.spec import ModelSpec, resolve
 
@@ -88,7 +87,7 @@ def test_functional_ops_are_counted_and_attributed():
     expected = 2 * conv_macs + 2 * 8 * 8 + 2 * 4 * 4 * 4 + 4 * 1 * 16
     assert result.macs == conv_macs
     assert result.flops == expected
-    table = layer_table(spec)
+    table = layers(spec)
     root, conv = table.rows
     assert conv.flops == 2 * conv_macs
     assert root.flops == expected - 2 * conv_macs  # the functional ops, at the enclosing module
@@ -145,7 +144,7 @@ def test_aux_heads_excluded_from_forward_params():
 @pytest.mark.parametrize("depth", [0, 1, 2, None])
 def test_layer_rows_sum_to_totals(name, depth):
     spec = resolve(name)
-    table = layer_table(spec, depth=depth)
+    table = layers(spec, depth=depth)
     totals = count(spec)
     assert sum(r.macs for r in table.rows) == totals.macs == table.macs
     assert sum(r.flops for r in table.rows) == totals.flops == table.flops
@@ -155,7 +154,7 @@ def test_layer_rows_sum_to_totals(name, depth):
 
 
 def test_layer_shapes_follow_the_network():
-    table = layer_table(resolve("googlenet-d2l"), depth=1)
+    table = layers(resolve("googlenet-d2l"), depth=1)
     shapes = {r.path: r.output_shape for r in table.rows}
     assert shapes["b1"] == (1, 64, 24, 24)
     assert shapes["b3"] == (1, 480, 6, 6)

@@ -13,25 +13,19 @@ import pytest
 import torch
 from torch import nn
 
-from archprobe.analysis import throughput as tp
-from archprobe.analysis.environment import Environment, physical_cores
-from archprobe.analysis.throughput import (
-    CsvSink,
-    CudaBackend,
-    CudaEventTimer,
-    HostTimer,
-    ThroughputConfig,
-    ThroughputResult,
-    ThroughputRunner,
-    add_speedups,
-    build_workload,
-    resolve_devices,
-    run_timed,
-    summarize,
-    sweep,
-)
+from archprobe.bench import throughput as tp
+from archprobe.bench.ceiling import measure_matmul_ceiling
+from archprobe.bench.throughput import ThroughputConfig, ThroughputRunner, build_workload, sweep, with_speedup
 from archprobe.cli import cli, main
 from archprobe.errors import ExitCode, UsageError
+from archprobe.probe import Probe
+from archprobe.report.notes import throughput_notes
+from archprobe.results import Ceiling, Environment, ThroughputResult
+from archprobe.runtime import backends
+from archprobe.runtime.backends import CpuBackend, CudaBackend, is_oom, resolve_devices
+from archprobe.runtime.environment import physical_cores
+from archprobe.runtime.sink import CsvSink
+from archprobe.runtime.timing import CudaEventTimer, HostTimer, run_timed, summarize
 from archprobe.zoo.spec import ModelSpec
 
 HAS_CUDA = torch.cuda.is_available()
@@ -141,10 +135,10 @@ def test_runner_statistics_with_injected_clock():
 def test_large_spread_is_flagged():
     r = ThroughputResult("m", "cpu", "train", 8, "float32", "ok", examples_per_sec=80.0, median_ms=100.0,
                          iqr_ms=15.0, spread=0.15, samples=10)
-    notes = tp.result_notes([r])
+    notes = throughput_notes([r])
     assert any("large spread" in n and "15%" in n for n in notes)
     quiet = replace(r, iqr_ms=5.0, spread=0.05)
-    assert not any("large spread" in n for n in tp.result_notes([quiet]))
+    assert not any("large spread" in n for n in throughput_notes([quiet]))
 
 
 # --- workloads: both modes on a tiny net --------------------------------------------------------
@@ -157,9 +151,8 @@ def test_inference_and_train_steps_on_tiny_net():
     assert out.shape == (3, 10) and not out.requires_grad
 
     work = build_workload(tiny_spec(aux=True), device, ThroughputConfig(mode="train", batch_size=3))
-    model = work.step.__closure__  # the step holds the model; find its parameters via the optimizer
-    optimizer = next(c.cell_contents for c in model if isinstance(c.cell_contents, torch.optim.SGD))
-    params = [p for g in optimizer.param_groups for p in g["params"]]
+    assert isinstance(work.train_step.optimizer, torch.optim.SGD)
+    params = [p for g in work.train_step.optimizer.param_groups for p in g["params"]]
     before = [p.detach().clone() for p in params]
     with work.context():
         loss = work.step()
@@ -206,9 +199,9 @@ def test_utilisation_and_ceiling_cached_per_device_dtype_threads():
 
     def ceiling_fn(backend, dtype, clock):
         calls.append((backend.label, dtype))
-        return tp.Ceiling(1e10, 64, "float32")
+        return Ceiling(1e10, 64, "float32")
 
-    runner = ThroughputRunner(ceiling_fn=ceiling_fn, flops_fn=lambda spec, b, train: 1000 * b * (3 if train else 1))
+    runner = ThroughputRunner(ceiling_fn=ceiling_fn, flops_fn=lambda p: 1000 * p.batch_size * (3 if p.train else 1))
     config = ThroughputConfig(batch_size=2, **{**FAST, "utilisation": True})
     rows = list(sweep([tiny_spec()], ["cpu"], ["inference", "train"], [2, 4], config, runner=runner))
     assert calls == [("cpu", "float32")]
@@ -217,23 +210,24 @@ def test_utilisation_and_ceiling_cached_per_device_dtype_threads():
         assert r.achieved_flops_per_sec == pytest.approx(r.flops_per_iter / (r.median_ms / 1e3))
         assert r.utilisation == pytest.approx(r.achieved_flops_per_sec / 1e10)
         assert (r.ceiling_matmul_n, r.ceiling_precision) == (64, "float32")
-    assert any("float32 matmul ceiling 10.0 GFLOP/s" in n for n in tp.result_notes(rows))
+    assert any("float32 matmul ceiling 10.0 GFLOP/s" in n for n in throughput_notes(rows))
 
 
 def test_matmul_ceiling_real_small():
-    backend = tp.CpuBackend()
-    ceiling = tp.measure_matmul_ceiling(backend, "float32", max_n=256, min_time=0.01)
+    backend = CpuBackend()
+    ceiling = measure_matmul_ceiling(backend, "float32", max_n=256, min_time=0.01)
     assert (ceiling.n, ceiling.precision) == (256, "float32") and ceiling.flops_per_sec > 1e6
     assert torch.backends.cuda.matmul.allow_tf32 is False  # left as it was
 
 
 def test_model_flops_come_from_the_counter():
-    from archprobe.analysis.counting import count
+    from archprobe.api import count
 
     spec = tiny_spec()
     counts = count(spec, batch_size=2, train=True)
-    assert tp._model_flops(spec, 2, False) == counts.flops > 0
-    assert tp._model_flops(spec, 2, True) == counts.train_flops > counts.flops
+    probe = Probe.build(spec, batch_size=2)
+    assert tp._model_flops(probe) == counts.flops > 0
+    assert tp._model_flops(probe.with_setting(mode="train")) == counts.train_flops > counts.flops
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -248,14 +242,14 @@ def test_oom_recorded_and_sweep_continues_without_changing_batch():
                    ("fine", 2, "ok"), ("fine", 4, "ok"), ("fine", 8, "ok")]
     assert "out of memory" in rows[1].error and rows[1].examples_per_sec is None
     assert rows[3].error == "ValueError: bad"
-    assert any(n.startswith("oom: oomy cpu train b=4") for n in tp.result_notes(rows))
+    assert any(n.startswith("oom: oomy cpu train b=4") for n in throughput_notes(rows))
 
 
 def test_oom_classification():
-    assert tp.is_oom(torch.OutOfMemoryError("x"))
-    assert tp.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"))
-    assert tp.is_oom(MemoryError())
-    assert not tp.is_oom(RuntimeError("shape mismatch"))
+    assert is_oom(torch.OutOfMemoryError("x"))
+    assert is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate"))
+    assert is_oom(MemoryError())
+    assert not is_oom(RuntimeError("shape mismatch"))
 
 
 def test_resolve_devices_without_and_with_cuda():
@@ -364,7 +358,7 @@ def test_speedup_cuda_over_cpu():
     cpu = ThroughputResult("m", "cpu", examples_per_sec=100.0, **base)
     gpu = ThroughputResult("m", "cuda", examples_per_sec=2500.0, **base)
     other = ThroughputResult("m", "cuda", **{**base, "batch_size": 16}, examples_per_sec=3000.0)
-    rows = add_speedups([cpu, gpu, other])
+    rows = [with_speedup(r, [cpu, gpu, other]) for r in (cpu, gpu, other)]
     assert rows[0].speedup is None and rows[1].speedup == pytest.approx(25.0) and rows[2].speedup is None
     assert tp.with_speedup(gpu, [replace(cpu, status="oom", examples_per_sec=None)]).speedup is None
 
@@ -389,9 +383,9 @@ def _row(model="m", batch=8, **kw):
 
 def test_csv_sink_appends_with_one_header_and_refuses_other_columns(tmp_path):
     path = tmp_path / "out.csv"
-    with CsvSink(path) as sink:
+    with CsvSink(path, tp.RESULT_FIELDS) as sink:
         sink.write(_row(batch=1))
-    with CsvSink(path) as sink:
+    with CsvSink(path, tp.RESULT_FIELDS) as sink:
         sink.write(_row(batch=2))
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -400,7 +394,7 @@ def test_csv_sink_appends_with_one_header_and_refuses_other_columns(tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")
     with pytest.raises(UsageError, match="different CSV columns"):
-        CsvSink(other)
+        CsvSink(other, tp.RESULT_FIELDS)
 
 
 TINY_FILE = textwrap.dedent(
@@ -451,7 +445,7 @@ def test_cli_json_schema(capsys, tiny_file):
                             "-b", "2,4", *FAST_ARGS, "-f", "json")
     assert code == 0, err
     rows = json.loads(out)
-    assert [(r["mode"], r["batch_size"]) for r in rows] == [("inference", 2), ("inference", 4),
+    assert [(r["mode"], r["batch_size"]) for r in rows] == [("eval", 2), ("eval", 4),
                                                             ("train", 2), ("train", 4)]
     for r in rows:
         assert REQUIRED_KEYS <= set(r) and r["status"] == "ok" and r["device"] == "cpu"
@@ -493,10 +487,10 @@ def test_cli_oom_row(capsys, tiny_file):
 
 
 def test_cli_cuda_without_gpu_is_a_usage_error(capsys, monkeypatch, tiny_file):
-    monkeypatch.setattr(tp, "cuda_usable", lambda: False)
+    monkeypatch.setattr(backends, "cuda_usable", lambda: False)
     code, out, err = invoke(capsys, "lenet", "--device", "cuda", *FAST_ARGS)
     assert code == ExitCode.USAGE
-    assert err.startswith("error: --device cuda: no usable CUDA device") and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: --device: no usable CUDA device for 'cuda'") and len(err.strip().splitlines()) == 1
 
     code, out, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "--device", "all",
                             "-m", "inference", "-b", "2", *FAST_ARGS)
@@ -531,7 +525,7 @@ def test_cuda_both_modes_real(mode):
 @needs_cuda
 @pytest.mark.cuda
 def test_cuda_event_timer_real():
-    timer = tp.CudaBackend("cuda").timer()
+    timer = CudaBackend("cuda").timer()
     a = torch.randn(1024, 1024, device="cuda")
     times, _ = run_timed(lambda: a @ a, timer, warmup=2, warmup_time=0.0, min_iters=5, min_time=0.0)
     assert len(times) == 5 and all(t > 0 for t in times)
@@ -570,7 +564,7 @@ def test_table_shows_speedup_column_only_with_a_cuda_cpu_pair():
     cpu = ThroughputResult("m", "cpu", examples_per_sec=100.0, **base)
     gpu = ThroughputResult("m", "cuda", examples_per_sec=2500.0, **base)
     assert "Speedup" not in render([cpu], "table")  # an all-None column is not shown
-    table = render(add_speedups([cpu, gpu]), "md")
+    table = render([cpu, with_speedup(gpu, [cpu])], "md")
     assert "Speedup" in table and "25.00x" in table
     assert json.loads(render([cpu], "json"))[0]["speedup"] is None  # data keeps the key
 

@@ -56,10 +56,6 @@ class Window:
     transposed: bool = False
     output_size: tuple[int, ...] | None = None
 
-    @property
-    def spatial_dims(self) -> int:
-        return len(self.kernel) if self.output_size is None else len(self.output_size)
-
 
 def _expand(value, n: int, default: int) -> tuple[int, ...]:
     if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):

@@ -39,19 +39,17 @@ Definitions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from archprobe.errors import InputSizeError, UsageError
-from archprobe.report.columns import column
+from archprobe.results import Check, LayerSize, MinInputResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
-
     from archprobe.analysis.trace import Trace
-    from archprobe.zoo.spec import ModelSpec
+    from archprobe.probe import Probe
 
 DEFAULT_MAX_SIZE = 4096
 MAX_MAX_SIZE = 65536
@@ -69,94 +67,22 @@ _SINGLE_OFFSETS = (1, -1, 2, -2, 3, -3, 4, -4)
 _COMMON_SIDES = (32, 28, 224, 64, 96, 227, 299, 256, 128, 384, 512)
 
 
-@dataclass(frozen=True)
-class LayerSize:
-    """One module call's output at the explained size (``--explain``)."""
-
-    depth: int = column("Depth", "int")
-    layer: str = column("Layer")
-    type: str = column("Type")
-    output: tuple = column("Output (CxHxW)", "shape")
-    hw: str = column("HxW")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verification pass: the analysis said ``expected``, the forward pass ``ran``."""
-
-    height: int
-    width: int
-    expected: bool
-    ran: bool
-
-    @property
-    def agrees(self) -> bool:
-        return self.expected == self.ran
-
-
-@dataclass(frozen=True)
-class MinInputResult:
-    """The valid input sizes of one model in one mode (see the module docstring for definitions).
-
-    ``method``: ``"analytic"`` (replayed layer arithmetic) or ``"scan"`` (forward passes over
-    square sides 1..``scan_limit``). ``verified``: the reported answer agrees with forward passes
-    (for ``analytic`` the boundary ``checks`` all agreed; a disagreement falls back to a scan,
-    whose answer is made of forward passes). ``limiting_layer``: the first layer to fail at the
-    largest side below the minimum; ``upper_limiting_layer``: the one failing just above the first
-    interval when it is bounded (a Linear after Flatten). ``valid_h``/``valid_w``: heights at the
-    anchor width and widths at the anchor height (analytic only).
-    """
-
-    model: str = column("Model")
-    mode: str = column("Mode")
-    batch_size: int = column("Batch", "int")
-    min_size: tuple | None = column("Min HxW", "shape")
-    min_square: int | None = column("Min square", "int")
-    valid_sides: str = column("Valid sides")
-    limiting_layer: str | None = column("Limiting layer")
-    method: str = column("Method")
-    verified: bool = column("Verified", "bool")
-    in_channels: int = 3
-    valid: tuple = ()  # ((lo, hi | None), ...) square sides
-    valid_h: tuple | None = None  # heights at the anchor width (None after a scan)
-    valid_w: tuple | None = None  # widths at the anchor height
-    anchor: tuple | None = None  # (H, W)
-    max_size: int = DEFAULT_MAX_SIZE
-    capped: bool = False  # the valid set runs to the cap
-    scan_limit: int | None = None  # square sides scanned (method "scan")
-    limiting_reason: str | None = None
-    upper_limiting_layer: str | None = None
-    upper_limiting_reason: str | None = None
-    checks: tuple = ()
-    traced: tuple = ()  # (H, W) of every trace the analysis used
-    notes: tuple = ()
-    explain_size: tuple | None = None
-    layers: tuple = ()
-
-    @property
-    def examined_to(self) -> int:
-        return self.scan_limit if self.scan_limit is not None else self.max_size
-
-
 # --- public API ---------------------------------------------------------------------------------
 
 
 def solve_min_input(
-    spec: "ModelSpec",
+    probe: "Probe",
     *,
-    train: bool = False,
-    batch_size: int = 1,
     max_size: int = DEFAULT_MAX_SIZE,
     explain: bool = False,
-    model: "nn.Module | None" = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MinInputResult:
-    """The exact set of spatial sizes ``spec``'s forward pass accepts (see the module docstring).
+    """The exact set of spatial sizes the probe's model accepts in its mode and batch size (see
+    the module docstring); the probe's own size is the default (anchor) size.
 
-    ``model``: an already built instance (on the meta device) to reuse; ``progress(done, total)``
-    is called during a fallback scan.
+    ``progress(done, total)`` is called during a fallback scan.
     """
-    result, _ = _solve(spec, model, train, batch_size, max_size, explain, progress, probe=None)
+    result, _ = _solve(probe, max_size, explain, progress, query=None)
     return result
 
 
@@ -176,47 +102,36 @@ def describe_valid_sizes(result: MinInputResult) -> str:
     return text
 
 
-def check_input_size(
-    spec: "ModelSpec",
-    model: "nn.Module | None",
-    height: int,
-    width: int,
-    *,
-    train: bool = False,
-    batch_size: int = 1,
-) -> None:
-    """Raise :class:`InputSizeError` if ``height x width`` is not a size the model takes.
+def check_input_size(probe: "Probe") -> None:
+    """Raise :class:`InputSizeError` if the probe's input size is not one its model takes.
 
     The message names the layer where the size runs out and the valid sizes, e.g.
     ``alexnet cannot take 3x32x32: features.12 (MaxPool2d) output would be 0x0; valid square
     sides: 63–4096+ (min HxW 63x63)``. Returns ``None`` when the size is valid (a failure
     is then not the input size's fault).
     """
-    result, probe = _solve(
-        spec, model, train, batch_size, DEFAULT_MAX_SIZE, False, None, probe=(height, width), allow_scan=False
-    )
-    ok, layer, reason = probe
+    channels, height, width = probe.input_shape
+    result, answer = _solve(probe, DEFAULT_MAX_SIZE, False, None, query=(height, width), allow_scan=False)
+    ok, layer, reason = answer
     if ok:
         return None
     sep = " " if result is not None and result.method == "analytic" else ": "  # raw errors after a colon
     where = f"{layer}{sep}{reason}" if layer and reason else (layer or reason or "the forward pass fails")
-    mode = " in training mode" if train else ""
+    mode = " in training mode" if probe.train else ""
     if result is None:  # the analysis could not follow the model; an error path does not scan
-        sizes = f"run 'archprobe min-input {spec.name}' to scan for the sizes it takes"
+        sizes = f"run 'archprobe min-input {probe.name}' to scan for the sizes it takes"
     else:
         sizes = describe_valid_sizes(result)
-    raise InputSizeError(f"{spec.name} cannot take {spec.in_channels}x{height}x{width}{mode}: {where}; {sizes}")
+    raise InputSizeError(f"{probe.name} cannot take {channels}x{height}x{width}{mode}: {where}; {sizes}")
 
 
-def ensure_input_size(spec: "ModelSpec", *, train: bool = False, batch_size: int = 1) -> None:
-    """Cheap when the spec's input size runs (one pass on meta); otherwise raise the
+def ensure_input_size(probe: "Probe") -> None:
+    """Cheap when the probe's input size runs (one pass on meta); otherwise raise the
     :func:`check_input_size` error naming the layer and the valid sizes."""
     from archprobe.analysis.trace import forward_runs
 
-    model = spec.build("meta")
-    if not forward_runs(model, (batch_size, *spec.input_shape), train=train):
-        _, height, width = spec.input_shape
-        check_input_size(spec, model, height, width, train=train, batch_size=batch_size)
+    if not forward_runs(probe.model, probe.shape, train=probe.train):
+        check_input_size(probe)
 
 
 # --- the solver ---------------------------------------------------------------------------------
@@ -226,43 +141,39 @@ class _Fallback(Exception):
     """The analytic method cannot answer; the message says why."""
 
 
-def _solve(spec, model, train, batch_size, max_size, explain, progress, probe, allow_scan=True):
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be positive, not {batch_size}")
+def _solve(probe: "Probe", max_size, explain, progress, query, allow_scan=True):
     if not 1 <= max_size <= MAX_MAX_SIZE:
-        raise UsageError(f"--max-size must be between 1 and {MAX_MAX_SIZE}, not {max_size}")
-    if model is None:
-        model = spec.build("meta")
-    solver = _Solver(spec, model, train, batch_size, max_size, probe)
+        raise UsageError(f"must be between 1 and {MAX_MAX_SIZE}, not {max_size}", param="max_size")
+    solver = _Solver(probe, max_size, query)
     try:
         result = solver.analytic()
     except _Fallback as why:
         if not allow_scan:
-            solver.probe_answer = solver.probe_by_pass()
-            return None, solver.probe_answer
+            solver.query_answer = solver.query_by_pass()
+            return None, solver.query_answer
         result = solver.scan(str(why), progress)
     if explain:
         result = solver.explain(result)
-    return result, solver.probe_answer
+    return result, solver.query_answer
 
 
 class _Solver:
-    def __init__(self, spec, model, train: bool, batch_size: int, max_size: int, probe):
-        self.spec = spec
-        self.model = model
-        self.train = train
-        self.batch = batch_size
-        self.channels = spec.input_shape[0]
-        self.default = (int(spec.input_shape[1]), int(spec.input_shape[2]))
-        self.max_size = max_size
+    def __init__(self, probe: "Probe", max_size: int, query):
         self.probe = probe
-        self.probe_answer: tuple[bool, str | None, str | None] = (True, None, None)
-        self.notes: list[str] = []
+        self.model = probe.model
+        self.train = probe.train
+        self.batch = probe.batch_size
+        self.channels = probe.input_shape[0]
+        self.default = (int(probe.input_shape[1]), int(probe.input_shape[2]))
+        self.max_size = max_size
+        self.query = query  # the (H, W) check_input_size asks about, if any
+        self.query_answer: tuple[bool, str | None, str | None] = (True, None, None)
+        self.notes: list[str] = list(probe.notes)
         self.pair: tuple | None = None  # (min H, min W, runs) where H and W couple
 
     # forward passes
     def shape(self, h: int, w: int) -> tuple[int, int, int, int]:
-        return (self.batch, self.channels, h, w)
+        return self.probe.at_size(h, w).shape
 
     def runs(self, h: int, w: int) -> bool:
         from archprobe.analysis.trace import forward_runs
@@ -291,10 +202,10 @@ class _Solver:
             return layer, (text[0] if text else type(exc.error).__name__)
         return None, None
 
-    def probe_by_pass(self) -> tuple[bool, str | None, str | None]:
-        if self.runs(*self.probe):
+    def query_by_pass(self) -> tuple[bool, str | None, str | None]:
+        if self.runs(*self.query):
             return (True, None, None)
-        layer, reason = self.failure(*self.probe)
+        layer, reason = self.failure(*self.query)
         return (False, layer, reason)
 
     # the analytic method
@@ -365,12 +276,12 @@ class _Solver:
         upper = intervals[0][1] + 1 if intervals and intervals[0][1] < cap else None
         limiting = why(lower - 1) if lower is not None else None
         upper_why = why(upper - 1) if upper is not None else None
-        if self.probe is not None:
-            self.probe_answer = why(3 * cap)
+        if self.query is not None:
+            self.query_answer = why(3 * cap)
 
         result = MinInputResult(
-            model=self.spec.name,
-            mode="train" if self.train else "eval",
+            model=self.probe.name,
+            mode=self.probe.mode.value,
             batch_size=self.batch,
             min_size=(min_h, min_w) if min_h and min_w else None,
             min_square=min_square,
@@ -457,11 +368,11 @@ class _Solver:
 
     def _candidates(self, anchor) -> tuple[np.ndarray, np.ndarray]:
         """Square sides 1..cap, heights 1..cap at the anchor width, widths 1..cap at the anchor
-        height, then the probe (``check_input_size``) if any."""
+        height, then the queried size (``check_input_size``) if any."""
         cap = self.max_size
         sides = np.arange(1, cap + 1, dtype=np.int64)
-        extra_h = [self.probe[0]] if self.probe is not None else []
-        extra_w = [self.probe[1]] if self.probe is not None else []
+        extra_h = [self.query[0]] if self.query is not None else []
+        extra_w = [self.query[1]] if self.query is not None else []
         hs = np.concatenate([sides, sides, np.full(cap, anchor[0], dtype=np.int64), np.array(extra_h, np.int64)])
         ws = np.concatenate([sides, np.full(cap, anchor[1], dtype=np.int64), sides, np.array(extra_w, np.int64)])
         return hs, ws
@@ -548,12 +459,12 @@ class _Solver:
             limiting = self.failure(limit, limit)
         if intervals and intervals[0][1] < limit:
             upper = self.failure(intervals[0][1] + 1, intervals[0][1] + 1)
-        if self.probe is not None:
-            self.probe_answer = self.probe_by_pass()
+        if self.query is not None:
+            self.query_answer = self.query_by_pass()
         notes = list(self.notes) + [f"scanned square sides 1–{limit} by forward passes: {why}"]
         return MinInputResult(
-            model=self.spec.name,
-            mode="train" if self.train else "eval",
+            model=self.probe.name,
+            mode=self.probe.mode.value,
             batch_size=self.batch,
             min_size=(min_h, min_w) if min_h and min_w else None,
             min_square=min_square,

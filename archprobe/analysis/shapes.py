@@ -10,57 +10,21 @@ parameters are counted at its first call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from archprobe.report.columns import column
+from archprobe.results import LayerRow, LayerTable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
-
-    from archprobe.zoo.spec import ModelSpec
+    from archprobe.probe import Probe
 
 
-@dataclass(frozen=True)
-class LayerRow:
-    layer: str = column("Layer")  # indented by depth, for display
-    type: str = column("Type")
-    output_shape: tuple[int, ...] = column("Output shape", "shape")
-    params: int = column("Params", "count")
-    macs: int = column("MACs", "ops")
-    flops: int = column("FLOPs", "ops")
-    model: str = ""
-    path: str = ""
-    depth: int = 0
-    output_shapes: tuple[tuple[int, ...], ...] = field(default=())
-
-
-@dataclass(frozen=True)
-class LayerTable:
-    model: str
-    input_shape: tuple[int, ...]
-    rows: tuple[LayerRow, ...]
-    params: int
-    params_forward: int
-    macs: int
-    flops: int
-    unsupported_ops: tuple[str, ...]
-
-
-def layer_table(
-    spec: "ModelSpec",
-    *,
-    batch_size: int = 1,
-    depth: int | None = None,
-    model: "nn.Module | None" = None,
-) -> LayerTable:
-    """The eval-mode per-layer table of ``spec``; ``depth`` folds deeper rows (None: all)."""
+def layer_table(probe: "Probe", *, depth: int | None = None) -> LayerTable:
+    """The eval-mode per-layer table of the probe's model; ``depth`` folds deeper rows (None: all)."""
     from archprobe.analysis.costs import op_cost
     from archprobe.analysis.counting import traced
     from archprobe.analysis.trace import FORWARD
 
-    model = model if model is not None else spec.build("meta")
-    t = traced(spec, model, batch_size)
+    t = traced(probe)
     n = len(t.calls)
     macs, flops = [0] * n, [0] * n
     params = [c.own_params for c in t.calls]
@@ -86,13 +50,13 @@ def layer_table(
 
     rows = tuple(
         LayerRow(
-            layer="  " * c.depth + (c.path.rsplit(".", 1)[-1] if c.path else spec.name),
+            layer="  " * c.depth + (c.path.rsplit(".", 1)[-1] if c.path else probe.name),
             type=c.type_name,
             output_shape=c.output_shapes[0] if c.output_shapes else (),
             params=params[c.index],
             macs=macs[c.index],
             flops=flops[c.index],
-            model=spec.name,
+            model=probe.name,
             path=c.path,
             depth=c.depth,
             output_shapes=tuple(c.output_shapes),
@@ -101,12 +65,13 @@ def layer_table(
         if c.depth <= limit
     )
     return LayerTable(
-        model=spec.name,
-        input_shape=(batch_size, *spec.input_shape),
+        model=probe.name,
+        input_shape=probe.shape,
         rows=rows,
-        params=sum(p.numel() for p in model.parameters()),
+        params=sum(p.numel() for p in probe.model.parameters()),
         params_forward=t.params_used,
         macs=sum(r.macs for r in rows),
         flops=sum(r.flops for r in rows),
         unsupported_ops=tuple(unsupported),
+        notes=probe.notes,
     )

@@ -12,7 +12,7 @@ import traceback
 import click
 
 from archprobe import __version__
-from archprobe.errors import ArchprobeError, ExitCode
+from archprobe.errors import ArchprobeError, ExitCode, UsageError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     except ArchprobeError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {exc.as_flag() if isinstance(exc, UsageError) else exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -5,28 +5,23 @@ from __future__ import annotations
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import batch_size_option, output_options
-
-
-def _positive(ctx, param, value):
-    if value is not None and value <= 0:
-        raise click.BadParameter(f"must be positive, not {value}")
-    return value
+from archprobe.cli.options import batch_size_option, model_input_options, output_options
 
 
 @cli.command("min-input")
 @click.argument("models", nargs=-1, required=True)
 @click.option("--train", is_flag=True, help="Solve for training mode (BatchNorm batch statistics, aux heads).")
 @batch_size_option
-@click.option("--in-channels", type=int, callback=_positive, help="Input channels (default: the model's).")
+@model_input_options
 @click.option(
-    "--max-size", type=int, default=4096, show_default=True, callback=_positive,
+    "--max-size", type=click.IntRange(1, 65536), default=4096, show_default=True,
     help="Largest side examined; sets that run on to it are shown as 'N+'.",
 )
 @click.option("--explain", is_flag=True, help="Also show every layer's output size at the minimum.")
-@click.option("--depth", type=int, callback=_positive, help="With --explain: only layers up to this depth.")
+@click.option("--depth", type=click.IntRange(min=1), help="With --explain: only layers up to this depth.")
 @output_options
-def min_input_command(models, train, batch_size, in_channels, max_size, explain, depth, fmt, output):
+def min_input_command(models, train, batch_size, input_size, in_channels, num_classes, max_size, explain, depth,
+                      fmt, output):
     """Smallest input each MODEL accepts, and the exact set of sizes that run.
 
     The valid sizes are back-solved from the layer arithmetic (kernels, strides, padding,
@@ -40,7 +35,8 @@ def min_input_command(models, train, batch_size, in_channels, max_size, explain,
     '28–31' (a Linear after Flatten bounds it), 'even sizes 16–4096+' (branches must agree).
     Min HxW: the smallest height at the default width and the smallest width at the default
     height, or at the smallest valid square where the default does not run (H and W are
-    solved separately: a 3x7 kernel needs different ones).
+    solved separately: a 3x7 kernel needs different ones). --input-size sets the channels and
+    that default (anchor) size.
 
     \b
     Examples:
@@ -49,28 +45,25 @@ def min_input_command(models, train, batch_size, in_channels, max_size, explain,
       archprobe min-input googlenet-d2l --explain --depth 1
       archprobe min-input resnet18 --train -b 1
       archprobe min-input tv:inception_v3 --format json
+      archprobe min-input my_net.py:build --input-size 1x96x96
     """
     import sys
 
-    from archprobe.analysis.min_input import solve_min_input
+    from archprobe import api
     from archprobe.cli.options import resolve_specs
-    from archprobe.errors import UsageError
     from archprobe.report.frames import render
+    from archprobe.report.notes import min_input_notes
     from archprobe.report.writers import emit
 
     if depth is not None and not explain:
-        raise UsageError("--depth only applies with --explain")
-    specs = resolve_specs(models, in_channels=in_channels)
+        raise click.UsageError("--depth only applies with --explain")
+    specs = resolve_specs(models, input_size, in_channels, num_classes)
     results = []
     for spec in specs:
         with _scan_progress(spec.name, sys.stderr.isatty()) as progress:
-            results.append(
-                solve_min_input(
-                    spec, train=train, batch_size=batch_size, max_size=max_size, explain=explain,
-                    progress=progress,
-                )
-            )
-    text = render(results, fmt, _notes(results) if fmt in ("table", "md") else ())
+            results.append(api.min_input(spec, batch_size=batch_size, train=train, max_size=max_size,
+                                         explain=explain, progress=progress))
+    text = render(results, fmt, min_input_notes(results) if fmt in ("table", "md") else ())
     if explain and fmt in ("table", "md"):
         for result in results:
             layers = [layer for layer in result.layers if depth is None or layer.depth <= depth]
@@ -80,29 +73,6 @@ def min_input_command(models, train, batch_size, in_channels, max_size, explain,
             title = f"{result.model} ({result.mode}, batch {result.batch_size}) at {h}x{w}: output of every layer"
             text += "\n" + (f"### {title}\n\n" if fmt == "md" else f"{title}\n") + render(layers, fmt)
     emit(text, output)
-
-
-def _notes(results) -> list[str]:
-    notes = [
-        "Valid sides: square inputs s x s whose forward pass runs. Min HxW: smallest height at the"
-        " anchor width and smallest width at the anchor height (anchor: the default size if it runs,"
-        " else the smallest valid square).",
-    ]
-    if any(r.capped for r in results):
-        notes.append("'N+': valid up to N, the largest side examined (--max-size, or the scan limit for"
-                     " scanned models); larger sides were not checked.")
-    for r in results:
-        prefix = f"{r.model}: "
-        if r.limiting_layer and r.min_square and r.min_square > 1:
-            notes.append(f"{prefix}at side {r.min_square - 1}, {r.limiting_layer} {r.limiting_reason or 'fails'}")
-        if r.upper_limiting_layer and r.valid and r.valid[0][1] is not None:
-            notes.append(f"{prefix}at side {r.valid[0][1] + 1} (above the first interval), {r.upper_limiting_layer}"
-                         f" {r.upper_limiting_reason or 'fails'}")
-        for note in r.notes:
-            notes.append(prefix + note)
-        if not r.verified:
-            notes.append(f"{prefix}NOT verified: forward passes disagreed with the analysis")
-    return notes
 
 
 class _scan_progress:

@@ -1,4 +1,4 @@
-"""Option bundles shared by commands (sqlite-utils style decorators)."""
+"""Option bundles shared by commands (sqlite-utils style decorators): one meaning per flag."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import click
 from archprobe.report.frames import FORMATS
 
 
-def _compose(*decorators):
+def compose(*decorators):
+    """Apply several click decorators as one."""
+
     def apply(fn):
         for decorator in reversed(decorators):
             fn = decorator(fn)
@@ -16,27 +18,57 @@ def _compose(*decorators):
     return apply
 
 
-def _positive(ctx, param, value):
-    if value is None:
-        return value
-    values = value if isinstance(value, tuple) else (value,)
-    for v in values:
-        if v <= 0:
-            raise click.BadParameter(f"must be positive, not {v}")
-    return value
+class IntList(click.ParamType):
+    """``8``, ``8,32`` or a repeated option: positive integers, kept in order, repeats dropped."""
+
+    name = "N[,N...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [p for p in str(value).replace(" ", "").split(",")]
+        if not any(parts):
+            self.fail("give at least one number", param, ctx)
+        sizes = []
+        for part in parts:
+            if not part:
+                continue
+            try:
+                size = int(part)
+            except ValueError:
+                self.fail(f"{part!r} is not an integer", param, ctx)
+            if size <= 0:
+                self.fail(f"must be positive, not {size}", param, ctx)
+            sizes.append(size)
+        return tuple(sizes)
 
 
-model_input_options = _compose(
-    click.option("--input-size", metavar="SIZE", help="Input size: 224, HxW or CxHxW (default: the model's)."),
-    click.option("--in-channels", type=int, callback=_positive, help="Input channels (default: the model's)."),
-    click.option("--num-classes", type=int, callback=_positive, help="Output classes (default: the model's)."),
+def flatten_lists(values) -> tuple[int, ...]:
+    """Repeated ``IntList`` options as one tuple, first occurrence first."""
+    return tuple(dict.fromkeys(v for group in values for v in group))
+
+
+model_input_options = compose(
+    click.option("--input-size", metavar="SIZE",
+                 help="Input size: 224, HxW or CxHxW (default: the model's; CxHxW also sets the channels)."),
+    click.option("--in-channels", type=click.IntRange(min=1),
+                 help="Build the model for this many input channels (zoo/library models, or factories that take it)."),
+    click.option("--num-classes", type=click.IntRange(min=1), help="Output classes (default: the model's)."),
 )
 
 batch_size_option = click.option(
-    "--batch-size", "-b", type=int, default=1, show_default=True, callback=_positive, help="Batch size."
+    "--batch-size", "-b", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size."
 )
 
-output_options = _compose(
+
+def batch_sizes_option(default: str):
+    return click.option(
+        "--batch-size", "-b", "batch_sizes", type=IntList(), multiple=True, default=(default,),
+        show_default=True, help="Batch size; repeat or comma-separate for a sweep (8,32,128).",
+    )
+
+
+output_options = compose(
     click.option(
         "--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
         help="Output format.",
@@ -45,30 +77,8 @@ output_options = _compose(
 )
 
 
-def expand_specs(specs) -> list[str]:
-    """Zoo globs (``'inception*'``, ``'*'``) expand to the matching zoo names, in zoo order."""
-    from archprobe.errors import SpecError
-    from archprobe.zoo.registry import list_models
-
-    expanded: list[str] = []
-    for spec in specs:
-        if ":" not in spec and any(ch in spec for ch in "*?["):
-            names = [info.name for info in list_models(spec)]
-            if not names:
-                raise SpecError(f"no zoo model matches {spec!r}; see 'archprobe list'")
-            expanded.extend(names)
-        else:
-            expanded.append(spec)
-    return list(dict.fromkeys(expanded))
-
-
-def resolve_specs(specs, input_size=None, in_channels=None, num_classes=None):
+def resolve_specs(models, input_size=None, in_channels=None, num_classes=None):
     """Resolve every spec up front, so a typo fails before any work starts."""
-    from archprobe.zoo.spec import resolve
+    from archprobe.api import resolve_all
 
-    return [
-        resolve(s, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
-        for s in expand_specs(specs)
-    ]
-
-
+    return resolve_all(models, input_size=input_size, in_channels=in_channels, num_classes=num_classes)

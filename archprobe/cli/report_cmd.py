@@ -7,6 +7,10 @@ import sys
 import click
 
 from archprobe.cli import cli
+from archprobe.cli.options import batch_sizes_option, flatten_lists, model_input_options
+from archprobe.cli.throughput_cmd import MODE_CHOICES
+
+THROUGHPUT_ONLY = ("devices", "batch_sizes", "mode", "min_time")
 
 
 @cli.command("report")
@@ -14,17 +18,19 @@ from archprobe.cli import cli
 @click.option("--output", "-o", "out_dir", default="reports", show_default=True,
               type=click.Path(file_okay=False), help="Directory to write into.")
 @click.option("--force", is_flag=True, help="Overwrite the directory if it already has files.")
+@model_input_options
 @click.option("--throughput/--no-throughput", default=False, show_default=True,
               help="Also measure examples/sec (slow; machine-dependent).")
 @click.option("--device", "devices", multiple=True, default=("cpu",), show_default=True,
-              help="Throughput device: cpu, cuda or all (repeatable).")
-@click.option("--batch-size", "-b", "batch_sizes", type=click.IntRange(min=1), multiple=True, default=(32,),
-              show_default=True, help="Throughput batch size (repeatable).")
-@click.option("--mode", type=click.Choice(["inference", "train", "both"]), default="both", show_default=True,
-              help="Throughput mode.")
+              type=click.Choice(["cpu", "cuda", "all"]), help="With --throughput: device (repeatable).")
+@batch_sizes_option("32")
+@click.option("--mode", type=click.Choice(MODE_CHOICES), default="both", show_default=True,
+              help="With --throughput: eval (inference), train or both.")
 @click.option("--min-time", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
-              help="Seconds of timed iterations per throughput row.")
-def report_command(models, out_dir, force, throughput, devices, batch_sizes, mode, min_time):
+              help="With --throughput: seconds of timed iterations per row.")
+@click.pass_context
+def report_command(ctx, models, out_dir, force, input_size, in_channels, num_classes, throughput, devices,
+                   batch_sizes, mode, min_time):
     """Write the comparison of MODELS (default: the whole zoo) into a directory.
 
     \b
@@ -33,23 +39,31 @@ def report_command(models, out_dir, force, throughput, devices, batch_sizes, mod
                           sizes, ImageNet vs Dive-into-DL variants, throughput, environment)
       *.csv, report.json  every table, integers unrounded
       *.png               params vs GMACs; throughput bars when measured
+    Every table keeps every model given (zoo, tv:, timm: or file.py:factory).
 
     \b
     Examples:
       archprobe report -o reports --force
       archprobe report alexnet vgg16 nin googlenet -o seeds --throughput --device cpu -b 16
+      archprobe report tv:resnet18 timm:resnet18 --input-size 3x160x160 -o /tmp/r18 --force
       archprobe report 'resnet*' -o /tmp/resnets --force
     """
+    from archprobe import api
     from archprobe.cli.options import resolve_specs
-    from archprobe.report.document import build_report, write_report
+    from archprobe.report.document import check_directory, write_report
 
-    from archprobe.report.document import check_directory
-
-    specs = resolve_specs(models or ("*",))
+    if not throughput:
+        given = [p for p in THROUGHPUT_ONLY
+                 if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            flags = ", ".join("--" + ("device" if p == "devices" else "batch-size" if p == "batch_sizes"
+                                      else p.replace("_", "-")) for p in given)
+            raise click.UsageError(f"{flags} only apply with --throughput")
+    specs = resolve_specs(models or ("*",), input_size, in_channels, num_classes)
     check_directory(out_dir, force=force)  # fail before the long work, not after it
-    measure = _throughput_measure(out_dir, devices, batch_sizes, mode, min_time) if throughput else None
+    measure = _throughput_measure(out_dir, devices, flatten_lists(batch_sizes), mode, min_time) if throughput else None
     with _progress(len(specs)) as advance:
-        report = build_report(specs, measure=measure, on_progress=advance)
+        report = api.report(specs, measure=measure, on_progress=advance)
     written = write_report(report, out_dir, force=True)
     click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
 
@@ -58,20 +72,25 @@ def _throughput_measure(out_dir, devices, batch_sizes, mode, min_time):
     """Measure with the throughput engine, appending each row to throughput.csv as it lands."""
     from pathlib import Path
 
-    from archprobe.analysis.throughput import CsvSink, ThroughputConfig, resolve_devices, sweep
+    from archprobe import api
+    from archprobe.bench.throughput import MODES, RESULT_FIELDS, ThroughputConfig
+    from archprobe.probe import Mode
+    from archprobe.runtime.backends import resolve_devices
+    from archprobe.runtime.sink import CsvSink
 
     resolved, notes = resolve_devices(devices)
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    modes = ["inference", "train"] if mode == "both" else [mode]
+    modes = MODES if mode == "both" else (Mode.of(mode),)
     config = ThroughputConfig(min_time=min_time)
 
     def measure(specs):
+        rows_iter = api.throughput_sweep(specs, resolved, modes, batch_sizes, config)
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "throughput.csv").unlink(missing_ok=True)  # rows from an older run
         rows = []
-        with CsvSink(Path(out_dir) / "throughput.csv") as sink:
-            for row in sweep(specs, resolved, modes, batch_sizes, config):
+        with CsvSink(Path(out_dir) / "throughput.csv", RESULT_FIELDS) as sink:
+            for row in rows_iter:
                 sink.write(row)
                 rows.append(row)
         return rows

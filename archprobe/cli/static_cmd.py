@@ -7,10 +7,18 @@ import click
 from archprobe.cli import cli
 from archprobe.cli.options import batch_size_option, model_input_options, output_options
 
-CONVENTIONS = (
-    "MACs: multiply-accumulates of conv/linear/matmul only (torchvision's _ops convention); "
-    "FLOPs: 2 per MAC + norm, pooling, activation and elementwise work (see 'archprobe params --help')."
-)
+
+def _notes(results, fmt: str) -> list[str]:
+    """Conventions, the input assumptions and warnings; warnings go to stderr where the output
+    has no room for notes (JSON, CSV), so each is shown once."""
+    from archprobe.report.notes import CONVENTIONS, unsupported_warnings
+
+    notes = [CONVENTIONS] + [f"{r.model}: {note}" for r in results for note in r.notes]
+    warnings = unsupported_warnings(results)
+    if fmt in ("json", "csv"):
+        for warning in warnings:
+            click.echo(warning, err=True)
+    return notes + warnings
 
 
 @cli.command("params")
@@ -43,19 +51,15 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, tra
       archprobe params my_net.py:build --input-size 3x64x64 --format json
       archprobe params alexnet --counter fvcore
     """
-    from archprobe.analysis.counting import count, parameter_note
+    from archprobe import api
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
+    from archprobe.report.notes import parameter_note
     from archprobe.report.writers import emit
 
     specs = resolve_specs(models, input_size, in_channels, num_classes)
-    results = [count(s, batch_size=batch_size, train=train, counter=counter) for s in specs]
-    notes = [CONVENTIONS]
-    for r in results:
-        if r.unsupported_ops:
-            warning = f"warning: {r.model}: unsupported ops counted as 0: {', '.join(r.unsupported_ops)}"
-            click.echo(warning, err=True)
-            notes.append(warning)
+    results = [api.count(s, batch_size=batch_size, train=train, counter=counter) for s in specs]
+    notes = _notes(results, fmt)
     note = parameter_note(results)
     if note:
         notes.append(note)
@@ -83,20 +87,15 @@ def shapes_command(model, input_size, in_channels, num_classes, batch_size, dept
       archprobe shapes googlenet-d2l --depth 1
       archprobe shapes resnet18 --input-size 3x64x64 --format json
     """
-    from archprobe.analysis.shapes import layer_table
+    from archprobe import api
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
     from archprobe.report.writers import emit
 
-    (spec,) = resolve_specs([model], input_size, in_channels, num_classes)
-    table = layer_table(spec, batch_size=batch_size, depth=depth)
-    notes = [
-        f"total: {table.params:,} params ({table.params_forward:,} used in forward), "
-        f"{table.macs:,} MACs, {table.flops:,} FLOPs for input {'x'.join(map(str, table.input_shape))}",
-        CONVENTIONS,
-    ]
-    if table.unsupported_ops:
-        warning = f"warning: unsupported ops counted as 0: {', '.join(table.unsupported_ops)}"
-        click.echo(warning, err=True)
-        notes.append(warning)
-    emit(render(list(table.rows), fmt, notes), output)
+    specs = resolve_specs([model], input_size, in_channels, num_classes)
+    if len(specs) != 1:
+        raise click.BadParameter(f"{model!r} names {len(specs)} models; 'shapes' takes one", param_hint="MODEL")
+    table = api.layers(specs[0], batch_size=batch_size, depth=depth)
+    total = (f"total: {table.params:,} params ({table.params_forward:,} used in forward), "
+             f"{table.macs:,} MACs, {table.flops:,} FLOPs for input {'x'.join(map(str, table.input_shape))}")
+    emit(render(list(table.rows), fmt, [total, *_notes([table], fmt)]), output)

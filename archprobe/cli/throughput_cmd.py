@@ -7,34 +7,12 @@ import sys
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import model_input_options, output_options
+from archprobe.cli.options import batch_sizes_option, flatten_lists, model_input_options, output_options
 from archprobe.errors import ExitCode
 
 SEED_MODELS = ("alexnet", "vgg16", "nin", "googlenet")
 SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "md"}
-
-
-def _batch_sizes(ctx, param, values):
-    """``-b 8 -b 32`` or ``-b 8,32`` -> (8, 32)."""
-    sizes: list[int] = []
-    for value in values:
-        for part in str(value).replace(" ", "").split(","):
-            if not part:
-                continue
-            try:
-                size = int(part)
-            except ValueError:
-                raise click.BadParameter(f"{part!r} is not an integer") from None
-            if size <= 0:
-                raise click.BadParameter(f"must be positive, not {size}")
-            sizes.append(size)
-    return tuple(dict.fromkeys(sizes))
-
-
-def _non_negative(ctx, param, value):
-    if value is not None and value < 0:
-        raise click.BadParameter(f"must not be negative, not {value}")
-    return value
+MODE_CHOICES = ("eval", "inference", "train", "both")
 
 
 @cli.command("throughput")
@@ -42,21 +20,20 @@ def _non_negative(ctx, param, value):
 @click.option("--device", "-d", "devices", multiple=True, default=("all",), show_default=True,
               type=click.Choice(["cpu", "cuda", "all"]),
               help="Device to measure on (repeatable); 'all' = cpu and cuda if available.")
-@click.option("--mode", "-m", type=click.Choice(["inference", "train", "both"]), default="both",
-              show_default=True, help="Inference (eval, inference_mode) and/or a training step.")
-@click.option("--batch-size", "-b", "batch_sizes", multiple=True, default=("32",), show_default=True,
-              metavar="N[,N...]", callback=_batch_sizes, help="Batch size; repeat or comma-separate for a sweep (8,32,128).")
+@click.option("--mode", "-m", type=click.Choice(MODE_CHOICES), default="both", show_default=True,
+              help="eval (inference: eval mode under inference_mode; 'inference' is a synonym) and/or train.")
+@batch_sizes_option("32")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True, help="Compute dtype; bfloat16/float16 run under autocast.")
 @click.option("--channels-last", is_flag=True, help="Model and input in channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the model; compile time is reported apart from the throughput.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: the number of physical cores).")
-@click.option("--warmup", type=int, default=5, show_default=True, callback=_non_negative,
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
               help="Warm-up: at least this many iterations ...")
-@click.option("--warmup-time", type=float, default=1.0, show_default=True, callback=_non_negative,
+@click.option("--warmup-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="... and at least this many seconds.")
-@click.option("--min-time", type=float, default=2.0, show_default=True, callback=_non_negative,
+@click.option("--min-time", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="Timed phase: at least this many seconds ...")
 @click.option("--min-iters", type=click.IntRange(min=1), default=10, show_default=True,
               help="... and at least this many iterations.")
@@ -93,30 +70,24 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
       archprobe throughput resnet50 --device cuda --dtype bfloat16 --channels-last --compile
       archprobe throughput tv:mobilenet_v3_small --device cpu --threads 4 --mode inference
     """
-    from archprobe.analysis.min_input import ensure_input_size
-    from archprobe.analysis.throughput import (
-        MODES,
-        CsvSink,
-        ThroughputConfig,
-        ThroughputRunner,
-        resolve_devices,
-        result_notes,
-        sweep,
-    )
+    from archprobe import api
+    from archprobe.bench.throughput import MODES, RESULT_FIELDS, ThroughputConfig, ThroughputRunner
     from archprobe.cli.options import resolve_specs
+    from archprobe.probe import Mode
     from archprobe.report.frames import render
+    from archprobe.report.notes import throughput_notes
     from archprobe.report.writers import emit, write_atomic
+    from archprobe.runtime.backends import resolve_devices
+    from archprobe.runtime.sink import CsvSink
 
     if output and ctx.get_parameter_source("fmt") is not click.core.ParameterSource.COMMANDLINE:
         suffix = output[output.rfind("."):].lower() if "." in output else ""
         fmt = SUFFIX_FORMATS.get(suffix, fmt)
 
+    batch_sizes = flatten_lists(batch_sizes)
     device_list, notes = resolve_devices(devices)
     specs = resolve_specs(models or SEED_MODELS, input_size, in_channels, num_classes)
-    modes = MODES if mode == "both" else (mode,)
-    for spec in specs:  # a size a model cannot take is bad input: say so before measuring
-        for m in modes:
-            ensure_input_size(spec, train=m == "train", batch_size=min(batch_sizes))
+    modes = MODES if mode == "both" else (Mode.of(mode),)
     config = ThroughputConfig(
         dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, warmup=warmup,
         warmup_time=warmup_time, min_time=min_time, min_iters=min_iters, cudnn_benchmark=cudnn_benchmark,
@@ -128,30 +99,29 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
         raise click.UsageError("no device to measure on")
 
     results = []
-    runner = ThroughputRunner()
-    sink = CsvSink(output if output and output != "-" else sys.stdout) if fmt == "csv" else None
     progress = _progress(quiet)
     total = len(specs) * len(device_list) * len(modes) * len(batch_sizes)
+    task = progress.add_task("throughput", total=total)
+    rows = api.throughput_sweep(specs, device_list, modes, batch_sizes, config, runner=ThroughputRunner(),
+                                on_start=lambda label: progress.update(task, description=label))
+    sink = CsvSink(output if output and output != "-" else sys.stdout, RESULT_FIELDS) if fmt == "csv" else None
     interrupted = False
     try:
         with progress:
-            task = progress.add_task("throughput", total=total)
-            rows = sweep(specs, device_list, modes, batch_sizes, config, runner=runner,
-                         on_start=lambda label: progress.update(task, description=label))
             for result in rows:
                 results.append(result)
                 progress.advance(task)
                 if sink is not None:
                     sink.write(result)
                 elif output and output != "-":  # keep the file current after every row
-                    write_atomic(output, render(results, fmt, notes + result_notes(results)))
+                    write_atomic(output, render(results, fmt, notes + throughput_notes(results)))
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if sink is not None:
             sink.close()
 
-    all_notes = notes + result_notes(results)
+    all_notes = notes + throughput_notes(results)
     if interrupted:
         all_notes.append(f"interrupted: {len(results)} of {total} rows measured")
     if sink is None:

@@ -21,11 +21,11 @@ def list_command(patterns, exclude, fmt, output):
       archprobe list 'inception*' 'googlenet*'
       archprobe list --exclude '*-d2l' --format md
     """
+    from archprobe import api
     from archprobe.report.frames import render
     from archprobe.report.writers import emit
-    from archprobe.zoo.entries import zoo_entries
 
-    entries = zoo_entries(patterns or None, exclude or None)
+    entries = api.list_models(patterns or None, exclude or None)
     if not entries:
         raise click.UsageError(f"no zoo model matches {' '.join(patterns)!r}")
     emit(render(entries, fmt), output)

@@ -7,123 +7,26 @@ Every file is written atomically, and the directory is replaced only when asked 
 from __future__ import annotations
 
 import json
-
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Sequence
 
 from archprobe.errors import UsageError
-from archprobe.report.columns import column
 from archprobe.report.frames import machine_frame, records, render
+from archprobe.report.notes import parameter_note
 from archprobe.report.writers import write_atomic
-
-if TYPE_CHECKING:  # pragma: no cover
-    from archprobe.analysis.counting import ModelCounts
-    from archprobe.zoo.spec import ModelSpec
-
-D2L_SUFFIX = "-d2l"
+from archprobe.results import Report
 
 
-@dataclass(frozen=True)
-class VariantPair:
-    """An ImageNet/paper model next to its Dive-into-DL (1 channel, 10 classes) version."""
-
-    family: str = column("Family")
-    imagenet: str = column("ImageNet model")
-    imagenet_input: tuple[int, ...] = column("ImageNet input", "shape")
-    imagenet_params: int = column("ImageNet params", "count")
-    imagenet_macs: int = column("ImageNet MACs", "macs")
-    d2l: str = column("Dive-into-DL model")
-    d2l_input: tuple[int, ...] = column("d2l input", "shape")
-    d2l_params: int = column("d2l params", "count")
-    d2l_macs: int = column("d2l MACs", "macs")
-    params_ratio: float = column("d2l/ImageNet params", "percent")
-
-
-@dataclass(frozen=True)
-class Report:
-    models: tuple[str, ...]
-    zoo: tuple = ()
-    counts: tuple = ()
-    min_inputs: tuple = ()
-    variants: tuple = ()
-    throughput: tuple = ()
-    environment: Any = None
-    notes: dict[str, list[str]] = field(default_factory=dict)
-
-
-def variant_pairs(counts: Sequence["ModelCounts"], families: dict[str, str]) -> list[VariantPair]:
-    """Pair each ``X-d2l`` model with ``X``, else with the first ImageNet model of its family."""
-    by_name = {c.model: c for c in counts}
-    pairs = []
-    for c in counts:
-        if not c.model.endswith(D2L_SUFFIX):
-            continue
-        base = c.model[: -len(D2L_SUFFIX)]
-        partner = by_name.get(base) or next(
-            (o for o in counts
-             if families.get(o.model) == families.get(c.model) and not o.model.endswith(D2L_SUFFIX)),
-            None,
-        )
-        if partner is None:
-            continue
-        pairs.append(
-            VariantPair(
-                family=families.get(c.model, ""),
-                imagenet=partner.model,
-                imagenet_input=partner.input_shape[1:],
-                imagenet_params=partner.params,
-                imagenet_macs=partner.macs,
-                d2l=c.model,
-                d2l_input=c.input_shape[1:],
-                d2l_params=c.params,
-                d2l_macs=c.macs,
-                params_ratio=c.params / partner.params if partner.params else 0.0,
-            )
-        )
-    return pairs
-
-
-def build_report(
-    specs: Sequence["ModelSpec"],
-    *,
-    measure: Callable[[Sequence["ModelSpec"]], Sequence] | None = None,
-    on_progress: Callable[[str], None] | None = None,
-) -> Report:
-    """Analyse ``specs``: counts and minimum input sizes always; throughput via ``measure``."""
-    from archprobe.analysis.counting import count, parameter_note
-    from archprobe.analysis.environment import collect_environment
-    from archprobe.analysis.min_input import solve_min_input
-    from archprobe.zoo.entries import zoo_entries
-
-    counts, min_inputs = [], []
-    for spec in specs:
-        if on_progress:
-            on_progress(spec.name)
-        model = spec.build("meta")
-        counts.append(count(spec, model=model))
-        min_inputs.append(solve_min_input(spec, model=model))
-    names = tuple(s.name for s in specs)
-    zoo = tuple(e for e in zoo_entries() if e.name in names)
-    families = {e.name: e.family for e in zoo}
-    notes: dict[str, list[str]] = {}
-    note = parameter_note(counts)
+def count_notes(report: Report) -> list[str]:
+    """The notes under the parameters table: where the parameters live, unsupported ops."""
+    notes = []
+    note = parameter_note(report.counts)
     if note:
-        notes["counts"] = [note]
-    unsupported = [f"{c.model}: {', '.join(c.unsupported_ops)}" for c in counts if c.unsupported_ops]
+        notes.append(note)
+    unsupported = [f"{c.model}: {', '.join(c.unsupported_ops)}" for c in report.counts if c.unsupported_ops]
     if unsupported:
-        notes.setdefault("counts", []).append("Unsupported ops (counted as 0): " + "; ".join(unsupported))
-    throughput = tuple(measure(specs)) if measure is not None else ()
-    return Report(
-        models=names,
-        zoo=zoo,
-        counts=tuple(counts),
-        min_inputs=tuple(min_inputs),
-        variants=tuple(variant_pairs(counts, families)),
-        throughput=throughput,
-        environment=collect_environment("cpu"),
-        notes=notes,
-    )
+        notes.append("Unsupported ops (counted as 0): " + "; ".join(unsupported))
+    return notes
 
 
 CONVENTIONS_MD = """\
@@ -160,7 +63,7 @@ def markdown(report: Report, images: Sequence[str]) -> str:
         _section(
             "Parameters and compute",
             report.counts,
-            report.notes.get("counts", ()),
+            count_notes(report),
             "At each model's default input size, batch 1.",
         ),
     ]
@@ -223,7 +126,7 @@ def write_report(report: Report, out_dir: str | Path, *, force: bool = False) ->
         if rows:
             written.append(write_atomic(out / f"{name}.csv", machine_frame(list(rows)).to_csv(index=False)))
     images: list[str] = []
-    families = {e.name: e.family for e in report.zoo}
+    families = {e.name: e.family for e in report.zoo if e.family != "-"}
     if report.counts:
         written.append(write_atomic(out / "params_vs_macs.png", plots.params_vs_macs(report.counts, families)))
         images.append("params_vs_macs.png")
@@ -233,7 +136,8 @@ def write_report(report: Report, out_dir: str | Path, *, force: bool = False) ->
     document = {name: records(getattr(report, name)) for name in TABLES}
     document["models"] = list(report.models)
     document["environment"] = records([report.environment])[0] if report.environment else None
-    document["notes"] = report.notes
+    notes = count_notes(report)
+    document["notes"] = {"counts": notes} if notes else {}
     written.append(write_atomic(out / "report.json", json.dumps(document, indent=2) + "\n"))
     written.append(write_atomic(out / "report.md", markdown(report, images)))
     return written

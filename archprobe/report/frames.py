@@ -6,29 +6,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from typing import Any, Iterable, Sequence
 
+from archprobe.report.columns import columns_of
+from archprobe.results import flat_record, plain
+
 FORMATS = ("table", "md", "csv", "json")
 
 
-def _plain(value: Any) -> Any:
-    """JSON-friendly base-unit value."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def records(results: Iterable[Any]) -> list[dict[str, Any]]:
-    return [_plain(r) for r in results]
+    return [plain(r) for r in results]
 
 
 def _si(value: float, units: Sequence[tuple[float, str]], decimals: int) -> str:
@@ -72,20 +61,13 @@ def format_value(value: Any, kind: str) -> str:
     return str(value)
 
 
-def displayed_fields(result_type: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(result_type) if "header" in f.metadata]
-
-
 def human_rows(results: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells of the displayed columns; all-``None`` columns are dropped."""
     if not results:
         return [], []
-    fields = [
-        f for f in displayed_fields(type(results[0]))
-        if any(getattr(r, f.name) is not None for r in results)
-    ]
-    headers = [f.metadata["header"] for f in fields]
-    rows = [[format_value(getattr(r, f.name), f.metadata["kind"]) for f in fields] for r in results]
+    columns = [c for c in columns_of(type(results[0])) if any(getattr(r, c.field) is not None for r in results)]
+    headers = [c.header for c in columns]
+    rows = [[format_value(getattr(r, c.field), c.kind) for c in columns] for r in results]
     return headers, rows
 
 
@@ -93,10 +75,7 @@ def machine_frame(results: Sequence[Any]):
     """A pandas DataFrame of base-unit values; list-valued cells are joined with ``;``."""
     import pandas as pd
 
-    rows = []
-    for rec in records(results):
-        rows.append({k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in rec.items()})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([flat_record(r) for r in results])
 
 
 def render(results: Sequence[Any], fmt: str, notes: Sequence[str] = ()) -> str:

@@ -3,6 +3,11 @@
 Patterned on torchvision's ``register_model``/``list_models`` and timm's natural sort.
 Names are case-insensitive and ``_``/``-`` are interchangeable; the canonical form is
 lower-case with ``-``.
+
+The registry imports none of its clients: the entry modules (``d2l``, ``library``, ``paper``)
+import it and register on import, and the package (``archprobe.zoo``) imports them, as
+torchvision's ``models/__init__.py`` does. Importing anything under ``archprobe.zoo`` runs the
+package first, so the registry is always full when it is read.
 """
 
 from __future__ import annotations
@@ -109,17 +114,11 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _ensure_loaded() -> None:
-    # The zoo modules register on import; importing them is cheap (no torch at import time).
-    from archprobe.zoo import d2l, library, paper  # noqa: F401
-
-
 def list_models(
     include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None
 ) -> list[ModelInfo]:
     """Registered models whose names match any ``include`` glob and no ``exclude`` glob,
     in natural order (``vgg11`` before ``vgg13`` before ``resnet101``'s neighbours)."""
-    _ensure_loaded()
 
     def patterns(value) -> list[str]:
         if value is None:
@@ -167,15 +166,9 @@ def suggest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
 
 
 def get_model_info(name: str) -> ModelInfo:
-    _ensure_loaded()
     key = canonical_name(name)
     if key in _REGISTRY:
         return _REGISTRY[key]
     close = suggest(key, _REGISTRY)
     hint = f"; did you mean {' or '.join(close)}?" if close else "; see 'archprobe list'"
     raise SpecError(f"unknown model {name!r}{hint}")
-
-
-def is_registered(name: str) -> bool:
-    _ensure_loaded()
-    return canonical_name(name) in _REGISTRY

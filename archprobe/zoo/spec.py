@@ -5,7 +5,11 @@ Accepted forms:
   * ``tv:NAME``   any torchvision classification model;
   * ``timm:NAME`` any timm model;
   * ``path/to/file.py:factory`` or ``package.module:factory``: a callable returning an
-    ``nn.Module``; it is passed ``in_channels``/``num_classes`` only if it accepts them.
+    ``nn.Module``. It is passed ``in_channels``/``num_classes`` only when the user gave them
+    (and it accepts them); otherwise its own defaults hold. A channel count in the input size
+    is simply fed to the model; with no size, the model's first input-consuming layer decides;
+  * a live ``nn.Module`` (Python API, :func:`module_spec`): analysed through twins that never
+    touch its weights (:mod:`archprobe.zoo.twin`).
 """
 
 from __future__ import annotations
@@ -30,29 +34,45 @@ DEFAULT_SIZE = 224
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A resolved model: its name, its effective input shape ``(C, H, W)`` and a factory."""
+    """A resolved model: its name, its input shape ``(C, H, W)`` and a way to build it.
+
+    ``input_shape[0]`` is ``None`` where the channel count is to be read off the built model
+    (a user factory or module given no size); :class:`archprobe.probe.Probe` settles it.
+    ``input_note`` says how the input shape was chosen when the user did not give it.
+    """
 
     name: str
-    kind: str  # "zoo", "torchvision", "timm" or "user"
-    input_shape: tuple[int, int, int]
+    kind: str  # "zoo", "torchvision", "timm", "user" or "module"
+    input_shape: tuple[int | None, int, int]
     num_classes: int | None
     factory: Callable[[], "nn.Module"] = field(repr=False, compare=False)
     info: ModelInfo | None = field(default=None, repr=False, compare=False)
+    module: "nn.Module | None" = field(default=None, repr=False, compare=False)
+    input_note: str | None = None
 
     @property
-    def in_channels(self) -> int:
+    def in_channels(self) -> int | None:
         return self.input_shape[0]
 
-    def with_input_size(self, height: int, width: int) -> "ModelSpec":
-        return replace(self, input_shape=(self.input_shape[0], height, width))
+    def with_input_size(self, height: int, width: int, channels: int | None = None) -> "ModelSpec":
+        c = self.input_shape[0] if channels is None else channels
+        return replace(self, input_shape=(c, height, width), input_note=None)
 
     def build(self, device: str = "meta") -> "nn.Module":
         """Instantiate the model on ``device`` (``"meta"``: no weights allocated), in eval mode.
 
-        Failures inside user code become a one-line ``SpecError``.
+        A live module is never built: its twin is (:func:`archprobe.zoo.twin.twin`). Failures
+        inside user code become a one-line ``SpecError``.
         """
         import torch
 
+        if self.module is not None:
+            from archprobe.zoo.twin import twin
+
+            try:
+                return twin(self.module, device).eval()
+            except TypeError as exc:
+                raise SpecError(f"{self.name}: {exc}") from exc
         try:
             with torch.device(device):
                 model = self.factory()
@@ -83,10 +103,11 @@ def parse_input_size(text: str | int | None) -> tuple[int | None, int, int] | No
     raw = str(text).strip().lower().replace("×", "x").replace(",", "x").replace(" ", "")
     parts = raw.split("x") if raw else []
     if not parts or len(parts) > 3 or not all(re.fullmatch(r"[+-]?\d+", p) for p in parts):
-        raise UsageError(f"invalid input size {text!r}: use N, HxW or CxHxW with positive integers")
+        raise UsageError(f"invalid input size {text!r}: use N, HxW or CxHxW with positive integers",
+                         param="input_size")
     values = [int(p) for p in parts]
     if any(v <= 0 for v in values):
-        raise UsageError(f"invalid input size {text!r}: sizes must be positive")
+        raise UsageError(f"invalid input size {text!r}: sizes must be positive", param="input_size")
     if len(values) == 1:
         return (None, values[0], values[0])
     if len(values) == 2:
@@ -94,39 +115,80 @@ def parse_input_size(text: str | int | None) -> tuple[int | None, int, int] | No
     return (values[0], values[1], values[2])
 
 
+def normalise_input_size(value) -> tuple[int | None, int, int] | None:
+    """``int``, ``(H, W)``, ``(C, H, W)`` or the command line's text -> ``(C | None, H, W)``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_input_size(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return parse_input_size(str(value))
+    if isinstance(value, (tuple, list)) and len(value) in (2, 3) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return parse_input_size("x".join(map(str, value)))
+    raise UsageError(f"{value!r} is not a size: use an int, (H, W) or (C, H, W)", param="input_size")
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise UsageError(f"must be a positive integer, not {value!r}", param=name)
+
+
 def resolve(
     spec: str,
     *,
-    input_size: str | tuple | None = None,
+    input_size=None,
     in_channels: int | None = None,
     num_classes: int | None = None,
 ) -> ModelSpec:
-    """Resolve a spec string to a ``ModelSpec`` (cheap: nothing is built yet)."""
-    for value, what in ((in_channels, "--in-channels"), (num_classes, "--num-classes")):
-        if value is not None and value <= 0:
-            raise UsageError(f"{what} must be positive, not {value}")
-    size = input_size if isinstance(input_size, tuple) else parse_input_size(input_size)
-    if size is not None and size[0] is not None:
-        if in_channels is not None and in_channels != size[0]:
-            raise UsageError(
-                f"--input-size has {size[0]} channels but --in-channels is {in_channels}"
-            )
-        in_channels = size[0]
+    """Resolve a spec string to a ``ModelSpec`` (cheap: nothing is built yet).
+
+    ``in_channels``/``num_classes``: passed to the builder (zoo, torchvision and timm builders
+    take both; a user factory only when it accepts them). A channel count in ``input_size``
+    builds zoo/library models for that many channels, and is fed as is to user models.
+    """
+    _check_positive(in_channels=in_channels, num_classes=num_classes)
+    size = normalise_input_size(input_size)
+    if size is not None and size[0] is not None and in_channels is not None and in_channels != size[0]:
+        raise UsageError(f"{in_channels} does not match the {size[0]} channels of the input size", param="in_channels")
 
     text = spec.strip()
     if not text:
         raise SpecError("empty model spec")
+    library_channels = in_channels if in_channels is not None else (size[0] if size else None)
     if text.startswith("tv:"):
-        base = _torchvision_spec(text[3:], in_channels, num_classes)
+        base = _torchvision_spec(text[3:], library_channels, num_classes)
     elif text.startswith("timm:"):
-        base = _timm_spec(text[5:], in_channels, num_classes)
+        base = _timm_spec(text[5:], library_channels, num_classes)
     elif ":" in text:
         base = _user_spec(text, in_channels, num_classes)
     else:
-        base = _zoo_spec(text, in_channels, num_classes)
+        base = _zoo_spec(text, library_channels, num_classes)
     if size is not None:
-        base = base.with_input_size(size[1], size[2])
+        base = base.with_input_size(size[1], size[2], size[0])
     return base
+
+
+def module_spec(module: "nn.Module", *, name: str | None = None, input_size=None) -> ModelSpec:
+    """A live module as a spec: built as twins (never moved or changed); with no ``input_size``
+    the channel count comes from its first input-consuming layer and the size is 224x224."""
+    from torch import nn
+
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"expected an nn.Module or a model spec string, not {type(module).__name__}")
+    size = normalise_input_size(input_size)
+    if size is None:
+        shape, note = (None, DEFAULT_SIZE, DEFAULT_SIZE), f"input size not given: {DEFAULT_SIZE}x{DEFAULT_SIZE} assumed"
+    else:
+        shape, note = size, None
+
+    def unbuildable():
+        raise AssertionError("a live module is built through its twin")
+
+    return ModelSpec(name or type(module).__name__, "module", shape, None, unbuildable, module=module,
+                     input_note=note)
 
 
 def _zoo_spec(name: str, in_channels, num_classes) -> ModelSpec:
@@ -223,14 +285,14 @@ def _user_spec(text: str, in_channels, num_classes) -> ModelSpec:
         if value is None:
             continue
         if key not in accepted:
-            raise UsageError(f"{location}:{attr} does not accept {key}; drop --{key.replace('_', '-')}")
+            raise UsageError(f"{location}:{attr} does not take this argument", param=key)
         kwargs[key] = value
 
     def factory():
         return factory_fn(**kwargs)
 
-    channels = in_channels or getattr(factory_fn, "in_channels", None) or 3
-    return ModelSpec(text, "user", (channels, DEFAULT_SIZE, DEFAULT_SIZE), num_classes, factory)
+    note = f"input size not given: {DEFAULT_SIZE}x{DEFAULT_SIZE} assumed"
+    return ModelSpec(text, "user", (in_channels, DEFAULT_SIZE, DEFAULT_SIZE), num_classes, factory, input_note=note)
 
 
 def _accepted_kwargs(fn) -> set[str]:

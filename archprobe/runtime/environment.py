@@ -1,7 +1,8 @@
 """The setup a measurement ran under: a number without its setup is not a result.
 
-``collect_environment(device)`` records library versions, the device and CPU names; the
-throughput engine adds the per-row settings (threads, dtype, memory format, compile flag).
+``collect_environment(device)`` records library versions, the device and CPU names (an
+:class:`archprobe.results.Environment`); the runners add the per-row settings (threads, dtype,
+memory format, compile flag).
 ``physical_cores()`` is the default CPU thread count.
 """
 
@@ -9,30 +10,9 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
 from functools import lru_cache
 
-
-@dataclass(frozen=True)
-class Environment:
-    """Library versions and hardware names (the same for every row on one device)."""
-
-    torch_version: str
-    cuda_version: str | None  # the CUDA toolkit torch was built with, None for CPU-only builds
-    cudnn_version: int | None
-    device_name: str  # "NVIDIA A100-SXM4-40GB", or the CPU model for "cpu"
-    cpu_model: str
-    python_version: str
-
-    def summary(self) -> str:
-        """One line for the notes under a table."""
-        parts = [f"torch {self.torch_version}"]
-        if self.cuda_version:
-            parts.append(f"CUDA {self.cuda_version}")
-        if self.cudnn_version:
-            parts.append(f"cuDNN {self.cudnn_version}")
-        parts.append(f"CPU {self.cpu_model}")
-        return ", ".join(parts)
+from archprobe.results import Environment
 
 
 def _cpuinfo(path: str = "/proc/cpuinfo") -> list[dict[str, str]]:

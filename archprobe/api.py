@@ -1,0 +1,320 @@
+"""What each analysis runs, in one place: the Python API and the command line both call these.
+
+A model is a spec string (``"googlenet"``, ``"tv:resnet50"``, ``"timm:convnext_tiny"``,
+``"path/file.py:factory"``), a resolved :class:`ModelSpec`, or a live ``nn.Module`` on any
+device. A live module is never moved, changed or copied with its weights: the analyses run on a
+meta twin, timing on a freshly initialised twin (:mod:`archprobe.zoo.twin`).
+
+``input_size`` is an ``int`` (square side), ``(H, W)``, ``(C, H, W)`` or the command line's
+``"CxHxW"`` text. Without it a zoo or library model takes its default size; a user factory or
+module takes 224x224 and the channel count of its first input-consuming layer, and the result's
+``notes`` say so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
+
+from archprobe.errors import SpecError
+from archprobe.probe import Mode, Probe
+from archprobe.results import (
+    LayerTable,
+    MinInputResult,
+    ModelCounts,
+    Report,
+    ThroughputResult,
+    VariantPair,
+    ZooEntry,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from torch import nn
+
+    from archprobe.bench.throughput import ThroughputConfig, ThroughputRunner
+    from archprobe.zoo.spec import ModelSpec
+
+ModelLike = Union[str, "nn.Module", "ModelSpec"]
+D2L_SUFFIX = "-d2l"
+
+
+# --- models -> specs -> probes ------------------------------------------------------------------
+
+
+def expand(models: Iterable[str]) -> list[str]:
+    """Zoo globs (``'inception*'``, ``'*'``) expand to the matching zoo names, in zoo order;
+    repeated names (in any spelling) are kept once."""
+    from archprobe.zoo.registry import canonical_name, list_models
+
+    expanded: list[str] = []
+    for model in models:
+        if ":" not in model and any(ch in model for ch in "*?["):
+            names = [info.name for info in list_models(model)]
+            if not names:
+                raise SpecError(f"no zoo model matches {model!r}; see 'archprobe list'")
+            expanded.extend(names)
+        else:
+            expanded.append(model)
+    seen: dict[str, str] = {}
+    for model in expanded:
+        key = canonical_name(model) if ":" not in model else model.strip()
+        seen.setdefault(key, model)
+    return list(seen.values())
+
+
+def as_spec(model: ModelLike, *, input_size=None, in_channels: int | None = None,
+            num_classes: int | None = None, name: str | None = None) -> "ModelSpec":
+    """Resolve ``model`` to a spec (nothing is built yet for strings and specs)."""
+    from archprobe.zoo.spec import ModelSpec, module_spec, normalise_input_size, resolve
+
+    if isinstance(model, ModelSpec):
+        size = normalise_input_size(input_size)
+        return model.with_input_size(size[1], size[2], size[0]) if size else model
+    if isinstance(model, str):
+        return resolve(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    return module_spec(model, name=name, input_size=input_size)
+
+
+def resolve_all(models: Iterable[ModelLike], **options) -> list["ModelSpec"]:
+    """Every model resolved up front, so a typo fails before any work starts; zoo globs expand
+    and repeated names are kept once."""
+    items: list[ModelLike] = []
+    for model in models:
+        items.extend(expand([model]) if isinstance(model, str) else [model])
+    if all(isinstance(m, str) for m in items):
+        items = expand(items)  # drops repeats across arguments too ("alexnet ALEXNET")
+    return [as_spec(m, **options) for m in items]
+
+
+def probe(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool | Mode = False,
+          device: str = "meta", in_channels: int | None = None, num_classes: int | None = None) -> Probe:
+    """The run context of ``model``: built once (meta device by default), with its input shape,
+    batch size and mode."""
+    spec = as_spec(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    return Probe.build(spec, batch_size=batch_size, mode=Mode.of(train), device=device)
+
+
+# --- static analysis ----------------------------------------------------------------------------
+
+
+def count(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool = False,
+          counter: str = "archprobe", in_channels: int | None = None,
+          num_classes: int | None = None) -> ModelCounts:
+    """Parameters, MACs and FLOPs of ``model`` on the meta device (no weights allocated).
+
+    Conventions: ``macs`` are multiply-accumulates of convolution, linear and matmul only
+    (torchvision's ``_ops``; fvcore/ptflops/thop count the same); ``flops`` are 2 per MAC plus
+    normalisation, pooling, activation and elementwise work. ``params_forward`` counts the
+    parameters an eval forward reads (aux heads excluded).
+
+    Args:
+        model: a spec string, a :class:`ModelSpec` or an ``nn.Module`` (never touched).
+        input_size: ``int``, ``(H, W)`` or ``(C, H, W)``; default: the model's.
+        batch_size: examples per batch; counts scale with it.
+        train: also count one training step (forward in training mode, cross-entropy, backward)
+            as ``train_macs``/``train_flops``.
+        counter: ``"fvcore"`` adds fvcore's count on real CPU tensors (``fvcore_macs``).
+
+    Returns:
+        A :class:`ModelCounts`.
+    """
+    from archprobe.analysis.counting import count as count_probe
+
+    p = probe(model, input_size, batch_size=batch_size, train=train, in_channels=in_channels,
+              num_classes=num_classes)
+    return count_probe(p, counter=counter)
+
+
+def layers(model: ModelLike, input_size=None, *, batch_size: int = 1, depth: int | None = None,
+           in_channels: int | None = None, num_classes: int | None = None) -> LayerTable:
+    """The per-layer rows of ``archprobe shapes``: every module call's output shape and its own
+    parameters, MACs and FLOPs (eval mode). Rows deeper than ``depth`` fold into their parent, so
+    the rows always sum to the totals.
+
+    Returns:
+        A :class:`LayerTable` (``.rows``, ``.params``, ``.macs``, ``.flops``).
+    """
+    from archprobe.analysis.shapes import layer_table
+
+    p = probe(model, input_size, batch_size=batch_size, in_channels=in_channels, num_classes=num_classes)
+    return layer_table(p, depth=depth)
+
+
+def min_input(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool = False,
+              max_size: int = 4096, explain: bool = False,
+              progress: Callable[[int, int], None] | None = None,
+              in_channels: int | None = None, num_classes: int | None = None) -> MinInputResult:
+    """The exact set of input sizes ``model`` accepts ("valid" = the forward pass runs).
+
+    ``input_size`` gives the channel count and the anchor size (the default (H, W), at which the
+    per-dimension minima are taken). ``train`` solves for training mode (BatchNorm needs more
+    than one value per channel; aux heads run), where ``batch_size`` matters.
+
+    Returns:
+        A :class:`MinInputResult`: ``.min_size`` (the smallest valid input), ``.valid`` (square
+        sides as intervals), ``.valid_h``/``.valid_w``, ``.limiting_layer``, ``.method``.
+    """
+    from archprobe.analysis.min_input import solve_min_input
+
+    p = probe(model, input_size, batch_size=batch_size, train=train, in_channels=in_channels,
+              num_classes=num_classes)
+    return solve_min_input(p, max_size=max_size, explain=explain, progress=progress)
+
+
+# --- measurements -------------------------------------------------------------------------------
+
+
+def check_sizes(specs: Sequence["ModelSpec"], modes: Sequence[Mode], batch_size: int,
+                build: Callable[["ModelSpec"], Probe] = Probe.build) -> None:
+    """Raise the one-line ``InputSizeError`` (with the valid sizes) for a size a model cannot
+    take, before anything is measured. ``build`` gives a spec's meta probe (a runner's cache)."""
+    from archprobe.analysis.min_input import ensure_input_size
+
+    for spec in specs:
+        meta = build(spec)
+        for mode in modes:
+            ensure_input_size(meta.with_setting(batch_size=batch_size, mode=mode))
+
+
+def throughput_sweep(specs: Sequence["ModelSpec"], devices: Sequence[str], modes: Sequence[Mode],
+                     batch_sizes: Sequence[int], config: "ThroughputConfig", *,
+                     runner: "ThroughputRunner | None" = None,
+                     on_start: Callable[[str], None] | None = None) -> Iterator[ThroughputResult]:
+    """One row per model x device x mode x batch size, yielded as each is measured.
+
+    Input sizes are checked now, before anything is measured (an ``InputSizeError`` names the
+    layer and the valid sizes)."""
+    from archprobe.bench.throughput import ThroughputRunner, sweep
+
+    runner = runner or ThroughputRunner()
+    check_sizes(specs, modes, min(batch_sizes), build=runner.meta_probe)
+    return sweep(specs, devices, modes, batch_sizes, config, runner=runner, on_start=on_start)
+
+
+def throughput(model: ModelLike, input_size=None, *, device: str = "cpu", batch_size: int = 32,
+               mode: str | Mode = "eval", dtype: str = "float32", channels_last: bool = False,
+               compile: bool = False, threads: int | None = None, min_time: float = 2.0,
+               warmup_time: float = 1.0, utilisation: bool = True, in_channels: int | None = None,
+               num_classes: int | None = None) -> ThroughputResult:
+    """Examples/sec of ``model`` on a real device, in eval (inference) or train mode.
+
+    The model is built with fresh weights on ``device`` (a live module through a twin) and fed
+    synthetic data; a training step is zero_grad, forward, cross-entropy, backward, SGD step.
+    ``examples_per_sec`` = batch / median time per iteration after warm-up.
+
+    Returns:
+        A :class:`ThroughputResult` (``status`` is ``"oom"`` or ``"error"`` when it failed).
+    """
+    from archprobe.bench.throughput import ThroughputConfig
+    from archprobe.runtime.backends import resolve_devices
+
+    spec = as_spec(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    devices, _ = resolve_devices([device])
+    config = ThroughputConfig(dtype=dtype, channels_last=channels_last, compile=compile, threads=threads,
+                              min_time=min_time, warmup_time=warmup_time, utilisation=utilisation)
+    (row,) = throughput_sweep([spec], devices[:1], [Mode.of(mode)], [batch_size], config)
+    return row
+
+
+# --- the zoo, frames and the report -------------------------------------------------------------
+
+
+def list_models(pattern: str | Sequence[str] | None = None,
+                exclude: str | Sequence[str] | None = None) -> list[ZooEntry]:
+    """The zoo entries whose names match ``pattern`` (globs) and not ``exclude``, in natural order."""
+    from archprobe.zoo.registry import list_models as registered
+
+    return [
+        ZooEntry(name=i.name, family=i.family, variant=i.variant, input_shape=i.input_shape,
+                 num_classes=i.num_classes, source=i.source, paper=i.paper, year=i.year, notes=i.notes)
+        for i in registered(pattern, exclude)
+    ]
+
+
+def describe(probe_or_spec: "Probe | ModelSpec") -> ZooEntry:
+    """The zoo entry of any model: the registry's for zoo models, what the spec knows otherwise."""
+    spec = probe_or_spec.spec if isinstance(probe_or_spec, Probe) else probe_or_spec
+    if spec.info is not None:
+        (entry,) = list_models(spec.info.name)
+        return entry
+    return ZooEntry(name=spec.name, family="-", variant="-", input_shape=spec.input_shape,
+                    num_classes=spec.num_classes, source=spec.kind, notes=spec.input_note or "")
+
+
+def to_frame(results: Any) -> "pd.DataFrame":
+    """A pandas DataFrame of results, with the same columns (base units) as the CSV output.
+
+    Takes one result or a sequence of results of one type; a :class:`LayerTable` gives its rows.
+    """
+    from archprobe.report.frames import machine_frame
+
+    if isinstance(results, LayerTable):
+        results = results.rows
+    elif not isinstance(results, (list, tuple)):
+        results = [results]
+    return machine_frame(list(results))
+
+
+def variant_pairs(counts: Sequence[ModelCounts], families: dict[str, str]) -> list[VariantPair]:
+    """Pair each ``X-d2l`` model with ``X``, else with the first ImageNet model of its family."""
+    by_name = {c.model: c for c in counts}
+    pairs = []
+    for c in counts:
+        if not c.model.endswith(D2L_SUFFIX):
+            continue
+        base = c.model[: -len(D2L_SUFFIX)]
+        partner = by_name.get(base) or next(
+            (o for o in counts
+             if families.get(o.model) == families.get(c.model) and not o.model.endswith(D2L_SUFFIX)),
+            None,
+        )
+        if partner is None:
+            continue
+        pairs.append(
+            VariantPair(
+                family=families.get(c.model, ""),
+                imagenet=partner.model,
+                imagenet_input=partner.input_shape[1:],
+                imagenet_params=partner.params,
+                imagenet_macs=partner.macs,
+                d2l=c.model,
+                d2l_input=c.input_shape[1:],
+                d2l_params=c.params,
+                d2l_macs=c.macs,
+                params_ratio=c.params / partner.params if partner.params else 0.0,
+            )
+        )
+    return pairs
+
+
+def report(
+    specs: Sequence["ModelSpec"],
+    *,
+    measure: Callable[[Sequence["ModelSpec"]], Sequence[ThroughputResult]] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Everything ``archprobe report`` shows: each model built once on meta for the zoo entry,
+    the counts and the valid input sizes; throughput through ``measure`` when given."""
+    from archprobe.analysis.counting import count as count_probe
+    from archprobe.analysis.min_input import solve_min_input
+    from archprobe.runtime.environment import collect_environment
+
+    zoo, counts, min_inputs, settled = [], [], [], []
+    for spec in specs:
+        if on_progress:
+            on_progress(spec.name)
+        p = Probe.build(spec)
+        settled.append(p.spec)
+        zoo.append(describe(p))
+        counts.append(count_probe(p))
+        min_inputs.append(solve_min_input(p))
+    families = {e.name: e.family for e in zoo if e.family != "-"}
+    return Report(
+        models=tuple(s.name for s in specs),
+        zoo=tuple(zoo),
+        counts=tuple(counts),
+        min_inputs=tuple(min_inputs),
+        variants=tuple(variant_pairs(counts, families)),
+        throughput=tuple(measure(settled)) if measure is not None else (),
+        environment=collect_environment("cpu"),
+    )

@@ -1,0 +1,310 @@
+"""Throughput: examples/sec of inference or training on a real device, with its setup recorded.
+
+Methodology (design.md, "Throughput methodology"):
+
+* Each row builds the model with real weights on the target device (a :class:`Probe` on that
+  device), with synthetic inputs (and labels) created there from a fixed seed.
+* eval: eval mode under ``torch.inference_mode``. train: the runtime's :class:`TrainStep`
+  (``zero_grad(set_to_none)``, forward, cross-entropy on synthetic labels, backward, SGD step;
+  ``float16`` adds a GradScaler).
+* Warm-up runs for at least ``warmup`` iterations *and* ``warmup_time`` seconds (lazy init,
+  cuDNN autotuning, compilation); with ``compile`` the first call is timed on its own as
+  ``compile_s`` and kept out of the throughput.
+* Timed phase: at least ``min_iters`` iterations and ``min_time`` seconds
+  (:func:`archprobe.runtime.timing.run_timed`).
+* Statistics over per-iteration times: median, IQR (p75 - p25), p10/p90; examples/sec is
+  ``batch_size / median``.
+* Utilisation: FLOPs of one step (counted on the meta device) over the median time, against a
+  matmul ceiling measured once per device, dtype and thread count by the same runner.
+* Memory: peak CUDA allocated/reserved on CUDA; on CPU the peak RSS increase over the row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+from archprobe.bench.ceiling import measure_matmul_ceiling
+from archprobe.errors import UsageError
+from archprobe.probe import Mode, Probe
+from archprobe.results import Ceiling, Environment, ThroughputResult
+from archprobe.runtime.backends import is_oom, make_backend
+from archprobe.runtime.precision import autocast, check_dtype, grad_scaler
+from archprobe.runtime.step import ClassificationLoss, TrainStep, seeded, synthetic_targets
+from archprobe.runtime.timing import Clock, run_timed, summarize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from archprobe.zoo.spec import ModelSpec
+
+MODES = (Mode.EVAL, Mode.TRAIN)
+OPTIMIZER = "SGD(lr=0.001, momentum=0.9)"
+RESULT_FIELDS = tuple(f.name for f in fields(ThroughputResult))
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    """How one row is measured (the batch size and mode are part of it)."""
+
+    mode: Mode = Mode.EVAL
+    batch_size: int = 1
+    dtype: str = "float32"
+    channels_last: bool = False
+    compile: bool = False
+    threads: int | None = None  # CPU threads; None: the number of physical cores
+    warmup: int = 5  # at least this many warm-up iterations ...
+    warmup_time: float = 1.0  # ... and at least this many seconds
+    min_iters: int = 10  # timed phase: at least this many iterations ...
+    min_time: float = 2.0  # ... and at least this many seconds
+    max_iters: int = 100_000  # bounds the number of CUDA events of a very fast model
+    cudnn_benchmark: bool = True
+    utilisation: bool = True  # count FLOPs and measure the matmul ceiling
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode.of(self.mode))
+        check_dtype(self.dtype)
+        if self.batch_size <= 0:
+            raise UsageError(f"must be positive, not {self.batch_size}", param="batch_size")
+        if self.threads is not None and self.threads <= 0:
+            raise UsageError(f"must be positive, not {self.threads}", param="threads")
+        for name in ("warmup", "warmup_time", "min_time"):
+            if getattr(self, name) < 0:
+                raise UsageError("must not be negative", param=name)
+        if self.min_iters < 1 or self.max_iters < self.min_iters:
+            raise UsageError("must be at least 1 and at most the iteration cap", param="min_iters")
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads: one inference or training step of a model on synthetic data
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Workload:
+    step: Callable[[], Any]
+    context: Callable[[], contextlib.AbstractContextManager]  # entered around all steps
+    train_step: TrainStep | None = None  # the training step ``step`` runs, in train mode
+
+
+def build_workload(spec: "ModelSpec", device, config: ThroughputConfig) -> Workload:
+    """Model with real weights on ``device``, synthetic on-device data, and the step to time."""
+    import torch
+
+    with seeded(device):
+        torch.manual_seed(0)
+        probe = Probe.build(spec, batch_size=config.batch_size, mode=config.mode, device=str(device))
+        generator = torch.Generator(device=device)
+        generator.manual_seed(0)
+        x = torch.randn(probe.shape, device=device, generator=generator)
+    model = probe.model
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    cast = autocast(device, config.dtype)
+    model.train(probe.train)
+    if config.compile:
+        model = torch.compile(model)
+
+    if not probe.train:
+        def infer():
+            return model(x)
+
+        @contextlib.contextmanager
+        def inference_context():
+            with torch.inference_mode(), cast():
+                yield
+
+        return Workload(infer, inference_context)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    with torch.no_grad(), cast():  # one forward for the shapes of the synthetic labels
+        targets = synthetic_targets(model(x), probe.batch_size, generator)
+    step = TrainStep(model, torch.optim.SGD(params, lr=1e-3, momentum=0.9), ClassificationLoss(),
+                     scaler=grad_scaler(device, config.dtype), autocast=cast)
+    return Workload(lambda: step(x, targets)[0], contextlib.nullcontext, step)
+
+
+# --------------------------------------------------------------------------------------------
+# The runner: one row at a time, faults recorded in the row
+# --------------------------------------------------------------------------------------------
+def _model_flops(probe: Probe) -> int | None:
+    """FLOPs of one forward pass (or training step), counted on meta; None where they cannot be."""
+    from archprobe.analysis.counting import count_flops
+
+    try:
+        return count_flops(probe)
+    except Exception:  # noqa: BLE001 - utilisation is optional; the row is still measured
+        return None
+
+
+def _optimizer_text(config: ThroughputConfig) -> str | None:
+    if config.mode is not Mode.TRAIN:
+        return None
+    return OPTIMIZER + (" + GradScaler" if config.dtype == "float16" else "")
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ThroughputRunner:
+    """Measures rows; caches environments, meta models, FLOP counts and matmul ceilings for one run.
+
+    ``measure`` never raises for a failing model: an out-of-memory error becomes an ``oom``
+    row, anything else an ``error`` row. ``KeyboardInterrupt`` propagates (settings restored).
+    """
+
+    def __init__(self, *, clock: Clock = time.perf_counter,
+                 backend_factory: Callable[[str], Any] | None = None,
+                 flops_fn: Callable[[Probe], int | None] = _model_flops,
+                 ceiling_fn: Callable[..., Ceiling] = measure_matmul_ceiling):
+        self.clock = clock
+        self._backend_factory = backend_factory or (lambda device: make_backend(device, clock))
+        self._flops_fn = flops_fn
+        self._ceiling_fn = ceiling_fn
+        self._backends: dict[str, Any] = {}
+        self._environments: dict[str, Environment] = {}
+        self._meta: dict[int, Probe] = {}
+        self._flops: dict[tuple, int | None] = {}
+        self.ceilings: dict[tuple, Ceiling | None] = {}
+
+    def backend(self, device: str):
+        if device not in self._backends:
+            self._backends[device] = self._backend_factory(device)
+        return self._backends[device]
+
+    def environment(self, device: str) -> Environment:
+        if device not in self._environments:
+            self._environments[device] = self.backend(device).environment()
+        return self._environments[device]
+
+    def meta_probe(self, spec: "ModelSpec") -> Probe:
+        """The spec built once on the meta device (size checks and FLOP counts share it)."""
+        if id(spec) not in self._meta:
+            probe = Probe.build(spec)
+            self._meta[id(spec)] = self._meta[id(probe.spec)] = probe
+        return self._meta[id(spec)]
+
+    def flops(self, spec: "ModelSpec", batch_size: int, mode: Mode) -> int | None:
+        key = (id(spec), batch_size, mode)
+        if key not in self._flops:
+            self._flops[key] = self._flops_fn(self.meta_probe(spec).with_setting(batch_size=batch_size, mode=mode))
+        return self._flops[key]
+
+    def ceiling(self, device: str, dtype: str, threads: int | None) -> Ceiling | None:
+        """The matmul ceiling for (device, dtype, threads), measured on first use."""
+        key = (device, dtype, threads)
+        if key not in self.ceilings:
+            try:
+                self.ceilings[key] = self._ceiling_fn(self.backend(device), dtype, clock=self.clock)
+            except Exception:  # noqa: BLE001 - utilisation is optional
+                self.ceilings[key] = None
+        return self.ceilings[key]
+
+    def measure(self, spec: "ModelSpec", device: str, config: ThroughputConfig) -> ThroughputResult:
+        spec = self.meta_probe(spec).spec  # the input shape settled (channels read off the model)
+        backend = self.backend(device)
+        env = self.environment(device)
+        row: dict[str, Any] = dict(
+            model=spec.name, device=device, mode=config.mode.value, batch_size=config.batch_size,
+            dtype=config.dtype, input_shape="x".join(map(str, spec.input_shape)),
+            channels_last=config.channels_last, compile=config.compile,
+            optimizer=_optimizer_text(config), **asdict(env),
+        )
+        with backend.settings(threads=config.threads, cudnn_benchmark=config.cudnn_benchmark) as applied:
+            row.update(applied)
+            ceiling = self.ceiling(device, config.dtype, applied["threads"]) if config.utilisation else None
+            status, error = "ok", None
+            backend.memory_begin()
+            try:
+                row.update(self._time(spec, backend, config))
+            except Exception as exc:  # noqa: BLE001 - the row records the failure
+                status = "oom" if is_oom(exc) else "error"
+                error = _one_line(exc)
+            try:
+                row.update(backend.memory_end())
+            finally:
+                backend.cleanup()
+        row.update(status=status, error=error)
+        if status == "ok" and config.utilisation:
+            flops = self.flops(spec, config.batch_size, config.mode)
+            if flops:
+                achieved = flops / (row["median_ms"] / 1e3)
+                row.update(flops_per_iter=flops, achieved_flops_per_sec=achieved)
+                if ceiling is not None:
+                    row.update(ceiling_flops_per_sec=ceiling.flops_per_sec, ceiling_matmul_n=ceiling.n,
+                               ceiling_precision=ceiling.precision,
+                               utilisation=achieved / ceiling.flops_per_sec)
+        return ThroughputResult(**row)
+
+    def _time(self, spec: "ModelSpec", backend, config: ThroughputConfig) -> dict:
+        work = build_workload(spec, backend.device, config)
+        timer = backend.timer()
+        compile_s = None
+        with work.context():
+            if config.compile:  # the first call compiles: timed on its own, kept out of the stats
+                t0 = self.clock()
+                work.step()
+                backend.synchronize()
+                compile_s = self.clock() - t0
+            times, warm = run_timed(
+                work.step, timer, warmup=config.warmup, warmup_time=config.warmup_time,
+                min_iters=config.min_iters, min_time=config.min_time, max_iters=config.max_iters,
+                clock=self.clock,
+            )
+        del work
+        stats = summarize(times)
+        return dict(
+            examples_per_sec=config.batch_size / stats.median_s if stats.median_s > 0 else None,
+            median_ms=stats.median_s * 1e3, iqr_ms=stats.iqr_s * 1e3, p10_ms=stats.p10_s * 1e3,
+            p90_ms=stats.p90_s * 1e3, mean_ms=stats.mean_s * 1e3, samples=stats.samples,
+            spread=stats.spread, warmup_iters=warm + (1 if config.compile else 0), compile_s=compile_s,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps and speedups
+# --------------------------------------------------------------------------------------------
+def _pair_key(r: ThroughputResult) -> tuple:
+    return (r.model, r.mode, r.batch_size, r.dtype, r.channels_last, r.compile, r.input_shape)
+
+
+def with_speedup(result: ThroughputResult, previous: Iterable[ThroughputResult]) -> ThroughputResult:
+    """Set ``speedup`` on a CUDA row from the matching CPU row among ``previous``."""
+    if not result.ok or not result.device.startswith("cuda") or not result.examples_per_sec:
+        return result
+    for other in previous:
+        if other.device == "cpu" and other.ok and other.examples_per_sec and _pair_key(other) == _pair_key(result):
+            return replace(result, speedup=result.examples_per_sec / other.examples_per_sec)
+    return result
+
+
+def sweep(
+    specs: Sequence["ModelSpec"],
+    devices: Sequence[str],
+    modes: Sequence[Mode],
+    batch_sizes: Sequence[int],
+    config: ThroughputConfig,
+    *,
+    runner: ThroughputRunner | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> Iterator[ThroughputResult]:
+    """Yield one result per model x device x mode x batch, as soon as it is measured.
+
+    The batch size is never changed: an OOM is yielded as an ``oom`` row and the sweep goes on.
+    """
+    runner = runner or ThroughputRunner()
+    done: list[ThroughputResult] = []
+    for spec in specs:
+        for device in devices:
+            for mode in modes:
+                for batch in batch_sizes:
+                    if on_start is not None:
+                        on_start(f"{spec.name} {device} {Mode.of(mode).value} b={batch}")
+                    row_config = replace(config, mode=Mode.of(mode), batch_size=batch)
+                    result = with_speedup(runner.measure(spec, device, row_config), done)
+                    done.append(result)
+                    yield result

@@ -1,0 +1,328 @@
+"""Every result archprobe produces: frozen dataclasses in base units, with no display strings.
+
+Counts are plain integers (parameters, MACs, FLOPs), memory is in bytes, times are in the unit
+their field name says (``_s``, ``_ms``), rates are per second and shares are fractions. How a
+field is shown (header, unit, rounding) is decided in :mod:`archprobe.report` alone; JSON and
+CSV carry every field unformatted.
+
+This module imports neither torch nor the report layer, so results can be built, compared and
+serialised anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# --- the zoo ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One model as ``archprobe list`` shows it (zoo models, or any spec given to ``report``)."""
+
+    name: str
+    family: str
+    variant: str  # "imagenet", "d2l", or "-" for models outside the zoo
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int | None
+    source: str  # "archprobe", "torchvision", "timm", "user" or "module"
+    paper: str = ""
+    year: int | None = None
+    notes: str = ""
+
+
+# --- static analysis ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelCounts:
+    """Parameters, MACs and FLOPs of one model at one input shape (see ``archprobe.analysis.costs``).
+
+    ``params``: every parameter of the built module; ``params_forward``: those an eval-mode
+    forward reads; ``macs``: multiply-accumulates of conv/linear/matmul; ``flops``: 2 per MAC
+    plus the other arithmetic. ``train_*``: one training step (forward in training mode, loss,
+    backward), present when asked for.
+    """
+
+    model: str
+    input_shape: tuple[int, ...]  # (batch, C, H, W)
+    params: int
+    params_forward: int
+    trainable: int
+    param_bytes: int
+    macs: int
+    flops: int
+    conv_params: int
+    linear_params: int
+    linear_share: float
+    train_macs: int | None = None
+    train_flops: int | None = None
+    fvcore_macs: int | None = None
+    unsupported_ops: tuple[str, ...] = ()
+    counter: str = "archprobe"
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One module call: its own parameters and cost (not those of the rows below it)."""
+
+    layer: str  # the module's name, indented by depth
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    flops: int
+    model: str = ""
+    path: str = ""
+    depth: int = 0
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """The per-layer rows of one model and its totals."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    rows: tuple[LayerRow, ...]
+    params: int
+    params_forward: int
+    macs: int
+    flops: int
+    unsupported_ops: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+# --- minimum input size -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerSize:
+    """One module call's output at the explained size (``min-input --explain``)."""
+
+    depth: int
+    layer: str
+    type: str
+    output: tuple  # (C, H, W) without the batch
+    hw: str  # "HxW", or "-" for outputs without spatial dimensions
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification pass: the analysis said ``expected``, the forward pass ``ran``."""
+
+    height: int
+    width: int
+    expected: bool
+    ran: bool
+
+    @property
+    def agrees(self) -> bool:
+        return self.expected == self.ran
+
+
+@dataclass(frozen=True)
+class MinInputResult:
+    """The valid input sizes of one model in one mode (``archprobe.analysis.min_input``).
+
+    ``valid``: square sides that run, as ``(lo, hi)`` intervals (``hi`` None where the set runs
+    on to ``max_size``); ``anchor``: the default ``(H, W)`` if it runs, else the smallest valid
+    square; ``min_size``: the smallest height at the anchor width and the smallest width at the
+    anchor height. ``method``: ``"analytic"`` (replayed layer arithmetic, checked by forward
+    passes) or ``"scan"`` (forward passes over square sides 1..``scan_limit``).
+    """
+
+    model: str
+    mode: str  # "eval" or "train"
+    batch_size: int
+    min_size: tuple | None
+    min_square: int | None
+    valid_sides: str  # the compact description of ``valid``, e.g. "15-4096+"
+    limiting_layer: str | None
+    method: str
+    verified: bool
+    in_channels: int = 3
+    valid: tuple = ()
+    valid_h: tuple | None = None
+    valid_w: tuple | None = None
+    anchor: tuple | None = None
+    max_size: int = 4096
+    capped: bool = False
+    scan_limit: int | None = None
+    limiting_reason: str | None = None
+    upper_limiting_layer: str | None = None
+    upper_limiting_reason: str | None = None
+    checks: tuple = ()
+    traced: tuple = ()
+    notes: tuple = ()
+    explain_size: tuple | None = None
+    layers: tuple = ()
+
+    @property
+    def examined_to(self) -> int:
+        return self.scan_limit if self.scan_limit is not None else self.max_size
+
+
+# --- measurements -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Library versions and hardware names (the same for every row on one device)."""
+
+    torch_version: str
+    cuda_version: str | None  # the CUDA toolkit torch was built with, None for CPU-only builds
+    cudnn_version: int | None
+    device_name: str  # "NVIDIA A100-SXM4-40GB", or the CPU model for "cpu"
+    cpu_model: str
+    python_version: str
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Summary of per-iteration times, in seconds."""
+
+    samples: int
+    median_s: float
+    iqr_s: float
+    p10_s: float
+    p90_s: float
+    mean_s: float
+    min_s: float
+    max_s: float
+
+    @property
+    def spread(self) -> float:
+        """IQR relative to the median."""
+        return self.iqr_s / self.median_s if self.median_s > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The best matmul-class rate measured on one device and dtype, in FLOP/s."""
+
+    flops_per_sec: float
+    n: int  # square matmul size
+    precision: str  # the dtype, or "tf32" for float32 on CUDA when cuDNN convolutions use TF32
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    """One model x device x mode x batch row, in base units (times in ms, rates per second).
+
+    ``peak_memory_bytes`` is the displayed memory figure: peak CUDA memory allocated on CUDA,
+    the peak RSS increase over the row on CPU (the device-specific fields follow).
+    ``speedup`` is CUDA over CPU examples/sec for the same model, mode, batch and settings
+    (set on the CUDA row when both were measured).
+    """
+
+    model: str
+    device: str
+    mode: str  # "eval" or "train"
+    batch_size: int
+    dtype: str
+    status: str  # "ok" | "oom" | "error"
+    examples_per_sec: float | None = None
+    median_ms: float | None = None
+    iqr_ms: float | None = None
+    achieved_flops_per_sec: float | None = None
+    utilisation: float | None = None
+    peak_memory_bytes: int | None = None
+    speedup: float | None = None
+    # --- statistics
+    samples: int | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    mean_ms: float | None = None
+    spread: float | None = None  # iqr / median
+    warmup_iters: int | None = None
+    compile_s: float | None = None
+    # --- utilisation
+    flops_per_iter: int | None = None  # FLOPs of one step at this batch size
+    ceiling_flops_per_sec: float | None = None
+    ceiling_matmul_n: int | None = None
+    ceiling_precision: str | None = None  # the matmul's dtype, "tf32" for float32 on CUDA
+    # --- memory
+    peak_cuda_allocated_bytes: int | None = None
+    peak_cuda_reserved_bytes: int | None = None
+    peak_rss_delta_bytes: int | None = None
+    # --- setup
+    input_shape: str = ""  # CxHxW of one example
+    channels_last: bool = False
+    compile: bool = False
+    threads: int | None = None
+    cudnn_benchmark: bool | None = None  # None on CPU
+    optimizer: str | None = None
+    torch_version: str = ""
+    cuda_version: str | None = None
+    cudnn_version: int | None = None
+    device_name: str = ""
+    cpu_model: str = ""
+    python_version: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.device} {self.mode} b={self.batch_size}"
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantPair:
+    """An ImageNet/paper model next to its Dive-into-DL (1 channel, 10 classes) version."""
+
+    family: str
+    imagenet: str
+    imagenet_input: tuple[int, ...]
+    imagenet_params: int
+    imagenet_macs: int
+    d2l: str
+    d2l_input: tuple[int, ...]
+    d2l_params: int
+    d2l_macs: int
+    params_ratio: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``archprobe report`` writes, before it is laid out."""
+
+    models: tuple[str, ...]
+    zoo: tuple[ZooEntry, ...] = ()
+    counts: tuple[ModelCounts, ...] = ()
+    min_inputs: tuple[MinInputResult, ...] = ()
+    variants: tuple[VariantPair, ...] = ()
+    throughput: tuple[ThroughputResult, ...] = ()
+    environment: Environment | None = None
+
+
+# --- serialisation ------------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """A JSON-friendly copy of a result value: dataclasses as dicts, tuples as lists, non-finite
+    floats as ``None`` (base units, nothing rounded)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def flat_record(result: Any) -> dict[str, Any]:
+    """One CSV row: :func:`plain`, with list values joined by ``;``."""
+    return {k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in plain(result).items()}

@@ -1,0 +1,11 @@
+"""The runtime shared by every measurement on a real device: throughput, training experiments
+and multi-process runs.
+
+  backends     the CPU and CUDA devices behind one ``Backend`` protocol (settings, timers,
+               memory, cleanup), and which devices a run may use
+  timing       timers behind a ``Timer`` protocol, the warm-up-then-time loop, statistics
+  precision    dtypes and autocast
+  step         the training step (model, optimizer, loss_fn, scaler) and synthetic batches
+  environment  the setup a number was measured under
+  sink         rows appended to a CSV file as they arrive
+"""

@@ -1,0 +1,261 @@
+"""Devices behind one small protocol: settings, timers, memory, cleanup and the environment.
+
+``CpuBackend`` sets (and restores) the thread count and times with the host clock;
+``CudaBackend`` sets (and restores) ``cudnn.benchmark``, times with CUDA events and reads the
+allocator's peak. ``torch.cuda``/``torch.backends.cudnn`` are injectable, so the CUDA path is
+tested with fakes on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Iterator, Protocol
+
+from archprobe.errors import UsageError
+from archprobe.results import Environment
+from archprobe.runtime.environment import collect_environment, physical_cores
+from archprobe.runtime.timing import Clock, CudaEventTimer, HostTimer, Timer
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class Backend(Protocol):
+    """What the runners need from a device."""
+
+    kind: str  # "cpu" or "cuda"
+    label: str  # the device as the user named it ("cpu", "cuda:1")
+    device: "torch.device"
+
+    def settings(self, *, threads: int | None = None, cudnn_benchmark: bool = True) -> ContextManager[dict]:
+        """Apply the settings for the block; yields what was applied (``threads``, ``cudnn_benchmark``)."""
+        ...
+
+    def timer(self) -> Timer: ...
+
+    def synchronize(self) -> None: ...
+
+    def memory_begin(self) -> None: ...
+
+    def memory_end(self) -> dict: ...
+
+    def cleanup(self) -> None: ...
+
+    def environment(self) -> Environment: ...
+
+
+def _status_kb(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _maxrss_bytes() -> int | None:
+    try:
+        import resource
+        import sys
+
+        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return value if sys.platform == "darwin" else value * 1024
+    except Exception:  # noqa: BLE001 - not available on every platform
+        return None
+
+
+class CpuBackend:
+    """The CPU: host timing, a set (and restored) thread count, peak RSS increase."""
+
+    kind = "cpu"
+
+    def __init__(self, device: str = "cpu", clock: Clock = time.perf_counter):
+        import torch
+
+        self.label = device
+        self.device = torch.device(device)
+        self.clock = clock
+        self._rss0: int | None = None
+        self._hwm_reset = False
+        self._maxrss0: int | None = None
+
+    @contextlib.contextmanager
+    def settings(self, *, threads: int | None = None, cudnn_benchmark: bool = True) -> Iterator[dict]:
+        import torch
+
+        previous = torch.get_num_threads()
+        threads = threads or physical_cores()
+        torch.set_num_threads(threads)
+        try:
+            yield {"threads": torch.get_num_threads(), "cudnn_benchmark": None}
+        finally:
+            torch.set_num_threads(previous)
+
+    def timer(self) -> HostTimer:
+        return HostTimer(self.clock)
+
+    def synchronize(self) -> None:
+        pass
+
+    def memory_begin(self) -> None:
+        gc.collect()
+        rss_kb = _status_kb("VmRSS")
+        self._rss0 = rss_kb * 1024 if rss_kb is not None else None
+        self._maxrss0 = _maxrss_bytes()
+        try:  # Linux: writing 5 resets the peak RSS (VmHWM) of this process
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+                fh.write("5")
+            self._hwm_reset = True
+        except OSError:
+            self._hwm_reset = False
+
+    def memory_end(self) -> dict:
+        if self._rss0 is None:
+            return {}
+        if self._hwm_reset:
+            hwm_kb = _status_kb("VmHWM")
+            peak = hwm_kb * 1024 if hwm_kb is not None else None
+        else:  # the lifetime peak says something only if this row raised it
+            peak = _maxrss_bytes()
+            if peak is None or self._maxrss0 is None or peak <= self._maxrss0:
+                peak = None
+        if peak is None:
+            return {}
+        delta = max(0, peak - self._rss0)
+        return {"peak_rss_delta_bytes": delta, "peak_memory_bytes": delta}
+
+    def cleanup(self) -> None:
+        gc.collect()
+
+    def environment(self) -> Environment:
+        return collect_environment(self.label)
+
+
+class CudaBackend:
+    """A CUDA device: event timing, ``cudnn.benchmark`` set (and restored), peak memory.
+
+    ``cuda`` and ``cudnn`` default to ``torch.cuda`` and ``torch.backends.cudnn``; tests pass
+    fakes to exercise this path without a GPU.
+    """
+
+    kind = "cuda"
+
+    def __init__(self, device: str = "cuda", *, cuda=None, cudnn=None, tensor_device: str | None = None,
+                 clock: Clock = time.perf_counter):
+        import torch
+
+        self.cuda = cuda if cuda is not None else torch.cuda
+        self.cudnn = cudnn if cudnn is not None else torch.backends.cudnn
+        self.label = device
+        self.device = torch.device(tensor_device or device)
+        index = torch.device(device).index
+        self.index = index if index is not None else self.cuda.current_device()
+        self.clock = clock
+
+    @contextlib.contextmanager
+    def settings(self, *, threads: int | None = None, cudnn_benchmark: bool = True) -> Iterator[dict]:
+        import torch
+
+        previous = self.cudnn.benchmark
+        self.cudnn.benchmark = cudnn_benchmark
+        try:
+            with self.cuda.device(self.index):
+                yield {"threads": torch.get_num_threads(), "cudnn_benchmark": bool(self.cudnn.benchmark)}
+        finally:
+            self.cudnn.benchmark = previous
+
+    def timer(self) -> CudaEventTimer:
+        return CudaEventTimer(lambda: self.cuda.Event(enable_timing=True), self.synchronize)
+
+    def synchronize(self) -> None:
+        self.cuda.synchronize(self.index)
+
+    def memory_begin(self) -> None:
+        gc.collect()
+        self.cuda.empty_cache()
+        self.cuda.reset_peak_memory_stats(self.index)
+
+    def memory_end(self) -> dict:
+        allocated = int(self.cuda.max_memory_allocated(self.index))
+        reserved = int(self.cuda.max_memory_reserved(self.index))
+        return {
+            "peak_cuda_allocated_bytes": allocated,
+            "peak_cuda_reserved_bytes": reserved,
+            "peak_memory_bytes": allocated,
+        }
+
+    def cleanup(self) -> None:
+        gc.collect()
+        self.cuda.empty_cache()
+
+    def environment(self) -> Environment:
+        return collect_environment(self.label)
+
+
+def cuda_usable() -> bool:
+    import torch
+
+    try:
+        return bool(torch.cuda.is_available() and torch.cuda.device_count() > 0)
+    except Exception:  # noqa: BLE001 - a broken driver means "not usable"
+        return False
+
+
+def make_backend(device: str, clock: Clock = time.perf_counter):
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return CpuBackend(device, clock)
+    if dev.type == "cuda":
+        if not cuda_usable():
+            raise UsageError(f"no usable CUDA device for {device!r}", param="device")
+        return CudaBackend(device, clock=clock)
+    raise UsageError(f"unsupported device {device!r}: use cpu or cuda", param="device")
+
+
+def resolve_devices(requested: Iterable[str], cuda_available: bool | None = None) -> tuple[list[str], list[str]]:
+    """``cpu``/``cuda``/``all`` (repeatable) -> devices to measure (CPU first) and notes.
+
+    An explicit ``cuda`` without a usable GPU is a usage error; with ``all`` the CUDA rows are
+    skipped with a note.
+    """
+    names = [r.strip().lower() for r in requested] or ["cpu"]
+    available = cuda_usable() if cuda_available is None else cuda_available
+    wanted: list[str] = []
+    notes: list[str] = []
+    for name in names:
+        if name == "all":
+            wanted += ["cpu", "cuda"]
+            if not available:
+                notes.append("CUDA rows skipped: no usable CUDA device (torch.cuda.is_available() is False)")
+        elif name == "cpu" or name.startswith("cuda"):
+            if name.startswith("cuda") and not available:
+                import torch
+
+                built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+                raise UsageError(f"no usable CUDA device for {name!r} (torch {torch.__version__}, {built})",
+                                 param="device")
+            wanted.append(name)
+        else:
+            raise UsageError(f"unknown device {name!r}: use cpu, cuda or all", param="device")
+    if not available:
+        wanted = [w for w in wanted if not w.startswith("cuda")]
+    unique = list(dict.fromkeys(wanted))
+    unique.sort(key=lambda d: 0 if d == "cpu" else 1)  # CPU first: speedups fill in as CUDA rows arrive
+    return unique, notes
+
+
+def is_oom(exc: BaseException) -> bool:
+    """An out-of-memory error on any device (CUDA's, or the host allocator's)."""
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if isinstance(exc, MemoryError) or (oom_type is not None and isinstance(exc, oom_type)):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory"))

@@ -1,0 +1,42 @@
+"""Compute dtypes: float32 runs as is; bfloat16 and float16 run under autocast (float16 with a
+gradient scaler when training)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Callable, ContextManager
+
+from archprobe.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype(name: str) -> str:
+    if name not in DTYPES:
+        raise UsageError(f"unknown dtype {name!r}: use {', '.join(DTYPES)}", param="dtype")
+    return name
+
+
+def torch_dtype(name: str) -> "torch.dtype":
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[check_dtype(name)]
+
+
+def autocast(device: "torch.device", dtype: str) -> Callable[[], ContextManager]:
+    """A factory of the autocast context for ``dtype`` on ``device`` (a no-op for float32)."""
+    import torch
+
+    if check_dtype(dtype) == "float32":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch_dtype(dtype))
+
+
+def grad_scaler(device: "torch.device", dtype: str):
+    """A ``GradScaler`` for float16 training (its gradients underflow without one), else None."""
+    import torch
+
+    return torch.amp.GradScaler(device.type) if check_dtype(dtype) == "float16" else None

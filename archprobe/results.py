@@ -131,8 +131,9 @@ class MinInputResult:
 
     ``valid``: square sides that run, as ``(lo, hi)`` intervals (``hi`` None where the set runs
     on to ``max_size``); ``anchor``: the default ``(H, W)`` if it runs, else the smallest valid
-    square; ``min_size``: the smallest height at the anchor width and the smallest width at the
-    anchor height. ``method``: ``"analytic"`` (replayed layer arithmetic, checked by forward
+    square; ``min_height``/``min_width``: the smallest height at the anchor width and the
+    smallest width at the anchor height; ``min_size``: the smallest input that runs (the smaller
+    by area of the smallest valid square and those two together, where they run). ``method``: ``"analytic"`` (replayed layer arithmetic, checked by forward
     passes) or ``"scan"`` (forward passes over square sides 1..``scan_limit``).
     """
 
@@ -150,6 +151,8 @@ class MinInputResult:
     valid_h: tuple | None = None
     valid_w: tuple | None = None
     anchor: tuple | None = None
+    min_height: int | None = None
+    min_width: int | None = None
     max_size: int = 4096
     capped: bool = False
     scan_limit: int | None = None

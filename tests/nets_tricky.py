@@ -233,36 +233,36 @@ class TrickyNet:
     """
 
     def __init__(self, factory: Callable[[], nn.Module], input_shape, valid, cap: int = 64,
-                 method: str = "analytic", min_size=None, train_valid=None):
+                 method: str = "analytic", per_dim_min=None, train_valid=None):
         self.factory = factory
         self.input_shape = tuple(input_shape)
         self.valid = valid  # expected square sides up to ``cap`` as [lo, hi | None]
         self.cap = cap
         self.method = method
-        self.min_size = min_size  # expected (min H, min W) at the default size
+        self.per_dim_min = per_dim_min  # expected (min H, min W) at the default size
         self.train_valid = train_valid or {}  # batch size -> expected valid in training mode
 
 
 TRICKY: dict[str, TrickyNet] = {
-    "fixed-linear": TrickyNet(FixedLinear, (1, 14, 14), [[14, 15]], min_size=(14, 14)),
+    "fixed-linear": TrickyNet(FixedLinear, (1, 14, 14), [[14, 15]], per_dim_min=(14, 14)),
     "tutorial-view": TrickyNet(TutorialNet, (3, 32, 32), [[32, 35], [52, 55], [72, 75], [92, 95]], cap=96,
-                               min_size=(32, 32)),
+                               per_dim_min=(32, 32)),
     # 3 runs too: maxpool gives 1, the strided conv 2, and 1 broadcasts against 2
     "even-only": TrickyNet(EvenOnly, (3, 32, 32), [[2, 4]] + [[s, s] for s in range(6, 63, 2)] + [[64, None]],
-                           min_size=(2, 2)),
-    "non-square-kernel": TrickyNet(NonSquareKernel, (3, 32, 32), [[9, None]], min_size=(3, 9)),
-    "functional-pool": TrickyNet(FunctionalPool, (3, 32, 32), [[5, None]], min_size=(5, 5)),
+                           per_dim_min=(2, 2)),
+    "non-square-kernel": TrickyNet(NonSquareKernel, (3, 32, 32), [[9, None]], per_dim_min=(3, 9)),
+    "functional-pool": TrickyNet(FunctionalPool, (3, 32, 32), [[5, None]], per_dim_min=(5, 5)),
     # the default 32 gives a 5x5 map (100 features): it does not run, the analysis finds 8x8
-    "ceil-mode": TrickyNet(CeilMode, (3, 32, 32), [[8, 15]], min_size=(8, 8)),
-    "dilated": TrickyNet(Dilated, (3, 32, 32), [[9, None]], min_size=(9, 9)),
-    "strided-global-pool": TrickyNet(StridedGlobalPool, (3, 32, 32), [[1, None]], cap=128, min_size=(1, 1)),
-    "view-hw": TrickyNet(ViewHW, (3, 32, 32), [[3, None]], min_size=(3, 3)),
+    "ceil-mode": TrickyNet(CeilMode, (3, 32, 32), [[8, 15]], per_dim_min=(8, 8)),
+    "dilated": TrickyNet(Dilated, (3, 32, 32), [[9, None]], per_dim_min=(9, 9)),
+    "strided-global-pool": TrickyNet(StridedGlobalPool, (3, 32, 32), [[1, None]], cap=128, per_dim_min=(1, 1)),
+    "view-hw": TrickyNet(ViewHW, (3, 32, 32), [[3, None]], per_dim_min=(3, 3)),
     "divisible-4": TrickyNet(Divisible4, (3, 32, 32), [[s, s] for s in range(4, 61, 4)] + [[64, None]],
-                             min_size=(4, 4)),
-    "resize-to-skip": TrickyNet(ResizeToSkip, (3, 32, 32), [[1, None]], min_size=(1, 1)),
-    "pool-until-small": TrickyNet(PoolUntilSmall, (3, 32, 32), [[1, None]], method="scan", min_size=(8, 1)),
-    "half-window": TrickyNet(HalfWindow, (3, 32, 32), [[1, None]], method="scan", min_size=(1, 16)),
-    "bn-train-head": TrickyNet(BNTrainHead, (3, 32, 32), [[3, None]], min_size=(3, 3),
+                             per_dim_min=(4, 4)),
+    "resize-to-skip": TrickyNet(ResizeToSkip, (3, 32, 32), [[1, None]], per_dim_min=(1, 1)),
+    "pool-until-small": TrickyNet(PoolUntilSmall, (3, 32, 32), [[1, None]], method="scan", per_dim_min=(8, 1)),
+    "half-window": TrickyNet(HalfWindow, (3, 32, 32), [[1, None]], method="scan", per_dim_min=(1, 16)),
+    "bn-train-head": TrickyNet(BNTrainHead, (3, 32, 32), [[3, None]], per_dim_min=(3, 3),
                                train_valid={1: [], 2: [[3, None]]}),
 }
 

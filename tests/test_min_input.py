@@ -215,14 +215,27 @@ def test_train_mode_batch_norm(name, batch, expected):
     assert not model.training  # the solver restores the mode
 
 
+@pytest.mark.parametrize("name,expected", [("densenet-d2l", 61), ("tv:resnet18", 33), ("googlenet-bn-d2l", 33)])
+def test_min_size_in_training_is_an_input_that_runs(name, expected):
+    spec = resolve(name)
+    model = spec.build("meta")
+    result = solve(spec, model, train=True, batch_size=1)
+    assert result.min_size == (expected, expected) and result.verified
+    assert runs(model, (1, spec.in_channels, expected, expected), train=True)
+    assert not runs(model, (1, spec.in_channels, expected - 1, expected - 1), train=True)
+    # the per-dimension minima stay, under their own names, and do not run together here
+    assert not runs(model, (1, spec.in_channels, result.min_height, result.min_width), train=True)
+
+
 def test_train_and_eval_differ_only_where_they_should():
     spec = resolve("resnet18")
     model = spec.build("meta")
     ev = solve(spec, model)
     tr = solve(spec, model, train=True, batch_size=1)
     assert ev.min_square == 1 and tr.min_square == 33
-    # min H at the default width: 1 runs in training (the map is 1x7), but 1x1 does not
-    assert tr.min_size == (1, 1)
+    # min H at the default width: 1 runs in training (the map is 1x7), but 1x1 does not, so the
+    # smallest input that runs is the smallest valid square
+    assert (tr.min_height, tr.min_width) == (1, 1) and tr.min_size == (33, 33)
     assert any("coupled" in n for n in tr.notes)
     assert runs(model, (1, 3, 1, 224), train=True) and not runs(model, (1, 3, 1, 1), train=True)
 
@@ -242,7 +255,10 @@ def test_tricky_nets(name):
     assert truth == [list(v) for v in net.valid], "the hand-worked expectation is wrong"
     assert [list(v) for v in result.valid] == truth
     assert result.method == net.method, result.notes
-    assert tuple(result.min_size) == net.min_size
+    assert (result.min_height, result.min_width) == net.per_dim_min
+    h, w = result.min_size  # the smallest input runs, and no smaller square does
+    assert runs(model, (1, net.input_shape[0], h, w))
+    assert h * w <= truth[0][0] ** 2
     if result.method == "analytic":
         assert result.verified
         ah, aw = result.anchor
@@ -301,12 +317,15 @@ def test_third_trace_settles_a_window_equal_to_the_map():
 def test_scan_fallback_reports_itself_and_progress():
     calls = []
     result = solve(nets_tricky.spec("pool-until-small"), max_size=40,
-                             progress=lambda done, total: calls.append((done, total)))
+                   progress=lambda done, total: calls.append((done, total)))
     assert result.method == "scan" and result.scan_limit == 40
     assert "control flow depends on the input size" in result.notes[-1]
     assert calls[-1] == (40, 40)
+    # the per-dimension minima (8 at width 32, 1 at height 32) run together, but 1x1 is smaller
+    assert (result.min_height, result.min_width, result.anchor) == (8, 1, (32, 32))
+    assert result.min_size == (1, 1)
     assert describe_valid_sizes(result) == (
-        "valid square sides (scanned 1–40): 1–40+ (min height 8 at width 32, min width 1 at height 32)"
+        "valid square sides (scanned 1–40): 1–40+ (min HxW 1x1; min height 8 at width 32, min width 1 at height 32)"
     )
 
 

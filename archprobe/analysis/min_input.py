@@ -32,9 +32,12 @@ Definitions:
   * ``valid``: the square sides ``s`` for which an ``s x s`` input runs, as intervals
     ``[lo, hi]``, ``hi = None`` where the set runs on to ``max_size`` (the cap);
   * ``anchor``: the model's default ``(H, W)`` if it runs, else the smallest valid square;
-  * ``min_size = [H, W]``: the smallest valid height at the anchor width and the smallest valid
-    width at the anchor height. Where H and W are coupled (LeNet's ``Linear`` fixes
-    ``h_out * w_out``), other widths allow other heights; ``valid_h``/``valid_w`` hold the sets.
+  * ``min_height`` / ``min_width``: the smallest valid height at the anchor width and the
+    smallest valid width at the anchor height (``valid_h``/``valid_w`` hold the sets). Where H and
+    W are coupled (LeNet's ``Linear`` fixes ``h_out * w_out``; BatchNorm in training needs
+    ``batch x h x w > 1``), the two minima together may not run;
+  * ``min_size = (H, W)``: the smallest valid input, which itself runs: the smaller (by area) of
+    the smallest valid square and the per-dimension minima where those run together.
 """
 
 from __future__ import annotations
@@ -92,13 +95,15 @@ def describe_valid_sizes(result: MinInputResult) -> str:
     if not result.valid:
         return f"no square side from 1 to {result.examined_to} runs{scanned}"
     text = f"valid square sides{scanned}: {result.valid_sides}"
-    if result.min_size and result.anchor and tuple(result.min_size) != (result.min_square,) * 2:
-        # Per-dimension minimums are each taken at the other dimension's anchor; say so, so
-        # that "min 1x1" next to "squares from 33" does not read as a contradiction.
-        (min_h, min_w), (anchor_h, anchor_w) = result.min_size, result.anchor
-        text += f" (min height {min_h} at width {anchor_w}, min width {min_w} at height {anchor_h})"
-    elif result.min_size:
-        text += f" (min HxW {result.min_size[0]}x{result.min_size[1]})"
+    if result.min_size:
+        text += f" (min HxW {result.min_size[0]}x{result.min_size[1]}"
+        if result.anchor and (result.min_height, result.min_width) != tuple(result.min_size):
+            # per-dimension minima are each taken at the other dimension's anchor: say so, so that
+            # "min height 1" next to "squares from 33" does not read as a contradiction
+            anchor_h, anchor_w = result.anchor
+            text += (f"; min height {result.min_height} at width {anchor_w},"
+                     f" min width {result.min_width} at height {anchor_h}")
+        text += ")"
     return text
 
 
@@ -283,7 +288,7 @@ class _Solver:
             model=self.probe.name,
             mode=self.probe.mode.value,
             batch_size=self.batch,
-            min_size=(min_h, min_w) if min_h and min_w else None,
+            min_size=_smallest_input(min_h, min_w, self.pair, min_square),
             min_square=min_square,
             valid_sides=valid_text(intervals, cap),
             limiting_layer=limiting[1] if limiting else None,
@@ -294,6 +299,8 @@ class _Solver:
             valid_h=_open_ended(valid_h, cap),
             valid_w=_open_ended(valid_w, cap),
             anchor=tuple(anchor),
+            min_height=min_h,
+            min_width=min_w,
             max_size=cap,
             capped=bool(intervals and intervals[-1][1] == cap),
             limiting_reason=limiting[2] if limiting else None,
@@ -416,7 +423,9 @@ class _Solver:
             add(s - 1, s - 1, False)
         anchor_h, anchor_w = result.anchor
         if result.min_size:
-            mh, mw = result.min_size
+            add(*result.min_size, True)
+        if result.min_height and result.min_width:
+            mh, mw = result.min_height, result.min_width
             add(mh, anchor_w, True)
             add(mh - 1, anchor_w, False)
             add(anchor_h, mw, True)
@@ -452,6 +461,7 @@ class _Solver:
         if anchor is not None:
             min_h = next((h for h in range(1, limit + 1) if self.runs(h, anchor[1])), None)
             min_w = next((w for w in range(1, limit + 1) if self.runs(anchor[0], w)), None)
+        pair = (min_h, min_w, self.runs(min_h, min_w)) if min_h and min_w else None
         limiting = upper = (None, None)
         if min_square and min_square > 1:
             limiting = self.failure(min_square - 1, min_square - 1)
@@ -466,7 +476,7 @@ class _Solver:
             model=self.probe.name,
             mode=self.probe.mode.value,
             batch_size=self.batch,
-            min_size=(min_h, min_w) if min_h and min_w else None,
+            min_size=_smallest_input(min_h, min_w, pair, min_square),
             min_square=min_square,
             valid_sides=valid_text(intervals, limit),
             limiting_layer=limiting[0],
@@ -477,6 +487,8 @@ class _Solver:
             valid_h=None,
             valid_w=None,
             anchor=tuple(anchor) if anchor else None,
+            min_height=min_h,
+            min_width=min_w,
             max_size=self.max_size,
             capped=bool(intervals and intervals[-1][1] == limit),
             scan_limit=limit,
@@ -488,13 +500,9 @@ class _Solver:
 
     # --explain
     def explain(self, result: MinInputResult) -> MinInputResult:
-        size = None
-        if result.min_size and self.runs(*result.min_size):
-            size = tuple(result.min_size)
-        elif result.min_square:
-            size = (result.min_square, result.min_square)
-        if size is None:
+        if not result.min_size:
             return result
+        size = tuple(result.min_size)
         t = self.trace(*size)
         if t is None:
             return result
@@ -515,6 +523,15 @@ class _Solver:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _smallest_input(min_h, min_w, pair, min_square) -> tuple[int, int] | None:
+    """The smaller (by area) of the smallest valid square and the per-dimension minima where those
+    run together (``pair`` = (h, w, runs) when that was checked)."""
+    candidates = [(min_square, min_square)] if min_square else []
+    if min_h and min_w and (pair is None or (pair[:2] == (min_h, min_w) and pair[2])):
+        candidates.append((min_h, min_w))
+    return min(candidates, key=lambda hw: (hw[0] * hw[1], max(hw))) if candidates else None
 
 
 def _layer_name(t: "Trace", op_index: int) -> str:

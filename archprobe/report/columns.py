@@ -8,6 +8,7 @@ formatted by its kind in :mod:`archprobe.report.frames`; JSON and CSV carry ever
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from archprobe import results as r
 
@@ -32,13 +33,26 @@ KINDS = (
 
 @dataclass(frozen=True)
 class Column:
+    """A displayed column: ``field`` read from each result (or derived by ``get``), shown under
+    ``header`` and formatted as ``kind``."""
+
     field: str
     header: str
     kind: str = "text"
+    get: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown column kind {self.kind!r}")
+
+    def value(self, result: Any) -> Any:
+        return self.get(result) if self.get is not None else getattr(result, self.field)
+
+
+def _per_dimension_minima(result: r.MinInputResult) -> str | None:
+    if result.min_height is None or result.min_width is None or not result.anchor:
+        return None
+    return f"{result.min_height}, {result.min_width} ({result.anchor[0]}x{result.anchor[1]})"
 
 
 def _cols(*specs: tuple) -> tuple[Column, ...]:
@@ -70,7 +84,7 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     r.MinInputResult: _cols(
         ("model", "Model"), ("mode", "Mode"), ("batch_size", "Batch", "int"),
         ("min_size", "Min HxW", "shape"), ("min_square", "Min square", "int"),
-        ("valid_sides", "Valid sides"), ("limiting_layer", "Limiting layer"), ("method", "Method"),
+        ("min_height", "Min H, min W (anchor)", "text", _per_dimension_minima), ("valid_sides", "Valid sides"), ("limiting_layer", "Limiting layer"), ("method", "Method"),
         ("verified", "Verified", "bool"),
     ),
     r.ThroughputResult: _cols(

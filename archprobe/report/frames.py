@@ -65,9 +65,9 @@ def human_rows(results: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells of the displayed columns; all-``None`` columns are dropped."""
     if not results:
         return [], []
-    columns = [c for c in columns_of(type(results[0])) if any(getattr(r, c.field) is not None for r in results)]
+    columns = [c for c in columns_of(type(results[0])) if any(c.value(r) is not None for r in results)]
     headers = [c.header for c in columns]
-    rows = [[format_value(getattr(r, c.field), c.kind) for c in columns] for r in results]
+    rows = [[format_value(c.value(r), c.kind) for c in columns] for r in results]
     return headers, rows
 
 

@@ -58,6 +58,9 @@ class ModelCounts:
     conv_params: int
     linear_params: int
     linear_share: float
+    largest_linear: tuple[int, int] | None = None  # (in_features, out_features) of the largest Linear
+    flattened_map: tuple[int, int, int] | None = None  # (C, H, W) a Linear takes flattened, H x W > 1
+    flattened_linear: tuple[int, int] | None = None  # (in_features, out_features) of that Linear
     train_macs: int | None = None
     train_flops: int | None = None
     fvcore_macs: int | None = None
@@ -209,7 +212,7 @@ class Ceiling:
     """The best matmul-class rate measured on one device and dtype, in FLOP/s."""
 
     flops_per_sec: float
-    n: int  # square matmul size
+    shape: str  # the GEMM or convolution that set it, e.g. "mm 2048x2048x2048"
     precision: str  # the dtype, or "tf32" for float32 on CUDA when cuDNN convolutions use TF32
 
 
@@ -221,6 +224,15 @@ class ThroughputResult:
     the peak RSS increase over the row on CPU (the device-specific fields follow).
     ``speedup`` is CUDA over CPU examples/sec for the same model, mode, batch and settings
     (set on the CUDA row when both were measured).
+
+    ``achieved_flops_per_sec`` counts matmul-class work only (2 x the MACs of convolutions,
+    linear layers and matmuls, the backward's too in training) and ``utilisation`` divides it by
+    the device's measured matmul-class ceiling; it is ``None`` (with the ``ceiling_low`` warning)
+    where the row beat the ceiling, which then cannot be the device's best.
+
+    ``warnings`` are codes: ``spread`` (IQR above 10% of the median), ``busy`` (other processes
+    kept ``other_cpu_cores`` busy), ``steal`` (the hypervisor took ``cpu_steal`` of the CPU time),
+    ``ceiling_low`` (see above).
     """
 
     model: str
@@ -245,10 +257,10 @@ class ThroughputResult:
     warmup_iters: int | None = None
     compile_s: float | None = None
     # --- utilisation
-    flops_per_iter: int | None = None  # FLOPs of one step at this batch size
+    matmul_flops_per_iter: int | None = None  # 2 x MACs of one step at this batch size
     ceiling_flops_per_sec: float | None = None
-    ceiling_matmul_n: int | None = None
-    ceiling_precision: str | None = None  # the matmul's dtype, "tf32" for float32 on CUDA
+    ceiling_shape: str | None = None  # the GEMM or convolution that set the ceiling
+    ceiling_precision: str | None = None  # the dtype, "tf32" for float32 on CUDA
     # --- memory
     peak_cuda_allocated_bytes: int | None = None
     peak_cuda_reserved_bytes: int | None = None
@@ -266,6 +278,12 @@ class ThroughputResult:
     device_name: str = ""
     cpu_model: str = ""
     python_version: str = ""
+    # --- the machine while the row ran
+    other_cpu_cores: float | None = None  # cores other processes kept busy, on average
+    process_cpu_cores: float | None = None  # cores this process used, on average
+    cpu_steal: float | None = None  # share of CPU time stolen by the hypervisor
+    load_average: float | None = None  # 1-minute load average at the end of the row
+    warnings: tuple[str, ...] = ()
     error: str | None = None
 
     @property

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
+import time
 from dataclasses import replace
 
 import pytest
@@ -14,11 +15,12 @@ import torch
 from torch import nn
 
 from archprobe.bench import throughput as tp
-from archprobe.bench.ceiling import measure_matmul_ceiling
+from archprobe.bench.ceiling import measure_ceiling
 from archprobe.bench.throughput import ThroughputConfig, ThroughputRunner, build_workload, sweep, with_speedup
 from archprobe.cli import cli, main
 from archprobe.errors import ExitCode, UsageError
 from archprobe.probe import Probe
+from archprobe.report.frames import render
 from archprobe.report.notes import throughput_notes
 from archprobe.results import Ceiling, Environment, ThroughputResult
 from archprobe.runtime import backends
@@ -26,7 +28,7 @@ from archprobe.runtime.backends import CpuBackend, CudaBackend, is_oom, resolve_
 from archprobe.runtime.environment import physical_cores
 from archprobe.runtime.sink import CsvSink
 from archprobe.runtime.timing import CudaEventTimer, HostTimer, run_timed, summarize
-from archprobe.zoo.spec import ModelSpec
+from archprobe.zoo.spec import ModelSpec, resolve
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
@@ -135,10 +137,15 @@ def test_runner_statistics_with_injected_clock():
 def test_large_spread_is_flagged():
     r = ThroughputResult("m", "cpu", "train", 8, "float32", "ok", examples_per_sec=80.0, median_ms=100.0,
                          iqr_ms=15.0, spread=0.15, samples=10)
+    r = replace(r, warnings=tp.row_warnings({"spread": r.spread}))
+    assert r.warnings == ("spread",)
     notes = throughput_notes([r])
     assert any("large spread" in n and "15%" in n for n in notes)
-    quiet = replace(r, iqr_ms=5.0, spread=0.05)
+    quiet = replace(r, iqr_ms=5.0, spread=0.05, warnings=tp.row_warnings({"spread": 0.05}))
     assert not any("large spread" in n for n in throughput_notes([quiet]))
+    # the codes travel in JSON and CSV, not only in the notes under a table
+    assert json.loads(render([r], "json"))[0]["warnings"] == ["spread"]
+    assert "spread" in render([r], "csv").splitlines()[1]
 
 
 # --- workloads: both modes on a tiny net --------------------------------------------------------
@@ -197,37 +204,82 @@ def test_bfloat16_channels_last_and_compile_flag(monkeypatch):
 def test_utilisation_and_ceiling_cached_per_device_dtype_threads():
     calls = []
 
-    def ceiling_fn(backend, dtype, clock):
-        calls.append((backend.label, dtype))
-        return Ceiling(1e10, 64, "float32")
+    def ceiling_fn(device, dtype, threads):
+        calls.append((device, dtype, threads))
+        return Ceiling(1e10, "mm 64x64x64", "float32")
 
-    runner = ThroughputRunner(ceiling_fn=ceiling_fn, flops_fn=lambda p: 1000 * p.batch_size * (3 if p.train else 1))
+    runner = ThroughputRunner(ceiling_fn=ceiling_fn, macs_fn=lambda p: 500 * p.batch_size * (3 if p.train else 1))
     config = ThroughputConfig(batch_size=2, **{**FAST, "utilisation": True})
-    rows = list(sweep([tiny_spec()], ["cpu"], ["inference", "train"], [2, 4], config, runner=runner))
-    assert calls == [("cpu", "float32")]
+    rows = list(sweep([tiny_spec()], ["cpu"], ["eval", "train"], [2, 4], config, runner=runner))
+    assert calls == [("cpu", "float32", physical_cores())]
     for r in rows:
-        assert r.flops_per_iter == 1000 * r.batch_size * (3 if r.mode == "train" else 1)
-        assert r.achieved_flops_per_sec == pytest.approx(r.flops_per_iter / (r.median_ms / 1e3))
+        assert r.matmul_flops_per_iter == 1000 * r.batch_size * (3 if r.mode == "train" else 1)
+        assert r.achieved_flops_per_sec == pytest.approx(r.matmul_flops_per_iter / (r.median_ms / 1e3))
         assert r.utilisation == pytest.approx(r.achieved_flops_per_sec / 1e10)
-        assert (r.ceiling_matmul_n, r.ceiling_precision) == (64, "float32")
-    assert any("float32 matmul ceiling 10.0 GFLOP/s" in n for n in throughput_notes(rows))
+        assert (r.ceiling_shape, r.ceiling_precision) == ("mm 64x64x64", "float32")
+    assert any("float32 ceiling 10.0 GFLOP/s (mm 64x64x64" in n for n in throughput_notes(rows))
 
 
-def test_matmul_ceiling_real_small():
-    backend = CpuBackend()
-    ceiling = measure_matmul_ceiling(backend, "float32", max_n=256, min_time=0.01)
-    assert (ceiling.n, ceiling.precision) == (256, "float32") and ceiling.flops_per_sec > 1e6
-    assert torch.backends.cuda.matmul.allow_tf32 is False  # left as it was
+def test_a_row_above_the_ceiling_shows_no_utilisation_and_says_why():
+    runner = ThroughputRunner(ceiling_fn=lambda *_: Ceiling(1.0, "mm 1x1x1", "float32"), macs_fn=lambda p: 10**9)
+    (r,) = sweep([tiny_spec()], ["cpu"], ["eval"], [2], ThroughputConfig(**{**FAST, "utilisation": True}),
+                 runner=runner)
+    assert r.achieved_flops_per_sec > r.ceiling_flops_per_sec
+    assert r.utilisation is None and "ceiling_low" in r.warnings
+    assert any("beats the measured ceiling" in n for n in throughput_notes([r]))
+    assert "Util." not in render([r], "table")
 
 
-def test_model_flops_come_from_the_counter():
+def test_ceiling_is_measured_in_a_child_process():
+    ceiling = measure_ceiling("cpu", "float32", 1, quick=True)
+    assert ceiling.precision == "float32" and ceiling.flops_per_sec > 1e6
+    assert ceiling.shape.startswith(("mm ", "conv "))
+
+
+def test_utilisation_of_a_conv_net_stays_below_100_percent_on_cpu():
+    # the achieved rate counts matmul-class work only and the ceiling is the best of several GEMMs
+    # and convolutions: a real conv net cannot beat it, in either mode
+    spec = resolve("resnet18-d2l", input_size="1x64x64")
+    config = ThroughputConfig(warmup=2, warmup_time=0.0, min_iters=3, min_time=0.1, threads=1)
+    rows = list(sweep([spec], ["cpu"], ["eval", "train"], [4], config))
+    for r in rows:
+        assert r.ok and r.ceiling_flops_per_sec and r.achieved_flops_per_sec
+        assert 0 < r.utilisation <= 1.0, (r.mode, r.utilisation)
+
+
+def test_model_macs_come_from_the_counter():
     from archprobe.api import count
 
     spec = tiny_spec()
     counts = count(spec, batch_size=2, train=True)
     probe = Probe.build(spec, batch_size=2)
-    assert tp._model_flops(probe) == counts.flops > 0
-    assert tp._model_flops(probe.with_setting(mode="train")) == counts.train_flops > counts.flops
+    assert tp._model_macs(probe) == counts.macs > 0
+    assert tp._model_macs(probe.with_setting(mode="train")) == counts.train_macs > counts.macs
+
+
+def test_busy_machine_is_flagged_in_the_row():
+    quiet = {"spread": 0.02, "other_cpu_cores": 0.05, "cpu_steal": 0.0}
+    assert tp.row_warnings(quiet) == ()
+    assert tp.row_warnings({**quiet, "other_cpu_cores": 1.6}) == ("busy",)
+    assert tp.row_warnings({**quiet, "cpu_steal": 0.2, "spread": 0.3}) == ("spread", "steal")
+
+
+def test_load_sampling_sees_another_busy_process():
+    import subprocess
+    import sys
+
+    from archprobe.runtime.load import load_between, sample
+
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
+    try:
+        time.sleep(0.3)
+        start = sample()
+        time.sleep(1.0)
+        load = load_between(start, sample())
+    finally:
+        spinner.kill()
+    assert load.other_cores is not None and load.other_cores > 0.5
+    assert load.process_cores < 0.2  # this process slept
 
 
 # --- faults -----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from math import prod
 from typing import TYPE_CHECKING
 
 from archprobe.errors import ArchprobeError, InputSizeError
@@ -88,17 +89,78 @@ def cost_totals(t: "Trace", phases: tuple[str, ...]) -> CostTotals:
     return CostTotals(macs, flops, tuple(f"{name} (x{n})" for name, n in sorted(unsupported.items())))
 
 
-def _layer_params(model: "nn.Module") -> tuple[int, int]:
+def _layer_params(model: "nn.Module") -> tuple[int, int, tuple[int, int] | None]:
+    """Parameters in convolutions and in linear layers, and the largest linear layer's
+    ``(in_features, out_features)``."""
     from torch import nn
 
     conv = linear = 0
+    largest: tuple[int, tuple[int, int]] | None = None
     for module in model.modules():
         own = sum(p.numel() for p in module.parameters(recurse=False))
         if isinstance(module, nn.modules.conv._ConvNd):
             conv += own
         elif isinstance(module, nn.Linear):
             linear += own
-    return conv, linear
+            if largest is None or own > largest[0]:
+                largest = (own, (module.in_features, module.out_features))
+    return conv, linear, largest[1] if largest else None
+
+
+# Ops that only reshape or copy: a matrix product's input is followed back through them.
+_RESHAPES = frozenset("view _unsafe_view reshape flatten _reshape_alias alias clone contiguous detach".split())
+
+
+def _from_window(ref, producers: dict, steps: int = 32) -> bool:
+    """Was ``ref`` made by a convolution or pool, through ops that keep its shape (activations,
+    normalisation, dropout, adds)?"""
+    from archprobe.analysis.trace import TensorRef
+
+    for _ in range(steps):
+        op = producers.get(ref.id)
+        if op is None:
+            return False
+        if op.window is not None:
+            return True
+        same = [a for a in op.args if isinstance(a, TensorRef) and a.shape == ref.shape]
+        if not same:
+            return False
+        ref = same[0]
+    return False
+
+
+def flattened_map(t: "Trace") -> tuple[tuple[int, int, int], tuple[int, int]] | None:
+    """The first matrix product (a Linear) whose input is a flattened ``C x H x W`` feature map
+    with ``H x W > 1``: ``((C, H, W), (in_features, out_features))``, or ``None``.
+
+    A classifier after global pooling flattens a ``C x 1 x 1`` map, and a transformer's Linear
+    layers read token sequences, not flattened maps: neither counts.
+    """
+    from archprobe.analysis.trace import FORWARD, TensorRef
+
+    producers = {}
+    for op in t.ops:
+        if op.phase != FORWARD:
+            continue
+        if op.name in ("addmm", "mm"):
+            x, weight = (op.named.get("mat1"), op.named.get("mat2")) if op.name == "addmm" else \
+                (op.named.get("self"), op.named.get("mat2"))
+            ref = x
+            while isinstance(ref, TensorRef) and len(ref.shape) != 4:
+                source = producers.get(ref.id)
+                if source is None or source.name not in _RESHAPES:
+                    break
+                ref = source.args[0] if source.args else None
+            # a flattened map: its C x H x W values are the layer's input features, one row per
+            # example, and it comes from a convolution or pool (not an attention reshape)
+            if (isinstance(ref, TensorRef) and len(ref.shape) == 4 and ref.shape[2] * ref.shape[3] > 1
+                    and isinstance(weight, TensorRef) and prod(ref.shape[1:]) == weight.shape[0]
+                    and _from_window(ref, producers)):
+                return tuple(ref.shape[1:]), (weight.shape[0], weight.shape[1])
+        for out in op.outputs:
+            if out is not None:
+                producers.setdefault(out.id, op)
+    return None
 
 
 def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
@@ -118,7 +180,8 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
         step = traced(probe, train=True, backward=True, track_modules=False)
         train_totals = cost_totals(step, (FORWARD, LOSS, BACKWARD))
     params = sum(p.numel() for p in model.parameters())
-    conv, linear = _layer_params(model)
+    conv, linear, largest_linear = _layer_params(model)
+    flattened = flattened_map(forward)
     unsupported = totals.unsupported + (train_totals.unsupported if train_totals else ())
     return ModelCounts(
         model=probe.name,
@@ -132,6 +195,9 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
         conv_params=conv,
         linear_params=linear,
         linear_share=linear / params if params else 0.0,
+        largest_linear=largest_linear,
+        flattened_map=flattened[0] if flattened else None,
+        flattened_linear=flattened[1] if flattened else None,
         train_macs=train_totals.macs if train_totals else None,
         train_flops=train_totals.flops if train_totals else None,
         fvcore_macs=fvcore_macs(probe) if counter == "fvcore" else None,
@@ -141,13 +207,13 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
     )
 
 
-def count_flops(probe: "Probe") -> int:
-    """FLOPs of one pass in the probe's mode: an eval forward, or one training step (forward in
-    training mode + loss + backward). Traces only that pass."""
+def count_pass(probe: "Probe") -> CostTotals:
+    """MACs and FLOPs of one pass in the probe's mode: an eval forward, or one training step
+    (forward in training mode + loss + backward). Traces only that pass."""
     from archprobe.analysis.trace import BACKWARD, FORWARD, LOSS
 
     t = traced(probe, train=probe.train, backward=probe.train, track_modules=False)
-    return cost_totals(t, (FORWARD, LOSS, BACKWARD) if probe.train else (FORWARD,)).flops
+    return cost_totals(t, (FORWARD, LOSS, BACKWARD) if probe.train else (FORWARD,))
 
 
 def fvcore_macs(probe: "Probe") -> int:

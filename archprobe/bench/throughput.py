@@ -14,8 +14,13 @@ Methodology (design.md, "Throughput methodology"):
   (:func:`archprobe.runtime.timing.run_timed`).
 * Statistics over per-iteration times: median, IQR (p75 - p25), p10/p90; examples/sec is
   ``batch_size / median``.
-* Utilisation: FLOPs of one step (counted on the meta device) over the median time, against a
-  matmul ceiling measured once per device, dtype and thread count by the same runner.
+* Utilisation: the step's matmul-class FLOPs (2 x MACs of convolutions, linear layers and
+  matmuls, forward and, in training, backward; counted on the meta device) over the median
+  time, against the device's matmul-class ceiling (the best of several GEMMs and a large
+  convolution, measured once per device, dtype and thread count in a child process so it cannot
+  disturb the rows). A row above the ceiling shows no utilisation and a ``ceiling_low`` warning.
+* The machine: other processes' CPU use and CPU steal are sampled around each row; a busy
+  machine, steal or a wide spread put a warning code in the row.
 * Memory: peak CUDA allocated/reserved on CUDA; on CPU the peak RSS increase over the row.
 """
 
@@ -26,11 +31,12 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from archprobe.bench.ceiling import measure_matmul_ceiling
+from archprobe.bench.ceiling import measure_ceiling
 from archprobe.errors import UsageError
 from archprobe.probe import Mode, Probe
 from archprobe.results import Ceiling, Environment, ThroughputResult
 from archprobe.runtime.backends import is_oom, make_backend
+from archprobe.runtime.load import load_between, sample
 from archprobe.runtime.precision import autocast, check_dtype, grad_scaler
 from archprobe.runtime.step import ClassificationLoss, TrainStep, seeded, synthetic_targets
 from archprobe.runtime.timing import Clock, run_timed, summarize
@@ -40,6 +46,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODES = (Mode.EVAL, Mode.TRAIN)
 OPTIMIZER = "SGD(lr=0.001, momentum=0.9)"
+SPREAD_WARNING = 0.10  # IQR / median above this: "spread"
+BUSY_CORES = 0.25  # other processes keeping more than this many cores busy: "busy"
+STEAL_WARNING = 0.05  # more than this share of CPU time stolen: "steal"
 RESULT_FIELDS = tuple(f.name for f in fields(ThroughputResult))
 
 
@@ -128,14 +137,28 @@ def build_workload(spec: "ModelSpec", device, config: ThroughputConfig) -> Workl
 # --------------------------------------------------------------------------------------------
 # The runner: one row at a time, faults recorded in the row
 # --------------------------------------------------------------------------------------------
-def _model_flops(probe: Probe) -> int | None:
-    """FLOPs of one forward pass (or training step), counted on meta; None where they cannot be."""
-    from archprobe.analysis.counting import count_flops
+def _model_macs(probe: Probe) -> int | None:
+    """MACs of one forward pass (or training step), counted on meta; None where they cannot be."""
+    from archprobe.analysis.counting import count_pass
 
     try:
-        return count_flops(probe)
+        return count_pass(probe).macs
     except Exception:  # noqa: BLE001 - utilisation is optional; the row is still measured
         return None
+
+
+def row_warnings(row: dict) -> tuple[str, ...]:
+    """The warning codes of a measured row (see :class:`ThroughputResult`)."""
+    codes = []
+    if row.get("spread") is not None and row["spread"] > SPREAD_WARNING:
+        codes.append("spread")
+    if row.get("other_cpu_cores") is not None and row["other_cpu_cores"] > BUSY_CORES:
+        codes.append("busy")
+    if row.get("cpu_steal") is not None and row["cpu_steal"] > STEAL_WARNING:
+        codes.append("steal")
+    if row.get("ceiling_flops_per_sec") and row.get("achieved_flops_per_sec", 0) > row["ceiling_flops_per_sec"]:
+        codes.append("ceiling_low")
+    return tuple(codes)
 
 
 def _optimizer_text(config: ThroughputConfig) -> str | None:
@@ -159,16 +182,16 @@ class ThroughputRunner:
 
     def __init__(self, *, clock: Clock = time.perf_counter,
                  backend_factory: Callable[[str], Any] | None = None,
-                 flops_fn: Callable[[Probe], int | None] = _model_flops,
-                 ceiling_fn: Callable[..., Ceiling] = measure_matmul_ceiling):
+                 macs_fn: Callable[[Probe], int | None] = _model_macs,
+                 ceiling_fn: Callable[[str, str, int | None], Ceiling] = measure_ceiling):
         self.clock = clock
         self._backend_factory = backend_factory or (lambda device: make_backend(device, clock))
-        self._flops_fn = flops_fn
+        self._macs_fn = macs_fn
         self._ceiling_fn = ceiling_fn
         self._backends: dict[str, Any] = {}
         self._environments: dict[str, Environment] = {}
         self._meta: dict[int, Probe] = {}
-        self._flops: dict[tuple, int | None] = {}
+        self._macs: dict[tuple, int | None] = {}
         self.ceilings: dict[tuple, Ceiling | None] = {}
 
     def backend(self, device: str):
@@ -188,18 +211,18 @@ class ThroughputRunner:
             self._meta[id(spec)] = self._meta[id(probe.spec)] = probe
         return self._meta[id(spec)]
 
-    def flops(self, spec: "ModelSpec", batch_size: int, mode: Mode) -> int | None:
+    def macs(self, spec: "ModelSpec", batch_size: int, mode: Mode) -> int | None:
         key = (id(spec), batch_size, mode)
-        if key not in self._flops:
-            self._flops[key] = self._flops_fn(self.meta_probe(spec).with_setting(batch_size=batch_size, mode=mode))
-        return self._flops[key]
+        if key not in self._macs:
+            self._macs[key] = self._macs_fn(self.meta_probe(spec).with_setting(batch_size=batch_size, mode=mode))
+        return self._macs[key]
 
     def ceiling(self, device: str, dtype: str, threads: int | None) -> Ceiling | None:
-        """The matmul ceiling for (device, dtype, threads), measured on first use."""
+        """The matmul-class ceiling for (device, dtype, threads), measured on first use."""
         key = (device, dtype, threads)
         if key not in self.ceilings:
             try:
-                self.ceilings[key] = self._ceiling_fn(self.backend(device), dtype, clock=self.clock)
+                self.ceilings[key] = self._ceiling_fn(device, dtype, threads)
             except Exception:  # noqa: BLE001 - utilisation is optional
                 self.ceilings[key] = None
         return self.ceilings[key]
@@ -219,25 +242,31 @@ class ThroughputRunner:
             ceiling = self.ceiling(device, config.dtype, applied["threads"]) if config.utilisation else None
             status, error = "ok", None
             backend.memory_begin()
+            before = sample()
             try:
                 row.update(self._time(spec, backend, config))
             except Exception as exc:  # noqa: BLE001 - the row records the failure
                 status = "oom" if is_oom(exc) else "error"
                 error = _one_line(exc)
+            load = load_between(before, sample())
+            row.update(other_cpu_cores=load.other_cores, process_cpu_cores=load.process_cores,
+                       cpu_steal=load.steal_share, load_average=load.load_average)
             try:
                 row.update(backend.memory_end())
             finally:
                 backend.cleanup()
         row.update(status=status, error=error)
         if status == "ok" and config.utilisation:
-            flops = self.flops(spec, config.batch_size, config.mode)
-            if flops:
-                achieved = flops / (row["median_ms"] / 1e3)
-                row.update(flops_per_iter=flops, achieved_flops_per_sec=achieved)
+            macs = self.macs(spec, config.batch_size, config.mode)
+            if macs:
+                achieved = 2 * macs / (row["median_ms"] / 1e3)
+                row.update(matmul_flops_per_iter=2 * macs, achieved_flops_per_sec=achieved)
                 if ceiling is not None:
-                    row.update(ceiling_flops_per_sec=ceiling.flops_per_sec, ceiling_matmul_n=ceiling.n,
-                               ceiling_precision=ceiling.precision,
-                               utilisation=achieved / ceiling.flops_per_sec)
+                    row.update(ceiling_flops_per_sec=ceiling.flops_per_sec, ceiling_shape=ceiling.shape,
+                               ceiling_precision=ceiling.precision)
+                    if achieved <= ceiling.flops_per_sec:  # above it the ceiling is wrong, not the row
+                        row.update(utilisation=achieved / ceiling.flops_per_sec)
+        row.update(warnings=row_warnings(row))
         return ThroughputResult(**row)
 
     def _time(self, spec: "ModelSpec", backend, config: ThroughputConfig) -> dict:

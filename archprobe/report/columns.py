@@ -15,11 +15,9 @@ from archprobe import results as r
 KINDS = (
     "text",  # shown as is
     "int",  # plain integer with thousands separators
-    "count",  # parameters: K/M with 2 decimals
-    "macs",  # multiply-accumulates: G with 3 decimals (torchvision's convention)
-    "flops",  # floating-point operations: G with 3 decimals
-    "ops",  # MACs or FLOPs of one layer: adaptive K/M/G
-    "bytes",  # MB (10^6 bytes) with 2 decimals
+    "count",  # parameters: K/M/G, one unit per column
+    "ops",  # MACs, FLOPs or FLOP/s: K/M/G/T, one unit per column
+    "bytes",  # B/KiB/MiB/GiB, one unit per column
     "shape",  # tuple -> 1x3x224x224
     "percent",  # a fraction shown as 12.3%
     "float",  # 3 decimals
@@ -68,10 +66,10 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     r.ModelCounts: _cols(
         ("model", "Model"), ("input_shape", "Input", "shape"), ("params", "Params", "count"),
         ("params_forward", "Params (fwd)", "count"), ("trainable", "Trainable", "count"),
-        ("param_bytes", "Param mem (fp32)", "bytes"), ("macs", "MACs", "macs"), ("flops", "FLOPs", "flops"),
+        ("param_bytes", "Param mem (fp32)", "bytes"), ("macs", "MACs", "ops"), ("flops", "FLOPs", "ops"),
         ("conv_params", "Conv params", "count"), ("linear_params", "Linear params", "count"),
-        ("linear_share", "In linear", "percent"), ("train_macs", "Train-step MACs", "macs"),
-        ("train_flops", "Train-step FLOPs", "flops"), ("fvcore_macs", "fvcore MACs", "macs"),
+        ("linear_share", "In linear", "percent"), ("train_macs", "Train-step MACs", "ops"),
+        ("train_flops", "Train-step FLOPs", "ops"), ("fvcore_macs", "fvcore MACs", "ops"),
     ),
     r.LayerRow: _cols(
         ("layer", "Layer"), ("type", "Type"), ("output_shape", "Output shape", "shape"),
@@ -91,14 +89,15 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("model", "Model"), ("device", "Device"), ("mode", "Mode"), ("batch_size", "Batch", "int"),
         ("dtype", "Dtype"), ("status", "Status"), ("examples_per_sec", "Examples/s", "rate"),
         ("median_ms", "Median ms", "ms"), ("iqr_ms", "IQR ms", "ms"),
-        ("achieved_flops_per_sec", "FLOP/s", "flops"), ("utilisation", "Util.", "percent"),
+        ("achieved_flops_per_sec", "Matmul FLOP/s", "ops"), ("utilisation", "Util.", "percent"),
         ("peak_memory_bytes", "Peak mem", "bytes"), ("speedup", "Speedup", "ratio"),
+        ("warnings", "Warnings", "list", lambda row: row.warnings or None),
     ),
     r.VariantPair: _cols(
         ("family", "Family"), ("imagenet", "ImageNet model"), ("imagenet_input", "ImageNet input", "shape"),
-        ("imagenet_params", "ImageNet params", "count"), ("imagenet_macs", "ImageNet MACs", "macs"),
+        ("imagenet_params", "ImageNet params", "count"), ("imagenet_macs", "ImageNet MACs", "ops"),
         ("d2l", "Dive-into-DL model"), ("d2l_input", "d2l input", "shape"),
-        ("d2l_params", "d2l params", "count"), ("d2l_macs", "d2l MACs", "macs"),
+        ("d2l_params", "d2l params", "count"), ("d2l_macs", "d2l MACs", "ops"),
         ("params_ratio", "d2l/ImageNet params", "percent"),
     ),
 }

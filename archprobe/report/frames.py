@@ -20,38 +20,57 @@ def records(results: Iterable[Any]) -> list[dict[str, Any]]:
     return [plain(r) for r in results]
 
 
-def _si(value: float, units: Sequence[tuple[float, str]], decimals: int) -> str:
+DECIMAL_UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
+BINARY_UNITS = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
+SCALED_KINDS = {"count": DECIMAL_UNITS, "ops": DECIMAL_UNITS, "bytes": BINARY_UNITS}
+SIGNIFICANT = 3  # every number shows at least this many significant digits
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _decimals(x: float, minimum: int, significant: int = SIGNIFICANT) -> int:
+    """Decimals that show ``x`` with at least ``significant`` significant digits."""
+    if x == 0:
+        return 0
+    return min(8, max(minimum, significant - 1 - math.floor(math.log10(abs(x)))))
+
+
+def column_unit(values: Iterable[Any], kind: str) -> tuple[float, str]:
+    """One unit for a whole column, chosen by its largest value (``(1, "")`` below the first unit)."""
+    units = SCALED_KINDS[kind]
+    largest = max((abs(v) for v in values if _finite(v)), default=0)
     for scale, suffix in units:
-        if abs(value) >= scale:
-            return f"{value / scale:,.{decimals}f}{suffix}"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.{decimals}f}"
+        if largest >= scale:
+            return scale, suffix
+    return 1.0, "B" if kind == "bytes" else ""
 
 
-def format_value(value: Any, kind: str) -> str:
-    if value is None:
+def format_value(value: Any, kind: str, unit: tuple[float, str] | None = None) -> str:
+    """One cell. Scaled kinds (counts, ops, bytes) use ``unit`` (the column's, from
+    :func:`column_unit`; the value's own when omitted)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "-"
-    if kind == "count":
-        return _si(value, ((1e9, "G"), (1e6, "M"), (1e3, "K")), 2)
-    if kind == "ops":
-        return _si(value, ((1e9, "G"), (1e6, "M"), (1e3, "K")), 2)
-    if kind in ("macs", "flops"):
-        return f"{value / 1e9:,.3f}G" if abs(value) >= 1e6 else _si(value, ((1e3, "K"),), 2)
-    if kind == "bytes":
-        return f"{value / 1e6:,.2f}MB"
+    if kind in SCALED_KINDS:
+        if value == 0:
+            return "0"
+        scale, suffix = unit or column_unit([value], kind)
+        x = value / scale
+        decimals = 0 if scale == 1 and float(value).is_integer() else _decimals(x, 2)
+        return f"{x:,.{decimals}f}{suffix}"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "shape":
         return "x".join(str(v) for v in value) if value else "-"
     if kind == "percent":
-        return f"{100 * value:.1f}%"
+        return f"{100 * value:.{_decimals(100 * value, 1, 2)}f}%"
     if kind == "float":
         return f"{value:,.3f}"
     if kind == "ms":
-        return f"{value:,.2f}"
+        return f"{value:,.{_decimals(value, 2)}f}"
     if kind == "rate":
-        return f"{value:,.1f}"
+        return f"{value:,.{_decimals(value, 1)}f}"
     if kind == "ratio":
         return f"{value:,.2f}x"
     if kind == "list":
@@ -62,12 +81,14 @@ def format_value(value: Any, kind: str) -> str:
 
 
 def human_rows(results: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
-    """Headers and formatted cells of the displayed columns; all-``None`` columns are dropped."""
+    """Headers and formatted cells of the displayed columns; all-``None`` columns are dropped.
+    Counts, operations and bytes get one unit per column, chosen from that column's values."""
     if not results:
         return [], []
     columns = [c for c in columns_of(type(results[0])) if any(c.value(r) is not None for r in results)]
     headers = [c.header for c in columns]
-    rows = [[format_value(c.value(r), c.kind) for c in columns] for r in results]
+    units = {c.field: column_unit([c.value(r) for r in results], c.kind) for c in columns if c.kind in SCALED_KINDS}
+    rows = [[format_value(c.value(r), c.kind, units.get(c.field)) for c in columns] for r in results]
     return headers, rows
 
 

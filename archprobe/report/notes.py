@@ -9,8 +9,6 @@ from typing import Sequence
 
 from archprobe.results import MinInputResult, ModelCounts, ThroughputResult
 
-SPREAD_WARNING = 0.10  # IQR / median above this is flagged
-
 CONVENTIONS = (
     "MACs: multiply-accumulates of conv/linear/matmul only (torchvision's _ops convention); "
     "FLOPs: 2 per MAC + norm, pooling, activation and elementwise work (see 'archprobe params --help')."
@@ -23,36 +21,47 @@ def unsupported_warnings(results: Sequence) -> list[str]:
             for r in results if r.unsupported_ops]
 
 
+def _count(n: int) -> str:
+    from archprobe.report.frames import format_value
+
+    return format_value(n, "count")
+
+
+def _where_parameters_live(r: ModelCounts) -> str:
+    share = f"{100 * r.linear_share:.0f}%"
+    if not r.linear_params:
+        return f"{r.model} ({_count(r.params)}) has no linear layer"
+    text = f"{r.model} keeps {_count(r.linear_params)} of its {_count(r.params)} parameters ({share}) in linear layers"
+    if r.largest_linear:
+        fan_in, fan_out = r.largest_linear
+        largest = fan_in * fan_out
+        if largest >= 0.5 * r.linear_params:
+            text += f", {_count(largest)} of them in one {fan_in}x{fan_out} weight"
+    if r.flattened_map:
+        c, h, w = r.flattened_map
+        text += f"; its classifier takes the flattened {c}x{h}x{w} feature map ({c * h * w:,} values)"
+    return text
+
+
 def parameter_note(results: Sequence[ModelCounts]) -> str | None:
-    """Why some models are small, stated from the numbers (seed 000, question 3)."""
+    """Where the parameters live (seed 000's question 3), stated from the numbers of the models
+    shown: true for any set of models, with no fixed list and no assumed layer widths."""
     if len(results) < 2:
         return None
-    heavy = [r for r in results if r.linear_share >= 0.5]
-    light = [r for r in results if r.linear_share < 0.5]
-    if not heavy or not light:
-        return None
-
-    def m(n: int) -> str:
-        return f"{n / 1e6:.1f}M"
-
-    heavy_text = ", ".join(
-        f"{r.model} keeps {m(r.linear_params)} of its {m(r.params)} parameters "
-        f"({100 * r.linear_share:.0f}%) in fully connected layers"
-        for r in heavy
-    )
-    light_text = "; ".join(
-        f"{r.model}: {m(r.params)}, "
-        + (f"{m(r.linear_params)} ({100 * r.linear_share:.0f}%) in linear layers" if r.linear_params
-           else "none in linear layers")
-        for r in light
-    )
-    return (
-        f"Where the parameters live: {heavy_text}. "
-        f"The small models ({light_text}) replace those layers with 1x1 convolutions and "
-        "global average pooling, so the classifier no longer multiplies a large flattened "
-        "feature map by a 4096-wide matrix; convolution weights do not grow with the "
-        "image size."
-    )
+    sentences = ["Where the parameters live: " + "; ".join(_where_parameters_live(r) for r in results) + "."]
+    flattening = [r for r in results if r.flattened_map]
+    others = [r for r in results if not r.flattened_map and r.linear_share < 0.5]
+    if flattening and others and min(r.params for r in flattening) > max(r.params for r in others):
+        lo = min(r.params for r in flattening) / max(r.params for r in others)
+        hi = max(r.params for r in flattening) / min(r.params for r in others)
+        ratio = f"{lo:.1f}x" if round(lo, 1) == round(hi, 1) else f"{lo:.1f}-{hi:.1f}x"
+        sentences.append(
+            f"The models whose classifier takes a flattened feature map ({', '.join(r.model for r in flattening)})"
+            f" have {ratio} the parameters of those that reduce the map before it or have no linear layer"
+            f" ({', '.join(r.model for r in others)}): a fully connected layer needs C x H x W weights per"
+            " output, so it grows with the map, while convolution weights do not depend on the image size."
+        )
+    return " ".join(sentences)
 
 
 def min_input_notes(results: Sequence[MinInputResult]) -> list[str]:
@@ -80,14 +89,27 @@ def min_input_notes(results: Sequence[MinInputResult]) -> list[str]:
     return notes
 
 
+def _warning_text(r: ThroughputResult, code: str) -> str:
+    if code == "spread":
+        return f"large spread, IQR is {100 * r.spread:.0f}% of the median ({r.samples} samples)"
+    if code == "busy":
+        return (f"other processes kept {r.other_cpu_cores:.2f} cores busy while it ran (this process used"
+                f" {r.process_cpu_cores:.2f}); the figure is likely low, measure again on a quiet machine")
+    if code == "steal":
+        return f"the hypervisor stole {100 * r.cpu_steal:.0f}% of the CPU time; the figure is likely low"
+    if code == "ceiling_low":
+        return (f"its matmul-class rate {r.achieved_flops_per_sec / 1e9:,.1f} GFLOP/s beats the measured ceiling"
+                f" {r.ceiling_flops_per_sec / 1e9:,.1f} GFLOP/s, so that ceiling is not this device's best:"
+                " utilisation not shown")
+    return code
+
+
 def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
-    """Warnings (spread, faults), the setup and the conventions, one line each."""
+    """Warnings (spread, a busy machine, faults), the setup and the conventions, one line each."""
     notes: list[str] = []
     for r in results:
-        if r.ok and r.spread is not None and r.spread > SPREAD_WARNING:
-            notes.append(f"warning: {r.label}: large spread, IQR is {100 * r.spread:.0f}% of the median "
-                         f"({r.samples} samples); the machine may be busy")
-        elif r.status == "oom":
+        notes.extend(f"warning: {r.label}: {_warning_text(r, code)}" for code in r.warnings)
+        if r.status == "oom":
             notes.append(f"oom: {r.label}: out of memory at this batch size ({r.error})")
         elif r.status == "error":
             notes.append(f"error: {r.label}: {r.error}")
@@ -109,10 +131,12 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
         if device != "cpu":
             versions += f", CUDA {r.cuda_version}, cuDNN {r.cudnn_version}"
         notes.append(f"{device}: {', '.join(setup)}; {versions}")
-    ceilings = {(r.device, r.ceiling_precision): r for r in results if r.ceiling_flops_per_sec}
-    for (device, precision), r in ceilings.items():
-        notes.append(f"Util. = achieved FLOP/s over the {device} {precision} matmul ceiling "
-                     f"{r.ceiling_flops_per_sec / 1e9:,.1f} GFLOP/s ({r.ceiling_matmul_n}^2, measured in this run)")
+    ceilings = {(r.device, r.ceiling_precision, r.threads): r for r in results if r.ceiling_flops_per_sec}
+    for (device, precision, threads), r in ceilings.items():
+        where = f"{device}, {threads} threads" if device == "cpu" else device
+        notes.append(f"Util. = matmul-class FLOP/s (2 x MACs of conv/linear/matmul) over the {where} {precision}"
+                     f" ceiling {r.ceiling_flops_per_sec / 1e9:,.1f} GFLOP/s ({r.ceiling_shape}, the best of several"
+                     " GEMMs and convolutions measured in a separate process)")
     if results:
         notes.append("Examples/s = batch / median time per iteration; IQR = p75 - p25; "
                      "train = zero_grad, forward, cross-entropy, backward, SGD step")

@@ -1,4 +1,9 @@
-"""Report plots (matplotlib, Agg backend, PNG bytes)."""
+"""Report plots (matplotlib, Agg backend, PNG bytes).
+
+Log axes carry plain tick labels (1M, 10M, 100M), point labels are placed where they overlap
+neither another label nor a point (a point with no free place nearby gets a number, listed
+under the plot), and everything stays inside the saved image.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import io
 from typing import Sequence
 
 MARKERS = "osD^vP*Xhp<>"
+# Offsets (in points) tried for a label, nearest first: right, left, above, below, diagonals.
+_RADII = (5, 12, 22, 34)
+_DIRECTIONS = ((1, 0.3), (1, -1.3), (-1, 0.3), (-1, -1.3), (0, 1), (0, -2), (1, 1), (-1, 1), (1, -2), (-1, -2))
 
 
 def _figure():
@@ -19,57 +27,160 @@ def _figure():
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight", pad_inches=0.15, metadata={"Software": None})
     _figure().close(fig)
     return buffer.getvalue()
 
 
+def _plain_ticks(axis, unit: str = "") -> None:
+    """Tick labels like 1M, 10M, 100M (with ``unit`` appended) on a log axis."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from archprobe.report.frames import DECIMAL_UNITS
+
+    def label(value, _pos):
+        if value <= 0:
+            return ""
+        for scale, suffix in DECIMAL_UNITS:
+            if value >= scale:
+                return f"{value / scale:g}{suffix}{unit}"
+        return f"{value:g}{unit}"
+
+    axis.set_major_locator(LogLocator(base=10))
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def place_labels(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], *, fontsize: float = 7,
+                 marker_points: float = 4.0) -> list[tuple[str, object | None]]:
+    """Put each label next to its point where it overlaps no other label or point and stays inside
+    the axes; a point with no such place gets a number instead (then, failing that, nothing).
+
+    Returns ``(label, text artist or None)`` per point; a numbered point's artist shows the number.
+    """
+    fig = ax.figure
+    fig.canvas.draw()  # fixes the transforms and gives a renderer for text extents
+    renderer = fig.canvas.get_renderer()
+    bounds = ax.get_window_extent(renderer)
+    scale = fig.dpi / 72.0
+    points = [tuple(ax.transData.transform((x, y))) for x, y in zip(xs, ys)]
+    radius = marker_points * scale
+    pad = 1.5 * scale  # keep neighbouring labels apart, not just disjoint
+    taken: list[tuple[float, float, float, float]] = []  # boxes of the labels placed so far
+
+    def free(box) -> bool:
+        x0, y0, x1, y1 = box
+        if x0 < bounds.x0 or x1 > bounds.x1 or y0 < bounds.y0 or y1 > bounds.y1:
+            return False
+        if any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in taken):
+            return False
+        return not any(x0 - radius < px < x1 + radius and y0 - radius < py < y1 + radius for px, py in points)
+
+    def place(text: str, point):
+        probe = ax.text(0, 0, text, fontsize=fontsize)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = extent.width, extent.height
+        for r in _RADII:
+            for dx, dy in _DIRECTIONS:
+                x0 = point[0] + dx * r * scale - (w if dx < 0 else w / 2 if dx == 0 else 0)
+                y0 = point[1] + dy * r * scale * 0.8
+                box = (x0 - pad, y0 - pad, x0 + w + pad, y0 + h + pad)
+                if free(box):
+                    taken.append(box)
+                    xy_text = tuple(ax.transData.inverted().transform((x0, y0)))
+                    xy_point = tuple(ax.transData.inverted().transform(point))
+                    leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.45"} if r > _RADII[1] else None
+                    return ax.annotate(text, xy_point, xytext=xy_text, fontsize=fontsize, ha="left",
+                                       va="bottom", arrowprops=leader)
+        return None
+
+    placed: dict[int, tuple[str, object | None]] = {}
+    number = 1
+    for i in sorted(range(len(labels)), key=lambda i: points[i]):  # left to right
+        artist = place(labels[i], points[i])
+        if artist is None:
+            artist = place(str(number), points[i])
+            number += artist is not None
+        placed[i] = (labels[i], artist)
+    return [placed[i] for i in range(len(labels))]
+
+
+def _numbered_footnote(fig, placed: Sequence[tuple[str, object | None]]) -> None:
+    """List the points that carry a number (or nothing) instead of their name, under the axes."""
+    numbered = [(artist.get_text(), name) for name, artist in placed
+                if artist is not None and artist.get_text() != name]
+    unlabelled = [name for name, artist in placed if artist is None]
+    lines = [f"{num}: {name}" for num, name in sorted(numbered, key=lambda p: int(p[0]))]
+    if unlabelled:
+        lines.append("not labelled (no room): " + ", ".join(unlabelled))
+    if lines:
+        per_line = 4
+        rows = ["    ".join(lines[i:i + per_line]) for i in range(0, len(lines), per_line)]
+        fig.text(0.01, -0.02, "\n".join(rows), fontsize=7, va="top", ha="left", family="monospace")
+
+
 def params_vs_macs(counts: Sequence, families: dict[str, str]) -> bytes:
-    """Parameters against GMACs, log scales, one marker per family, every point labelled."""
+    """Parameters against MACs, log scales, one marker per family, every point named."""
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(9, 6.5))
+    fig, ax = plt.subplots(figsize=(10, 7))
     family_names = sorted({families.get(c.model, "other") for c in counts})
     for i, family in enumerate(family_names):
         points = [c for c in counts if families.get(c.model, "other") == family]
-        ax.scatter(
-            [c.macs / 1e9 for c in points],
-            [c.params / 1e6 for c in points],
-            marker=MARKERS[i % len(MARKERS)],
-            s=46,
-            label=family,
-        )
-        for c in points:
-            ax.annotate(c.model, (c.macs / 1e9, c.params / 1e6), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+        ax.scatter([c.macs for c in points], [c.params for c in points], marker=MARKERS[i % len(MARKERS)],
+                   s=40, label=family, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("GMACs per image (at each model's default input)")
-    ax.set_ylabel("parameters (millions)")
+    xs, ys = [c.macs for c in counts], [c.params for c in counts]
+    if xs:  # room for the labels of the extreme points inside the axes
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 4.0)
+        ax.set_ylim(min(ys) / 1.6, max(ys) * 1.8)
+    _plain_ticks(ax.xaxis)
+    _plain_ticks(ax.yaxis)
+    ax.set_xlabel("MACs per image (at each model's default input)")
+    ax.set_ylabel("parameters")
     ax.set_title("Parameters vs compute")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, title="family")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, title="family", loc="upper left")
+    placed = place_labels(ax, xs, ys, [c.model for c in counts])
+    _numbered_footnote(fig, placed)
     return _png(fig)
 
 
+def _setup(rows: Sequence) -> str:
+    """What every bar shares, for the title: dtype and threads (batch sizes when they agree)."""
+    parts = []
+    for label, values in (("batch", {r.batch_size for r in rows}), ("dtype", {r.dtype for r in rows}),
+                          ("CPU threads", {r.threads for r in rows if r.device == "cpu" and r.threads})):
+        if len(values) == 1:
+            parts.append(f"{label} {next(iter(values))}")
+    return ", ".join(parts)
+
+
 def throughput_bars(rows: Sequence) -> bytes:
-    """Examples/sec per model, one bar per device x mode, log scale."""
+    """Examples/sec per model, one bar per measured configuration (device, mode, batch, dtype)."""
+    from matplotlib.ticker import FuncFormatter
+
     plt = _figure()
-    ok = [r for r in rows if r.status == "ok"]
+    ok = [r for r in rows if r.status == "ok" and r.examples_per_sec]
     models = list(dict.fromkeys(r.model for r in ok))
-    series = list(dict.fromkeys((r.device, r.mode) for r in ok))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(models) + 2), 4.5))
-    width = 0.8 / max(1, len(series))
-    for i, (device, mode) in enumerate(series):
-        values = []
-        for m in models:
-            match = [r.examples_per_sec for r in ok if (r.model, r.device, r.mode) == (m, device, mode)]
-            values.append(max(match) if match else 0)
-        ax.bar([x + i * width for x in range(len(models))], values, width, label=f"{device} {mode}")
-    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(models))])
+    configs = list(dict.fromkeys((r.device, r.mode, r.batch_size, r.dtype) for r in ok))
+    varying = [k for k in range(4) if len({c[k] for c in configs}) > 1] or [0, 1]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(models) * max(1, len(configs)) ** 0.5 + 3), 4.8))
+    width = 0.8 / max(1, len(configs))
+    for i, config in enumerate(configs):
+        values = [next((r.examples_per_sec for r in ok if (r.model, r.device, r.mode, r.batch_size, r.dtype)
+                        == (m, *config)), 0) for m in models]
+        names = ("", "", "b=", "")
+        label = " ".join(f"{names[k]}{config[k]}" for k in varying)
+        ax.bar([x + i * width for x in range(len(models))], values, width, label=label)
+    ax.set_xticks([x + width * (len(configs) - 1) / 2 for x in range(len(models))])
     ax.set_xticklabels(models, rotation=30, ha="right")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}" if v < 1e4 else f"{v / 1e3:g}K"))
     ax.set_ylabel("examples / second")
-    ax.set_title("Throughput")
+    setup = _setup(ok)
+    ax.set_title("Throughput" + (f" ({setup})" if setup else ""))
     ax.legend(fontsize=8)
-    ax.grid(True, axis="y", which="both", alpha=0.25)
+    ax.grid(True, axis="y", which="major", alpha=0.3)
     return _png(fig)

@@ -229,6 +229,10 @@ def _torchvision_spec(name: str, in_channels, num_classes) -> ModelSpec:
     channels = in_channels or 3
     classes = num_classes or 1000
     kwargs = {"init_weights": True} if key in ("googlenet", "inception_v3") else {}
+    if key.startswith("vit_"):
+        # a ViT's position embeddings fix its input size; its default weights may be for a larger
+        # crop than the builder's default (vit_h_14: 518), so build it for the crop it is fed
+        kwargs["image_size"] = crop
 
     def factory():
         return build_torchvision(key, in_channels=channels, num_classes=classes, **kwargs)

@@ -9,11 +9,15 @@ write their arithmetic with them.
 
 from __future__ import annotations
 
+from math import prod  # works on Dims: ints and int64 arrays alike
 from typing import Any
 
 import numpy as np
 
 Dim = Any  # int | np.ndarray
+
+__all__ = ["Dim", "as_int", "at", "broadcast", "equal", "fmt", "is_array", "logical_and", "maximum", "minimum",
+           "norm_dim", "prod", "where"]
 
 
 def is_array(d) -> bool:
@@ -52,18 +56,10 @@ def logical_and(a, b):
 
 
 def equal(a, b):
+    """``a == b``; ``True`` outright for the same object (an array equal to itself)."""
     if a is b:
         return True
-    if not is_array(a) and not is_array(b):
-        return a == b
     return a == b
-
-
-def prod(dims) -> Dim:
-    out: Dim = 1
-    for d in dims:
-        out = out * d
-    return out
 
 
 def at(d: Dim, i: int) -> int:

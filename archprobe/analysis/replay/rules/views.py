@@ -94,9 +94,7 @@ def _flatten_run(in_shapes: list, out_shapes: list) -> tuple[int, int] | None:
         for src, dst in zip(in_shapes, out_shapes):
             if len(src) != r_in or len(dst) != r_out:
                 return None
-            merged = 1
-            for v in src[a:a + m]:
-                merged *= v
+            merged = prod(src[a:a + m])
             if tuple(dst[:a]) != tuple(src[:a]) or dst[a] != merged or tuple(dst[a + 1:]) != tuple(src[a + m:]):
                 ok = False
                 break
@@ -332,20 +330,13 @@ def split_with_sizes(ctx: Context) -> list:
     x = ctx.tensor("self")
     d = norm_dim(ctx.raw("dim"), len(x))
     sizes = ctx.ints("split_sizes")
-    ctx.check(equal(_sum(sizes), x[d]), lambda i: f"split sizes do not add up to {at(x[d], i)}")
+    ctx.check(equal(sum(sizes), x[d]), lambda i: f"split sizes do not add up to {at(x[d], i)}")
     outs = []
     for s in sizes:
         o = list(x)
         o[d] = s
         outs.append(o)
     return outs
-
-
-def _sum(values):
-    out: Dim = 0
-    for v in values:
-        out = out + v
-    return out
 
 
 @rule("unbind", "unbind_copy")

@@ -27,10 +27,13 @@ the generic rule) and :mod:`.rules` (the rules, by family).
 
     program = Program([trace_a, trace_b])
     result = program.replay(heights, widths)  # result.valid, result.first_bad, result.reason(i)
+
+:data:`RULES` is the registry (read-only) and :func:`rule` registers a rule; a second rule for
+the same op name is refused.
 """
 
-from archprobe.analysis.replay import rules  # noqa: F401 - registers the rules
 from archprobe.analysis.replay.align import Unsupported
-from archprobe.analysis.replay.engine import Ambiguity, Program, ReplayResult
+from archprobe.analysis.replay.engine import RULES, Ambiguity, Program, ReplayResult, rule
+from archprobe.analysis.replay import rules  # noqa: E402,F401 - registers the rules
 
-__all__ = ["Ambiguity", "Program", "ReplayResult", "Unsupported"]
+__all__ = ["RULES", "Ambiguity", "Program", "ReplayResult", "Unsupported", "rule"]

@@ -3,7 +3,7 @@
 Owns :class:`Program` (aligned traces, replayed with :meth:`Program.replay`), its result
 (:class:`ReplayResult`, with the :class:`Ambiguity` list), the :class:`Context` a rule sees (its
 op's input tensors as Dims, its arguments resolved, ``check`` to rule candidates out), the rule
-registry (:func:`rule`, :data:`RULES`) and the generic rule for ops without an entry.
+registry (:func:`rule`, and :data:`RULES` to read it) and the generic rule for ops without an entry.
 
 A rule is a function ``Context -> list`` of output Dims lists (``None`` for an output that is not
 a tensor). The context checks every rule against the traces themselves: at the traced sizes the
@@ -14,12 +14,13 @@ replayed shapes must equal the recorded ones and every op must be valid, else th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from archprobe.analysis.replay.align import INPUT, AlignedOp, Unsupported, align
-from archprobe.analysis.replay.dims import Dim, broadcast, equal, fmt, is_array, logical_and
+from archprobe.analysis.replay.dims import Dim, at, broadcast, equal, fmt, is_array, logical_and
 from archprobe.analysis.trace import Trace
 
 
@@ -39,6 +40,12 @@ class ReplayResult:
     first_bad: np.ndarray  # op index that first ruled the candidate out, -1 if valid
     ambiguities: list[Ambiguity] = field(default_factory=list)
     failures: dict[int, list] = field(default_factory=dict, repr=False)  # op -> [(cond, reason)]
+    outputs: dict[tuple[int, int], list] = field(default_factory=dict, repr=False)  # with keep_outputs
+
+    def output_shape(self, op: int, i: int, output: int = 0) -> tuple[int, ...]:
+        """Output ``output`` of op ``op`` at candidate ``i``, as replayed (``replay(...,
+        keep_outputs=True)``; meaningful where the candidate is valid)."""
+        return tuple(at(d, i) for d in self.outputs[(op, output)])
 
     def reason(self, i: int) -> str | None:
         """Why candidate ``i`` fails at its first failing op (``None`` if it is valid)."""
@@ -77,8 +84,9 @@ class Program:
         self.ops = align(traces)
         self.batch, self.channels = traces[0].input.shape[:2]
 
-    def replay(self, heights, widths) -> ReplayResult:
-        """Replay over candidates ``(heights[i], widths[i])``."""
+    def replay(self, heights, widths, *, keep_outputs: bool = False) -> ReplayResult:
+        """Replay over candidates ``(heights[i], widths[i])``; ``keep_outputs`` keeps every op's
+        replayed output Dims in the result (:meth:`ReplayResult.output_shape`)."""
         h = np.asarray(heights, dtype=np.int64)
         w = np.asarray(widths, dtype=np.int64)
         n_user = len(h)
@@ -104,11 +112,15 @@ class Program:
                 rule_fn = _RULES.get(op.overload) or _RULES.get(op.name) or generic_rule
                 outs = rule_fn(ctx)
                 ctx.finish(outs)
+        outputs = {}
+        if keep_outputs:
+            outputs = {key: dims for key, dims in env.items() if len(key) == 2 and isinstance(key[0], int)}
         return ReplayResult(
             valid=state.valid[:n_user],
             first_bad=state.first_bad[:n_user],
             ambiguities=state.ambiguities,
             failures=state.failures,
+            outputs=outputs,
         )
 
 
@@ -390,12 +402,23 @@ Rule = Callable[[Context], list]
 
 _RULES: dict[str, Rule] = {}
 
+RULES: Mapping[str, Rule] = MappingProxyType(_RULES)
+"""The registered rules by op name (read-only; register with :func:`rule`)."""
+
 
 def rule(*names: str):
     """Register the decorated function as the rule for aten ops ``names`` (an overload packet,
-    ``"max_pool2d_with_indices"``, or one overload, ``"max.dim"``; an overload's entry wins)."""
+    ``"max_pool2d_with_indices"``, or one overload, ``"max.dim"``; an overload's entry wins).
 
-    def deco(fn):
+    A name that already has a rule raises ``ValueError`` (and none of ``names`` is registered).
+    """
+
+    def deco(fn: Rule) -> Rule:
+        for name in names:
+            if name in _RULES:
+                raise ValueError(f"a replay rule for aten.{name} is already registered ({_RULES[name].__qualname__})")
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule names given twice: {names}")
         for name in names:
             _RULES[name] = fn
         return fn

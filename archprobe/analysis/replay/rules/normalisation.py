@@ -3,6 +3,10 @@
 The output has the input's shape. Batch norm in training needs more than one value per channel
 (batch x spatial size), group norm more than one per group in either mode, layer norm a
 normalised shape equal to the input's trailing dimensions.
+
+``F.batch_norm`` reaches the trace as ``native_batch_norm`` in both modes, on meta and on CPU
+(``F.instance_norm`` too); the ``_native_batch_norm_legit*``/``_batch_norm_with_update`` forms
+come from export decompositions and ``cudnn``/``miopen_batch_norm`` are GPU kernels.
 """
 
 from __future__ import annotations
@@ -41,9 +45,7 @@ def _batch_norm(ctx: Context) -> list:
     return outs
 
 
-rule("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
-     "_native_batch_norm_legit_functional", "cudnn_batch_norm", "miopen_batch_norm", "_batch_norm_with_update",
-     "_batch_norm_no_update", "_batch_norm_with_update_functional")(_batch_norm)
+rule("native_batch_norm")(_batch_norm)
 
 
 @rule("native_group_norm")

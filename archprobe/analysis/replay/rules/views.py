@@ -4,6 +4,10 @@ Views keep the element count (a flatten's merged entry follows the input's dims,
 inferred); ``cat``/``stack`` need their inputs to agree outside the joined dimension; slices
 clamp to the side they cut; ``select``/``narrow`` need their index inside it. Splitting or
 unbinding a dimension that changes with the input size is not followed.
+
+``reshape``, ``flatten``, ``narrow``, ``swapaxes`` and ``.T`` are not here: they decompose before
+the dispatch level (into ``view`` or ``clone`` + ``_unsafe_view``, ``slice``, ``transpose``,
+``permute``). The ``*_copy`` variants are the public ``torch.view_copy``... functions.
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ from archprobe.analysis.replay.dims import (
 from archprobe.analysis.replay.engine import Context, rule
 
 
-def _view(ctx: Context, size_name: str) -> list:
-    """A view to the sizes in argument ``size_name``: one ``-1`` is inferred, entries that vary
-    are bound to tensor dimensions; the element count must not change."""
+@rule("view", "_unsafe_view", "view_copy", "as_strided")
+def view(ctx: Context) -> list:
+    """A view to the sizes in argument ``size``: one ``-1`` is inferred, entries that vary are
+    bound to tensor dimensions; the element count must not change (``as_strided`` is not
+    checked: its strides decide)."""
     x = ctx.tensor("self")
     for name in ("stride", "storage_offset"):
         if name in ctx.op.values[0]:
             ctx.consumed.add(name)
-    ctx.consumed.add(size_name)
-    vals = [v[size_name] for v in ctx.op.values]
+    ctx.consumed.add("size")
+    vals = [v["size"] for v in ctx.op.values]
     length = len(vals[0])
     if any(len(v) != length for v in vals[1:]):
         raise Unsupported(f"{ctx.op}: the rank of the view changes with the input size")
@@ -60,10 +66,10 @@ def _view(ctx: Context, size_name: str) -> list:
             infer = j
             out.append(None)
         elif all(e == entry[0] for e in entry[1:]):
-            out.append(ctx.resolve(size_name, entry, j, length))
+            out.append(ctx.resolve("size", entry, j, length))
         else:
             try:
-                out.append(ctx.resolve(size_name, entry, j, length))
+                out.append(ctx.resolve("size", entry, j, length))
             except Unsupported:
                 if infer is not None:
                     raise
@@ -103,16 +109,6 @@ def _flatten_run(in_shapes: list, out_shapes: list) -> tuple[int, int] | None:
     return None
 
 
-@rule("view", "_unsafe_view", "view_copy", "_reshape_alias", "_reshape_alias_copy", "as_strided")
-def view(ctx: Context) -> list:
-    return _view(ctx, "size")
-
-
-@rule("reshape")
-def reshape(ctx: Context) -> list:
-    return _view(ctx, "shape")
-
-
 @rule("expand", "expand_copy")
 def expand(ctx: Context) -> list:
     x = ctx.tensor("self")
@@ -143,13 +139,13 @@ def permute(ctx: Context) -> list:
     return [[x[d] for d in order]]
 
 
-@rule("t", "t_copy", "numpy_T")
+@rule("t", "t_copy")
 def t(ctx: Context) -> list:
     x = ctx.tensor("self")
     return [list(reversed(x))] if len(x) == 2 else [list(x)]
 
 
-@rule("transpose", "transpose_copy", "swapaxes", "swapdims")
+@rule("transpose", "transpose_copy")
 def transpose(ctx: Context) -> list:
     x = list(ctx.tensor("self"))
     names = [n for n in ctx.op.values[0] if n != "self"]
@@ -191,17 +187,6 @@ def squeeze(ctx: Context) -> list:
     if len(out) != len(traced):
         raise Unsupported(f"{ctx.op}: cannot replay the squeeze")
     return [out]
-
-
-@rule("flatten")
-def flatten(ctx: Context) -> list:
-    x = ctx.tensor("self")
-    rank = len(x)
-    if rank == 0:
-        return [[1]]
-    a = norm_dim(ctx.raw("start_dim"), rank)
-    b = norm_dim(ctx.raw("end_dim"), rank)
-    return [[*x[:a], prod(x[a:b + 1]), *x[b + 1:]]]
 
 
 @rule("cat")
@@ -285,8 +270,8 @@ def slice(ctx: Context) -> list:
     return [x]
 
 
-@rule("narrow", "narrow_copy")
-def narrow(ctx: Context) -> list:
+@rule("narrow_copy")
+def narrow_copy(ctx: Context) -> list:
     x = list(ctx.tensor("self"))
     d = norm_dim(ctx.raw("dim"), len(x))
     start = ctx.int("start")

@@ -4,6 +4,8 @@ A convolution's or pool's output side is ``(n + 2 * pad - dilation * (k - 1) - 1
 (with ``ceil_mode``, rounded up unless the last window would start in the padding), a transposed
 convolution's ``(n - 1) * stride - 2 * pad + dilation * (k - 1) + output_padding + 1``; every
 side must come out at least 1. Adaptive pools give their output size and need a non-empty input.
+The 1-d pools and the public ``adaptive_*`` and ``max_poolNd`` ops reach the trace as these (2-d
+after an ``unsqueeze``, or ``*_with_indices``, ``_adaptive_avg_poolNd``).
 Identical windows over the same arrays are computed once (:meth:`Context.memo`), so branches
 that agree are seen to agree by identity.
 """
@@ -111,11 +113,6 @@ def _pool(ctx: Context, nsp: int, with_dilation: bool, n_out: int) -> list:
     return [[*lead, *out] for _ in range(n_out)]
 
 
-@rule("max_pool1d_with_indices")
-def max_pool1d_with_indices(ctx: Context) -> list:
-    return _pool(ctx, 1, with_dilation=True, n_out=2)
-
-
 @rule("max_pool2d_with_indices")
 def max_pool2d_with_indices(ctx: Context) -> list:
     return _pool(ctx, 2, with_dilation=True, n_out=2)
@@ -124,26 +121,6 @@ def max_pool2d_with_indices(ctx: Context) -> list:
 @rule("max_pool3d_with_indices")
 def max_pool3d_with_indices(ctx: Context) -> list:
     return _pool(ctx, 3, with_dilation=True, n_out=2)
-
-
-@rule("max_pool1d")
-def max_pool1d(ctx: Context) -> list:
-    return _pool(ctx, 1, with_dilation=True, n_out=1)
-
-
-@rule("max_pool2d")
-def max_pool2d(ctx: Context) -> list:
-    return _pool(ctx, 2, with_dilation=True, n_out=1)
-
-
-@rule("max_pool3d")
-def max_pool3d(ctx: Context) -> list:
-    return _pool(ctx, 3, with_dilation=True, n_out=1)
-
-
-@rule("avg_pool1d")
-def avg_pool1d(ctx: Context) -> list:
-    return _pool(ctx, 1, with_dilation=False, n_out=1)
 
 
 @rule("avg_pool2d")
@@ -168,24 +145,14 @@ def _adaptive(ctx: Context, nsp: int, n_out: int) -> list:
     return [[*lead, *size] for _ in range(n_out)]
 
 
-@rule("_adaptive_avg_pool1d", "adaptive_avg_pool1d")
-def adaptive_avg_pool1d(ctx: Context) -> list:
-    return _adaptive(ctx, 1, n_out=1)
-
-
-@rule("_adaptive_avg_pool2d", "adaptive_avg_pool2d")
+@rule("_adaptive_avg_pool2d")
 def adaptive_avg_pool2d(ctx: Context) -> list:
     return _adaptive(ctx, 2, n_out=1)
 
 
-@rule("_adaptive_avg_pool3d", "adaptive_avg_pool3d")
+@rule("_adaptive_avg_pool3d")
 def adaptive_avg_pool3d(ctx: Context) -> list:
     return _adaptive(ctx, 3, n_out=1)
-
-
-@rule("adaptive_max_pool1d")
-def adaptive_max_pool1d(ctx: Context) -> list:
-    return _adaptive(ctx, 1, n_out=2)
 
 
 @rule("adaptive_max_pool2d")

@@ -16,8 +16,8 @@ import numpy as np
 
 Dim = Any  # int | np.ndarray
 
-__all__ = ["Dim", "as_int", "at", "broadcast", "equal", "fmt", "is_array", "logical_and", "maximum", "minimum",
-           "norm_dim", "prod", "where"]
+__all__ = ["Dim", "as_int", "at", "broadcast", "equal", "fmt", "is_array", "logical_and", "logical_or", "maximum",
+           "minimum", "norm_dim", "prod", "where"]
 
 
 def is_array(d) -> bool:
@@ -53,6 +53,12 @@ def logical_and(a, b):
     if isinstance(a, (bool, np.bool_)) and isinstance(b, (bool, np.bool_)):
         return bool(a) and bool(b)
     return np.logical_and(a, b)
+
+
+def logical_or(a, b):
+    if isinstance(a, (bool, np.bool_)) and isinstance(b, (bool, np.bool_)):
+        return bool(a) or bool(b)
+    return np.logical_or(a, b)
 
 
 def equal(a, b):

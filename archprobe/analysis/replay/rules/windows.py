@@ -1,9 +1,10 @@
 """Rules for sliding windows: convolutions, pools and adaptive pools.
 
 A convolution's or pool's output side is ``(n + 2 * pad - dilation * (k - 1) - 1) // stride + 1``
-(with ``ceil_mode``, rounded up unless the last window would start in the padding), a transposed
-convolution's ``(n - 1) * stride - 2 * pad + dilation * (k - 1) + output_padding + 1``; every
-side must come out at least 1. Adaptive pools give their output size and need a non-empty input.
+(with ``ceil_mode``, rounded up unless the last window would start in the padding) and must come
+out at least 1; ``avg_pool3d`` also needs the unpadded input to hold the kernel. A transposed
+convolution's side is ``(n - 1) * stride - 2 * pad + dilation * (k - 1) + output_padding + 1``: it
+may be 0, as long as some side is positive. Adaptive pools give their output size and need a non-empty input.
 The 1-d pools and the public ``adaptive_*`` and ``max_poolNd`` ops reach the trace as these (2-d
 after an ``unsqueeze``, or ``*_with_indices``, ``_adaptive_avg_poolNd``).
 Identical windows over the same arrays are computed once (:meth:`Context.memo`), so branches
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from archprobe.analysis.replay.dims import as_int, fmt, is_array, logical_and
+from archprobe.analysis.replay.dims import as_int, fmt, is_array, logical_and, logical_or
 from archprobe.analysis.replay.engine import Context, rule
 
 
 def _window(ctx: Context, n, k, s, pad, d, ceil_mode: bool, transposed: bool, output_padding=0):
-    """One spatial dimension of a convolution or pool: (out, ok)."""
+    """One spatial dimension of a convolution or pool: (out, ok). A transposed convolution's
+    side may be 0 (see :func:`convolution`)."""
     if (
         not transposed
         and is_array(n)
@@ -31,9 +33,18 @@ def _window(ctx: Context, n, k, s, pad, d, ceil_mode: bool, transposed: bool, ou
         return n, True  # "same" window: the size passes through unchanged
     if transposed:
         o = (n - 1) * s - 2 * pad + d * (k - 1) + output_padding + 1
-        return o, o >= 1
+        return o, o >= 0
     o = _pool_out(n, k, pad, s, d, ceil_mode)
     return o, o >= 1
+
+
+def _grows(ctx: Context, n, k, s, pad, d, output_padding) -> bool:
+    """Is a transposed convolution's side ``(n - 1) * s + d * (k - 1) + output_padding + 1 - 2 * pad``
+    at least 1 wherever ``n`` is (so the size is known positive, as after any other window)?"""
+    if any(is_array(v) for v in (k, s, pad, d, output_padding)):
+        return False
+    positive = id(n) in ctx.state.positive if is_array(n) else n >= 1
+    return positive and d * (k - 1) + output_padding + 1 - 2 * pad >= 1
 
 
 @rule("convolution")
@@ -60,12 +71,23 @@ def convolution(ctx: Context) -> list:
                               transposed, output_padding[p])
             outs.append(o)
             ok = logical_and(ok, good)
+        if transposed:
+            # Sides of 0 run (an empty output), as long as one side is positive (meta; CPU runs
+            # an output that is empty in every side too).
+            some: Any = False
+            for o in outs:
+                some = logical_or(some, o >= 1)
+            ok = logical_and(ok, some)
         return outs, ok
 
     out, ok = ctx.memo(("conv", spatial, kernel, stride, padding, dilation, transposed, output_padding), compute)
     channels = w[1] * groups if transposed else w[0]
     ctx.check(ok, lambda i: f"output would be {fmt(out, i, clip=True)}")
-    ctx.positive(out)
+    if transposed:
+        ctx.positive([o for p, o in enumerate(out)
+                      if _grows(ctx, spatial[p], kernel[p], stride[p], padding[p], dilation[p], output_padding[p])])
+    else:
+        ctx.positive(out)
     return [[*lead, channels, *out]]
 
 
@@ -76,7 +98,9 @@ def _pool_out(n, k, pad, s, d, ceil_mode: bool):
     return o
 
 
-def _pool(ctx: Context, nsp: int, with_dilation: bool, n_out: int) -> list:
+def _pool(ctx: Context, nsp: int, with_dilation: bool, n_out: int, kernel_fits: bool = False) -> list:
+    """``kernel_fits``: the input itself (without padding) must be at least the kernel in every
+    side (``avg_pool3d`` checks this; the other pools do not)."""
     x = ctx.tensor("self")
     k = ctx.ints("kernel_size", nsp)
     s = ctx.ints("stride", nsp) or k
@@ -88,6 +112,11 @@ def _pool(ctx: Context, nsp: int, with_dilation: bool, n_out: int) -> list:
             ctx.raw(name)
     spatial = x[len(x) - nsp:]
     lead = x[: len(x) - nsp]
+    if kernel_fits:
+        fits: Any = True
+        for p in range(nsp):
+            fits = logical_and(fits, spatial[p] >= k[p])
+        ctx.check(fits, lambda i: f"input {fmt(spatial, i)} is smaller than the kernel {fmt(k, i)}")
 
     def compute():
         outs = []
@@ -130,7 +159,7 @@ def avg_pool2d(ctx: Context) -> list:
 
 @rule("avg_pool3d")
 def avg_pool3d(ctx: Context) -> list:
-    return _pool(ctx, 3, with_dilation=False, n_out=1)
+    return _pool(ctx, 3, with_dilation=False, n_out=1, kernel_fits=True)
 
 
 def _adaptive(ctx: Context, nsp: int, n_out: int) -> list:

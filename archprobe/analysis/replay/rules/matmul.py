@@ -1,12 +1,14 @@
 """Rules for matrix products: ``mm``, ``addmm`` (``Linear``), ``bmm``, ``baddbmm``, ``mv``, ``addmv``.
 
 The contracted dimensions must agree (a fixed ``Linear`` after ``Flatten`` bounds the input
-size), batch dimensions too, and an added bias must broadcast to the product.
+size), batch dimensions too, and an added bias must expand to the product.
 """
 
 from __future__ import annotations
 
-from archprobe.analysis.replay.dims import at, broadcast, equal, fmt
+from typing import Any
+
+from archprobe.analysis.replay.dims import at, equal, fmt, logical_and, logical_or
 from archprobe.analysis.replay.engine import Context, rule
 
 
@@ -14,6 +16,15 @@ def _inner(ctx: Context, a, b, i_a, i_b) -> None:
     """The contracted dimensions ``a[i_a]`` and ``b[i_b]`` must agree."""
     ka, kb = a[i_a], b[i_b]
     ctx.check(equal(ka, kb), lambda i: f"gets {at(ka, i)} input features, expects {at(kb, i)}")
+
+
+def _bias(ctx: Context, bias: list, out: list) -> None:
+    """The added term is expanded to the product's shape: each of its dimensions (right-aligned)
+    must be 1 or the product's (it does not broadcast the other way)."""
+    ok: Any = len(bias) <= len(out)
+    for b, o in zip(reversed(bias), reversed(out)):
+        ok = logical_and(ok, logical_or(equal(b, 1), equal(b, o)))
+    ctx.check(ok, lambda i: f"bias {fmt(bias, i)} does not fit {fmt(out, i)}")
 
 
 @rule("mm")
@@ -33,8 +44,7 @@ def addmm(ctx: Context) -> list:
     ctx.raw("alpha")
     _inner(ctx, a, b, 1, 0)
     out = [a[0], b[1]]
-    _, ok = broadcast([out, bias])
-    ctx.check(ok, lambda i: f"bias {fmt(bias, i)} does not fit {fmt(out, i)}")
+    _bias(ctx, bias, out)
     return [out]
 
 
@@ -57,8 +67,7 @@ def baddbmm(ctx: Context) -> list:
     ctx.check(equal(a[0], b[0]), lambda i: "batch sizes disagree")
     _inner(ctx, a, b, 2, 1)
     out = [a[0], a[1], b[2]]
-    _, ok = broadcast([out, bias])
-    ctx.check(ok, lambda i: f"bias {fmt(bias, i)} does not fit {fmt(out, i)}")
+    _bias(ctx, bias, out)
     return [out]
 
 
@@ -72,12 +81,14 @@ def mv(ctx: Context) -> list:
 
 @rule("addmv")
 def addmv(ctx: Context) -> list:
-    ctx.tensor("self")
+    bias = ctx.tensor("self")
     a = ctx.tensor("mat")
     v = ctx.tensor("vec")
     ctx.raw("beta")
     ctx.raw("alpha")
     _inner(ctx, a, v, 1, 0)
-    return [[a[0]]]
+    out = [a[0]]
+    _bias(ctx, bias, out)
+    return [out]
 
 

@@ -1,8 +1,8 @@
 """Rules for normalisation: batch, group and layer norm.
 
-The output has the input's shape. Batch norm in training needs more than one value per channel
-(batch x spatial size), group norm more than one per group in either mode, layer norm a
-normalised shape equal to the input's trailing dimensions.
+The output has the input's shape. Batch norm in training refuses exactly one value per channel
+(batch x spatial size; an empty input runs), group norm exactly one per group in either mode;
+layer norm needs a normalised shape equal to the input's trailing dimensions.
 
 ``F.batch_norm`` reaches the trace as ``native_batch_norm`` in both modes, on meta and on CPU
 (``F.instance_norm`` too); the ``_native_batch_norm_legit*``/``_batch_norm_with_update`` forms
@@ -34,7 +34,7 @@ def _batch_norm(ctx: Context) -> list:
     if training:
         per_channel = prod([x[0], *x[2:]]) if len(x) > 1 else x[0]
         ctx.check(
-            per_channel > 1,
+            per_channel != 1,  # F.batch_norm refuses exactly one value (an empty batch runs)
             lambda i: f"gets {at(per_channel, i)} value per channel in training"
             " (batch x spatial size must be more than 1)",
         )

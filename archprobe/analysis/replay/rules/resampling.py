@@ -1,10 +1,10 @@
 """Rules for resampling and padding: ``F.interpolate``, ``F.pad``, pixel (un)shuffle.
 
 ``F.interpolate`` gives ``floor(n * scale)`` per side with scale factors, else its output size
-(bound to a tensor where it varies); input and output must not be empty. Constant padding (which
-may be negative) must leave a size of at least 0, replication padding at least 1, and reflection
-padding must be smaller than the side it reflects. Pixel unshuffle needs sides divisible by
-its factor.
+(bound to a tensor where it varies); input and output must not be empty (as on CPU: meta's
+bilinear, bicubic and trilinear kernels run an empty output). Negative constant padding must not
+cut more than the input has; replication padding must leave at least 1, and reflection padding
+must be smaller than the side it reflects. Pixel unshuffle needs sides divisible by its factor.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from archprobe.analysis.replay.align import Unsupported
-from archprobe.analysis.replay.dims import fmt, is_array, logical_and
+from archprobe.analysis.replay.dims import fmt, is_array, logical_and, minimum
 from archprobe.analysis.replay.engine import Context, rule
 
 
@@ -62,15 +62,19 @@ rule("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsampl
 
 @rule("constant_pad_nd")
 def constant_pad(ctx: Context) -> list:
-    x = list(ctx.tensor("self"))
+    x_in = ctx.tensor("self")
+    x = list(x_in)
     pad = ctx.ints("pad")
     ctx.raw("value")
     ok: Any = True
     for j in range(len(pad) // 2):
         p = len(x) - 1 - j
-        x[p] = x[p] + pad[2 * j] + pad[2 * j + 1]
-        ok = logical_and(ok, x[p] >= 0)
-    ctx.check(ok, lambda i: f"output would be {fmt(x, i, clip=True)}")
+        left, right = pad[2 * j], pad[2 * j + 1]
+        # negative padding first cuts the input, which must keep at least nothing (so the output
+        # is at least the positive padding)
+        ok = logical_and(ok, x[p] + minimum(left, 0) + minimum(right, 0) >= 0)
+        x[p] = x[p] + left + right
+    ctx.check(ok, lambda i: f"negative padding {fmt(pad, i)} cuts more than the input {fmt(x_in, i)}")
     return [x]
 
 

@@ -2,13 +2,13 @@
 
 A factory's output is its ``size`` argument, each entry bound to a tensor dimension where it
 changes with the input size (``torch.zeros(x.shape[2:])``); ``arange``'s length follows its
-bounds.
+bounds, which must not run against its step.
 """
 
 from __future__ import annotations
 
 from archprobe.analysis.replay.align import Unsupported
-from archprobe.analysis.replay.dims import is_array, maximum
+from archprobe.analysis.replay.dims import at, is_array, logical_and, logical_or, maximum
 from archprobe.analysis.replay.engine import Context, rule
 
 
@@ -41,5 +41,9 @@ def arange(ctx: Context) -> list:
         return [list(ctx.op.out_shapes[0][0])]
     if any(isinstance(v, float) for v in (start, end, step)):
         raise Unsupported(f"{ctx.op}: floating-point ranges that change with the input size")
+    forward = logical_and(step > 0, end >= start)
+    backward = logical_and(step < 0, end <= start)
+    ctx.check(logical_or(forward, backward),
+              lambda i: f"the range from {at(start, i)} to {at(end, i)} runs against its step {at(step, i)}")
     n = (end - start + step - 1) // step if step > 0 else (start - end - step - 1) // (-step)
     return [[maximum(n, 0)]]

@@ -41,7 +41,8 @@ def _not_empty(ctx: Context, x: list, reduced: list[int]) -> None:
     ok: Any = True
     for p in reduced:
         ok = logical_and(ok, x[p] != 0)
-    ctx.check(ok, lambda i: f"reduces an empty dimension of {fmt(x, i)} (aten.{ctx.op.name} has no identity)")
+    name = ctx.op.name
+    ctx.check(ok, lambda i: f"reduces an empty dimension of {fmt(x, i)} (aten.{name} has no identity)")
 
 
 @rule("mean", "sum", "any", "all", "logsumexp", "nansum", "prod", "var", "std")

@@ -32,8 +32,8 @@ the generic rule) and :mod:`.rules` (the rules, by family).
 the same op name is refused.
 """
 
+from archprobe.analysis.replay import rules  # noqa: F401 - imported to register the rules
 from archprobe.analysis.replay.align import Unsupported
 from archprobe.analysis.replay.engine import RULES, Ambiguity, Program, ReplayResult, rule
-from archprobe.analysis.replay import rules  # noqa: E402,F401 - registers the rules
 
 __all__ = ["RULES", "Ambiguity", "Program", "ReplayResult", "Unsupported", "rule"]

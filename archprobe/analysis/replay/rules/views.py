@@ -2,7 +2,7 @@
 
 Views keep the element count (a flatten's merged entry follows the input's dims, a ``-1`` is
 inferred); ``cat``/``stack`` need their inputs to agree outside the joined dimension; slices
-clamp to the side they cut; ``select``/``narrow`` need their index inside it. Splitting or
+clamp to the side they cut; ``select``/``narrow_copy`` need their index inside it. Splitting or
 unbinding a dimension that changes with the input size is not followed.
 
 ``reshape``, ``flatten``, ``narrow``, ``swapaxes`` and ``.T`` are not here: they decompose before

@@ -14,7 +14,7 @@ Method (``method="analytic"``):
 2. Align the traces op by op and replay the arithmetic of every op (convolutions, pools with
    ``ceil_mode``, adaptive pools, reductions, views, ``cat``/``add`` agreement, the ``Linear``
    after ``Flatten``, BatchNorm's "more than 1 value per channel" in training) over all
-   candidate sizes at once (:mod:`archprobe.analysis.shape_replay`). Candidates: square sides
+   candidate sizes at once (:mod:`archprobe.analysis.replay`). Candidates: square sides
    1..max_size, heights 1..max_size at the anchor width, widths 1..max_size at the anchor height.
 3. Verify with real forward passes on the meta device at the boundaries (the minimum runs and
    one less does not, each interval's ends, the minimum height and width).
@@ -215,7 +215,7 @@ class _Solver:
 
     # the analytic method
     def analytic(self) -> MinInputResult:
-        from archprobe.analysis.shape_replay import Program, Unsupported
+        from archprobe.analysis.replay import Program, Unsupported
 
         ref, ref_size = self._reference()
         traces = [ref, *self._second(ref_size)]

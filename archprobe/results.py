@@ -61,6 +61,8 @@ class ModelCounts:
     largest_linear: tuple[int, int] | None = None  # (in_features, out_features) of the largest Linear
     flattened_map: tuple[int, int, int] | None = None  # (C, H, W) a Linear takes flattened, H x W > 1
     flattened_linear: tuple[int, int] | None = None  # (in_features, out_features) of that Linear
+    idle_modules: tuple[str, ...] = ()  # modules an eval forward does not read (aux heads)
+    idle_in_training: tuple[str, ...] | None = ()  # those a training forward does not read either
     train_macs: int | None = None
     train_flops: int | None = None
     fvcore_macs: int | None = None

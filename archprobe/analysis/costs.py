@@ -22,15 +22,24 @@ Conventions (stated in every report):
   avg pool                    kernel-area per output element (adds and the divide)
   adaptive avg pool, mean     1 per input element + 1 per output element
   sum, amax, adaptive max     1 per input element
-  softmax, log-softmax        5 per element (backward: 3)
+  softmax, log-softmax        5 per element (``_safe_softmax`` too; backward: 3)
+  comparisons (eq, lt, ...),  1 per output element
+  sin, cos, cumsum
+  max/min over a dim, norms   1 per input element (vector norm: 2, square and add)
+  interpolation               per output element: linear 4, bilinear 8, trilinear 16,
+                              bicubic 32 (2 per tap); nearest: 0 (a copy); backward: the
+                              same per grad-output element (nearest: 1, the accumulation)
   dropout (fused)             2 per element (backward: 1)
   nll loss                    1 per sample (forward and backward)
   pool backward               max: 1 per grad-output element; avg: kernel area per
                               grad-output element; adaptive avg: 1 per grad-input element
+  padding backward, col2im    1 per input element (overlapping gradients are added)
+  index_put                   0 (a copy); with accumulate, 1 per value
   ==========================  ===========================================================
 
-* Memory, layout, factory and RNG ops (views, cat, copies, empty, bernoulli...) cost 0 by
-  definition (the explicit ``FREE_OPS`` set).
+* Memory, layout, factory, indexing and RNG ops (views, cat, copies, rolls, padding,
+  nearest-neighbour upsampling, im2col, scatter, empty, bernoulli...) and integer/boolean ops
+  cost 0 by definition (the explicit ``FREE_OPS`` set).
 * Any other op is **unsupported**: it counts 0 and is reported by name, never silently.
 """
 
@@ -79,6 +88,11 @@ def _batch_norm(e: OpEvent) -> int:
     return (6 if training else 2) * _in(e)
 
 
+def _index_put(e: OpEvent) -> int:
+    """A copy, or with ``accumulate`` one add per value written."""
+    return _numel(e.named.get("values")) if e.named.get("accumulate") else 0
+
+
 def _mean(e: OpEvent) -> int:
     return _in(e) + _out(e)
 
@@ -93,8 +107,19 @@ _ELEMENTWISE = """
     pow reciprocal relu rsqrt rsub sigmoid silu sqrt square sub tanh threshold where
     elu_backward gelu_backward hardsigmoid_backward hardswish_backward hardtanh_backward
     leaky_relu_backward mish_backward sigmoid_backward silu_backward tanh_backward
-    threshold_backward
+    threshold_backward eq ne lt le gt ge sin cos cumsum
 """.split()
+
+# Interpolation: taps per output element (each a multiply and an add).
+_INTERPOLATION_TAPS = {"linear1d": 2, "bilinear2d": 4, "trilinear3d": 8, "bicubic2d": 16}
+
+
+def _interpolation(taps: int) -> Rule:
+    return _per_out(2 * taps)
+
+
+def _interpolation_backward(taps: int) -> Rule:
+    return lambda e: 2 * taps * _numel(e.named.get("grad_output"))
 
 FLOP_RULES: dict[str, Rule] = {name: _per_out(1) for name in _ELEMENTWISE}
 FLOP_RULES.update({name + "_": _per_out(1) for name in _ELEMENTWISE})
@@ -130,6 +155,19 @@ FLOP_RULES.update(
         "amax": _per_in(1),
         "amin": _per_in(1),
         "_softmax": _per_in(5),
+        "_safe_softmax": _per_in(5),
+        "max": _per_in(1),
+        "min": _per_in(1),
+        "linalg_vector_norm": _per_in(2),
+        "col2im": _per_in(1),
+        "index_put": _index_put,
+        "index_put_": _index_put,
+        "reflection_pad1d_backward": _per_in(1),
+        "reflection_pad2d_backward": _per_in(1),
+        "reflection_pad3d_backward": _per_in(1),
+        "replication_pad1d_backward": _per_in(1),
+        "replication_pad2d_backward": _per_in(1),
+        "replication_pad3d_backward": _per_in(1),
         "_log_softmax": _per_in(5),
         "_softmax_backward_data": _per_in(3),
         "_log_softmax_backward_data": _per_in(3),
@@ -145,6 +183,15 @@ FLOP_RULES.update(
         "_adaptive_avg_pool3d_backward": _per_out(1),
     }
 )
+for _kind, _taps in _INTERPOLATION_TAPS.items():
+    for _prefix in ("upsample_", "_upsample_"):
+        FLOP_RULES[f"{_prefix}{_kind}"] = _interpolation(_taps)
+        FLOP_RULES[f"{_prefix}{_kind}_backward"] = _interpolation_backward(_taps)
+    FLOP_RULES[f"_upsample_{_kind}_aa"] = _interpolation(_taps)
+    FLOP_RULES[f"_upsample_{_kind}_aa_backward"] = _interpolation_backward(_taps)
+for _n in (1, 2, 3):  # nearest-neighbour: the forward copies; the backward adds the gradients up
+    for _name in (f"upsample_nearest{_n}d", f"_upsample_nearest_exact{_n}d"):
+        FLOP_RULES[f"{_name}_backward"] = lambda e: _numel(e.named.get("grad_output"))
 
 FREE_OPS = frozenset(
     """
@@ -155,6 +202,11 @@ FREE_OPS = frozenset(
     permute rand rand_like randn randn_like repeat reshape scalar_tensor select select_backward
     slice slice_backward split split_with_sizes squeeze stack t transpose unbind unflatten
     uniform_ unsqueeze view zero_ zeros zeros_like _local_scalar_dense set_ resize_
+    as_strided_ roll flip im2col scatter unsafe_split unsafe_split_with_sizes
+    reflection_pad1d reflection_pad2d reflection_pad3d replication_pad1d replication_pad2d
+    replication_pad3d upsample_nearest1d upsample_nearest2d upsample_nearest3d
+    _upsample_nearest_exact1d _upsample_nearest_exact2d _upsample_nearest_exact3d
+    bitwise_not bitwise_and bitwise_or logical_not logical_and logical_or masked_select nonzero
     """.split()
 )
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from math import prod
@@ -163,6 +164,34 @@ def flattened_map(t: "Trace") -> tuple[tuple[int, int, int], tuple[int, int]] | 
     return None
 
 
+def idle_modules(model: "nn.Module", used_param_ids: frozenset) -> tuple[str, ...]:
+    """The outermost modules none of whose parameters a pass read (e.g. aux classifiers in eval)."""
+    idle: list[str] = []
+    for name, module in model.named_modules():
+        params = list(module.parameters())
+        if not name or not params or any(id(p) in used_param_ids for p in params):
+            continue
+        if not any(name.startswith(outer + ".") for outer in idle):
+            idle.append(name)
+    return tuple(idle)
+
+
+def _idle_in_training(probe: "Probe", idle: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Which of the modules idle in eval a training forward does not read either (aux heads do
+    run in training); ``None`` where a training forward cannot be traced. Batch 2 at least, so
+    BatchNorm's batch statistics exist."""
+    from archprobe.analysis.trace import TraceFailure, trace
+
+    if not idle:
+        return ()
+    train_probe = probe.with_setting(batch_size=max(2, probe.batch_size), mode="train")
+    try:
+        used = trace(train_probe.model, train_probe.input(), train=True, track_modules=False).used_param_ids
+    except TraceFailure:
+        return None
+    return idle_modules(probe.model, used)
+
+
 def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
     """Count the probe's model at its input shape and batch size.
 
@@ -182,6 +211,8 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
     params = sum(p.numel() for p in model.parameters())
     conv, linear, largest_linear = _layer_params(model)
     flattened = flattened_map(forward)
+    idle = idle_modules(model, forward.used_param_ids)
+    idle_in_training = _idle_in_training(probe, idle)
     unsupported = totals.unsupported + (train_totals.unsupported if train_totals else ())
     return ModelCounts(
         model=probe.name,
@@ -198,6 +229,8 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
         largest_linear=largest_linear,
         flattened_map=flattened[0] if flattened else None,
         flattened_linear=flattened[1] if flattened else None,
+        idle_modules=idle,
+        idle_in_training=idle_in_training,
         train_macs=train_totals.macs if train_totals else None,
         train_flops=train_totals.flops if train_totals else None,
         fvcore_macs=fvcore_macs(probe) if counter == "fvcore" else None,
@@ -223,13 +256,16 @@ def fvcore_macs(probe: "Probe") -> int:
     adaptive pooling and upsampling, so it runs a little above archprobe's ``macs``.
     """
     import torch
-    from fvcore.nn import FlopCountAnalysis
 
-    model = probe.spec.build("cpu")
-    analysis = FlopCountAnalysis(model, torch.randn(probe.shape))
-    analysis.unsupported_ops_warnings(False)
-    analysis.uncalled_modules_warnings(False)
-    try:
-        return int(analysis.total())
-    except Exception as exc:  # noqa: BLE001 - fvcore's tracer fails on some models
-        raise ArchprobeError(f"fvcore could not count {probe.name}: {type(exc).__name__}: {exc}") from exc
+    with warnings.catch_warnings():  # fvcore uses torch.jit, which now warns that it is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
+
+        model = probe.spec.build("cpu")
+        analysis = FlopCountAnalysis(model, torch.randn(probe.shape))
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        try:
+            return int(analysis.total())
+        except Exception as exc:  # noqa: BLE001 - fvcore's tracer fails on some models
+            raise ArchprobeError(f"fvcore could not count {probe.name}: {type(exc).__name__}: {exc}") from exc

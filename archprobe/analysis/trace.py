@@ -89,6 +89,7 @@ class Trace:
     calls: list[ModuleCall]
     input: TensorRef
     params_used: int  # parameters read by some op in the forward phase
+    used_param_ids: frozenset = frozenset()  # ids of those parameter tensors
     output: Any = None
 
 
@@ -189,7 +190,6 @@ def _conv_fast(func, args, kwargs):
 _FAST_META: dict[Any, Callable] = {
     torch.ops.aten.convolution.default: _conv_fast,
     torch.ops.aten.native_batch_norm.default: _batch_norm_fast,
-    torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_fast,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_fast,
     torch.ops.aten.cat.default: _cat_fast,
 }
@@ -393,6 +393,7 @@ def trace(
         calls=calls,
         input=recorder.refs.get(id(x), TensorRef(id(x), tuple(x.shape), x.dtype)),
         params_used=sum(p.numel() for p in model.parameters() if id(p) in recorder.params_seen),
+        used_param_ids=frozenset(recorder.params_seen),
         output=output,
     )
 

@@ -54,12 +54,12 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, tra
     from archprobe import api
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
-    from archprobe.report.notes import parameter_note
+    from archprobe.report.notes import idle_notes, parameter_note
     from archprobe.report.writers import emit
 
     specs = resolve_specs(models, input_size, in_channels, num_classes)
     results = [api.count(s, batch_size=batch_size, train=train, counter=counter) for s in specs]
-    notes = _notes(results, fmt)
+    notes = _notes(results, fmt) + idle_notes(results)
     note = parameter_note(results)
     if note:
         notes.append(note)

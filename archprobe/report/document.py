@@ -12,14 +12,14 @@ from typing import Sequence
 
 from archprobe.errors import UsageError
 from archprobe.report.frames import machine_frame, records, render
-from archprobe.report.notes import parameter_note
+from archprobe.report.notes import idle_notes, parameter_note
 from archprobe.report.writers import write_atomic
 from archprobe.results import Report
 
 
 def count_notes(report: Report) -> list[str]:
     """The notes under the parameters table: where the parameters live, unsupported ops."""
-    notes = []
+    notes = idle_notes(report.counts)
     note = parameter_note(report.counts)
     if note:
         notes.append(note)
@@ -38,10 +38,12 @@ CONVENTIONS_MD = """\
 - **FLOPs**: 2 per MAC plus normalisation, pooling, activation and elementwise work (one table
   of formulas in `archprobe/analysis/costs.py`); bias adds count one FLOP per output element.
 - **Minimum input**: the exact set of square sides for which an eval-mode forward runs, solved
-  from the layer arithmetic and verified by forward passes on the meta device; *min HxW* is
-  solved per dimension.
+  from the layer arithmetic and verified by forward passes on the meta device; *min HxW* is the
+  smallest input that runs, *min H, min W* the per-dimension minima at the anchor size.
 - **Throughput** (when measured): median of per-iteration times after warm-up; examples/sec =
-  batch / median; setup recorded with every row.
+  batch / median; *Util.* = matmul-class FLOP/s over the device's measured matmul/convolution
+  ceiling; setup and warnings recorded with every row.
+- **Units**: one unit per column with at least three significant digits; bytes in KiB/MiB/GiB.
 """
 
 

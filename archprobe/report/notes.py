@@ -21,14 +21,41 @@ def unsupported_warnings(results: Sequence) -> list[str]:
             for r in results if r.unsupported_ops]
 
 
+def idle_notes(results: Sequence[ModelCounts]) -> list[str]:
+    """Which parameters an eval forward leaves unread, and why (aux heads run only in training)."""
+    notes = []
+    for r in results:
+        if not r.idle_modules:
+            continue
+        idle = r.params - r.params_forward
+        text = (f"{r.model}: {_count(idle)} of its {_count(r.params)} parameters ({', '.join(r.idle_modules)})"
+                " are not read by an eval-mode forward, so Params (fwd) leaves them out")
+        if r.idle_in_training is None:
+            text += "; whether training reads them could not be traced"
+        elif not r.idle_in_training:
+            text += "; they run only in training (auxiliary classifiers)"
+        elif set(r.idle_in_training) == set(r.idle_modules):
+            text += "; training does not read them either: they are built but never used"
+        else:
+            text += f"; training reads all but {', '.join(r.idle_in_training)}"
+        notes.append(text)
+    return notes
+
+
 def _count(n: int) -> str:
     from archprobe.report.frames import format_value
 
     return format_value(n, "count")
 
 
+def _share(fraction: float) -> str:
+    """A percentage that never rounds a part up to the whole (99.8% is not 100%)."""
+    text = f"{100 * fraction:.0f}%"
+    return f"{100 * fraction:.1f}%" if text in ("0%", "100%") and 0 < fraction < 1 else text
+
+
 def _where_parameters_live(r: ModelCounts) -> str:
-    share = f"{100 * r.linear_share:.0f}%"
+    share = _share(r.linear_share)
     if not r.linear_params:
         return f"{r.model} ({_count(r.params)}) has no linear layer"
     text = f"{r.model} keeps {_count(r.linear_params)} of its {_count(r.params)} parameters ({share}) in linear layers"

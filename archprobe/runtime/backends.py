@@ -68,7 +68,7 @@ def _maxrss_bytes() -> int | None:
         return None
 
 
-class _HostAllocator:
+class HostAllocator:
     """glibc malloc, held in one state for every row.
 
     By default glibc raises its mmap and trim thresholds whenever a large block is freed, so a
@@ -129,7 +129,7 @@ class CpuBackend:
         self._rss0: int | None = None
         self._hwm_reset = False
         self._maxrss0: int | None = None
-        self._allocator = _HostAllocator()
+        self._allocator = HostAllocator()
 
     @contextlib.contextmanager
     def settings(self, *, threads: int | None = None, cudnn_benchmark: bool = True) -> Iterator[dict]:

@@ -68,8 +68,8 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
             flags = ", ".join("--" + ("device" if p == "devices" else "batch-size" if p == "batch_sizes"
                                       else p.replace("_", "-")) for p in given)
             raise click.UsageError(f"{flags} only apply with --throughput")
+    check_directory(out_dir, force=force)  # fail before the long work (and any model code), not after it
     specs = resolve_specs(models or ("*",), input_size, in_channels, num_classes)
-    check_directory(out_dir, force=force)  # fail before the long work, not after it
     with staged_directory(out_dir, replace=force) as stage:
         measured: list = []
         measure = (_throughput_measure(stage.path / ROWS_FILE, measured, devices, flatten_lists(batch_sizes),
@@ -93,8 +93,8 @@ def _keep_rows(interrupted, stage, measured: list, out_dir: str):
         return interrupted.with_message(f"{interrupted}; {unchanged}")
     kept = stage.target.with_name(f"{stage.target.name}-throughput-interrupted.csv")
     os.replace(rows, kept)
-    return interrupted.with_message(f"{interrupted} after {len(measured)} throughput rows; they are in {kept}; "
-                                    f"{unchanged}")
+    rows_text = f"{len(measured)} throughput row{'s' if len(measured) != 1 else ''}"
+    return interrupted.with_message(f"{interrupted} after {rows_text}; they are in {kept}; {unchanged}")
 
 
 def _throughput_measure(rows_path, measured: list, devices, batch_sizes, mode, min_time):

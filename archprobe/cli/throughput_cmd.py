@@ -129,7 +129,7 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
         all_notes.append(f"{interrupted}: {len(results)} of {total} rows measured")
     if sink is None:
         write_output(target, render(results, fmt, all_notes))
-    elif target.is_file:
+    elif target.is_file and not interrupted:
         click.echo(f"{sink.rows} rows appended to {output}", err=True)
     if interrupted:
         where = f"; they are in {output}" if output and output != "-" else ""

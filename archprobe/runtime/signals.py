@@ -52,13 +52,31 @@ def handling_signals() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block; one that arrived meanwhile is delivered (and
-    raises) as the block ends. For short, local work only: a write, a rename, an fsync."""
-    if not hasattr(signal, "pthread_sigmask") or not _main_thread():
-        yield
+    """Hold SIGINT and SIGTERM back for the block; one that arrived meanwhile is handled (and
+    raises) as the block ends. For short, local work only: a write, a rename, an fsync.
+
+    The Python-level handlers are swapped for one that only takes note: masking the signals
+    would not do, as the kernel hands a process-directed signal to any thread not masking it
+    (torch starts several), and Python then runs its handler in the main thread all the same.
+    """
+    if not _main_thread() or any(signal.getsignal(signum) is None for signum in SIGNALS):
+        yield  # signals are handled elsewhere (another thread, or a handler set from C)
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    pending: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: pending.append(signum))
+                for signum in SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            _deliver(pending[0], previous[pending[0]])
+
+
+def _deliver(signum: int, handler) -> None:
+    """Handle ``signum`` as ``handler`` (what was installed before the deferral) would have."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)

@@ -108,6 +108,12 @@ MODELS = textwrap.dedent(
     def ctrl_c_while_building():
         ctrl_c()
 
+    def drops_a_file():
+        # someone saves a file into the report directory while this report is being built
+        with open(os.path.join(os.environ["ARCHPROBE_SECOND_OUT"], "notes.txt"), "w") as fh:
+            fh.write("mine\\n")
+        return Tiny()
+
     SECOND_WRITER = []
 
     def second_writer():
@@ -493,6 +499,17 @@ def test_a_second_writer_meanwhile_is_replaced_whole_with_force(capsys, tmp_path
     assert document["models"] == [spec("second_writer")]
     counts = list(csv.DictReader((out_dir / "counts.csv").open(newline="")))
     assert [r["model"] for r in counts] == [spec("second_writer")]  # no file of the other run mixed in
+    assert leftovers(tmp_path) == []
+
+
+def test_a_file_saved_into_the_report_meanwhile_is_not_swept_away(capsys, tmp_path, spec, monkeypatch):
+    out_dir = tmp_path / "report"
+    old = _old_report(out_dir)
+    monkeypatch.setenv("ARCHPROBE_SECOND_OUT", str(out_dir))
+    code, _, err = invoke(capsys, "report", spec("drops_a_file"), "--input-size", "8", "-o", out_dir, "--force")
+    assert code == ExitCode.USAGE
+    assert "not part of a report (notes.txt)" in one_error_line(err)
+    assert _contents(out_dir) == {**old, "notes.txt": b"mine\n"}
     assert leftovers(tmp_path) == []
 
 

@@ -58,7 +58,7 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
     """
     from archprobe import api
     from archprobe.cli.options import resolve_specs
-    from archprobe.report.document import check_directory, write_report_files
+    from archprobe.report.document import check_directory, commit_report, write_report_files
     from archprobe.report.writers import staged_directory
 
     if not throughput:
@@ -78,16 +78,19 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
             with _progress(len(specs)) as advance:
                 report = api.report(specs, measure=measure, on_progress=advance)
             written = write_report_files(report, stage.path)
-            stage.commit()
+            commit_report(stage, out_dir, force=force)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the old report stays; rows are kept
-            raise _keep_rows(as_interrupted(exc), stage, measured, out_dir) from None
+            raise _interrupted(as_interrupted(exc), stage, measured, out_dir) from None
     click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
 
 
-def _keep_rows(interrupted, stage, measured: list, out_dir: str):
-    """Move the throughput rows measured so far beside the report (the stage is about to go)
-    and say where; the report directory itself is left as it was."""
-    unchanged = f"{out_dir} is unchanged"
+def _interrupted(interrupted, stage, measured: list, out_dir: str):
+    """The interrupt, with where things stand: the rows measured so far moved beside the report
+    (the stage is about to go), the report directory as it was (or, when the signal came as the
+    new report was swapped in, complete)."""
+    if stage.committed:
+        return interrupted.with_message(f"{interrupted}; the report in {out_dir} is complete")
+    unchanged = f"{out_dir} is unchanged" if stage.target.exists() else f"nothing was written to {out_dir}"
     rows = stage.path / ROWS_FILE
     if not measured or not rows.exists():
         return interrupted.with_message(f"{interrupted}; {unchanged}")

@@ -17,7 +17,7 @@ from typing import Sequence
 from archprobe.errors import UsageError
 from archprobe.report.frames import machine_frame, records, render
 from archprobe.report.notes import parameter_note
-from archprobe.report.writers import check_directory_writable, staged_directory, write_atomic
+from archprobe.report.writers import Stage, check_directory_writable, staged_directory, write_atomic
 from archprobe.results import Report
 
 
@@ -136,8 +136,16 @@ def write_report(report: Report, out_dir: str | Path, *, force: bool = False) ->
     check_directory(out_dir, force=force)
     with staged_directory(out_dir, replace=force) as stage:
         names = [path.name for path in write_report_files(report, stage.path)]
-        stage.commit()
+        commit_report(stage, out_dir, force=force)
     return [stage.target / name for name in names]
+
+
+def commit_report(stage: Stage, out_dir: str | Path, *, force: bool) -> None:
+    """Swap a staged report in at ``out_dir``. What it replaces is checked again first: the run
+    may have taken hours, and files someone put there meanwhile must not go with the old report."""
+    if force:
+        check_directory(out_dir, force=True)
+    stage.commit()
 
 
 def write_report_files(report: Report, directory: Path) -> list[Path]:

@@ -232,6 +232,7 @@ class Stage:
     def __init__(self, target: Path, *, replace: bool):
         self.target = target
         self.replace = replace
+        self.committed = False
         target.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
         try:
@@ -258,6 +259,7 @@ class Stage:
                     raise UsageError(f"{self.target} was written by another run meanwhile; "
                                      "use --force to overwrite it") from None
                 self._swap()
+            self.committed = True
             fsync_directory(self.target.parent)
 
     def _swap(self) -> None:

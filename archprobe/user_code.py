@@ -29,6 +29,9 @@ _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 def running_user_code(what: str) -> Iterator[None]:
     """Run the block as model code: its stdout goes to stderr, and its exits become errors.
 
+    ``sys.stdout`` and ``sys.stderr`` are what they were before once the block ends, whatever
+    the code assigned to them.
+
     Args:
         what: what is being run, for the error message (``"building net.py:build"``).
 
@@ -38,8 +41,8 @@ def running_user_code(what: str) -> Iterator[None]:
             (an :class:`~archprobe.errors.Interrupted`, or any ``KeyboardInterrupt`` when the
             command line's signal handlers are not installed) passes through unchanged.
     """
-    target = sys.stderr if sys.stderr is not None else io.StringIO()
-    with contextlib.redirect_stdout(target):
+    stderr = sys.stderr
+    with contextlib.redirect_stdout(stderr if stderr is not None else io.StringIO()):
         try:
             yield
         except SystemExit as exc:
@@ -49,6 +52,8 @@ def running_user_code(what: str) -> Iterator[None]:
             if isinstance(exc, Interrupted) or not signals_handled():
                 raise
             raise ModelCodeError(f"{what}: the model's code raised KeyboardInterrupt{_where(exc)}") from exc
+        finally:
+            sys.stderr = stderr  # stdout is put back by redirect_stdout, whatever the code set
 
 
 def _where(exc: BaseException) -> str:

@@ -157,6 +157,9 @@ def files(tmp_path_factory) -> Path:
     (root / "models.py").write_text(MODELS)
     (root / "printing.py").write_text(PRINTING)
     (root / "exits_at_import.py").write_text("import sys\nsys.exit(0)\n")
+    (root / "silencer.py").write_text(
+        "import io, sys\nfrom torch import nn\nsys.stdout = sys.stderr = io.StringIO()\n"
+        "def build():\n    return nn.Conv2d(3, 4, 3)\n")
     return root
 
 
@@ -312,6 +315,12 @@ def test_printing_model_code_goes_to_stderr(capsys, spec):
     assert code == 0, err
     assert json.loads(out)[0]["params"] > 0  # stdout is the JSON alone
     assert {"noise: import", "noise: factory", "noise: forward"} <= set(err.splitlines())
+
+
+def test_model_code_cannot_take_the_streams_away(capsys, spec):
+    code, out, err = invoke(capsys, "params", spec("build", "silencer.py"), "--input-size", "8", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["params"] == 4 * 3 * 9 + 4
 
 
 def test_printing_model_code_keeps_throughput_csv_clean(capsys, spec):

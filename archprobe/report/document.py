@@ -107,9 +107,8 @@ PLOTS = ("params_vs_macs.png", "throughput.png")
 REPORT_FILES = frozenset({"report.md", "report.json", *PLOTS, *(f"{name}.csv" for name in TABLES)})
 
 
-def check_directory(out_dir: str | Path, *, force: bool = False) -> Path:
-    """Check before any work that a report can go to ``out_dir``; returns where it will go
-    (a symlink followed).
+def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
+    """Check before any work that a report can go to ``out_dir`` (a symlink's target).
 
     An existing, non-empty directory is replaced only with ``force``, and only when it holds
     nothing but the files of a report (never someone's other files); the directory it is
@@ -127,7 +126,6 @@ def check_directory(out_dir: str | Path, *, force: bool = False) -> Path:
         raise UsageError(f"{out_dir} holds files that are not part of a report ({shown}); "
                          "remove them or write the report to another directory")
     check_directory_writable(out.parent, param=None)
-    return out
 
 
 def write_report(report: Report, out_dir: str | Path, *, force: bool = False) -> list[Path]:

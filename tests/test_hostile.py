@@ -564,6 +564,7 @@ def test_the_csv_sink_never_glues_onto_a_broken_file(capsys, tmp_path, spec, con
         ["throughput", "--warmup-time", "nan"],
         ["throughput", "--min-iters", "0"],
         ["throughput", "--warmup", "1000000000"],
+        ["throughput", "--threads", "100000"],
         ["throughput", "-b", ","],
         ["throughput", "-b", ""],
         ["throughput", "-b", "0"],

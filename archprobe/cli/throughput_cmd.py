@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import click
 
@@ -35,7 +36,8 @@ MODE_CHOICES = ("eval", "inference", "train", "both")
 @click.option("--channels-last", is_flag=True, help="Model and input in channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the model; compile time is reported apart from the throughput.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: the number of physical cores).")
+@click.option("--threads", type=click.IntRange(1, os.cpu_count() or 1),
+              help="CPU threads, at most the logical CPUs (default: the number of physical cores).")
 @warmup_iters_option
 @click.option("--warmup-time", type=Seconds(), default=1.0, show_default=True,
               help="... and at least this many seconds.")

@@ -22,6 +22,7 @@ from archprobe.api import throughput as throughput
 from archprobe.api import to_frame as to_frame
 from archprobe.errors import ArchprobeError as ArchprobeError
 from archprobe.errors import InputSizeError as InputSizeError
+from archprobe.errors import ModelCodeError as ModelCodeError
 from archprobe.errors import SpecError as SpecError
 from archprobe.errors import UsageError as UsageError
 from archprobe.probe import Mode as Mode
@@ -34,6 +35,7 @@ from archprobe.results import ThroughputResult as ThroughputResult
 __all__ = [
     "ArchprobeError",
     "InputSizeError",
+    "ModelCodeError",
     "LayerTable",
     "MinInputResult",
     "Mode",

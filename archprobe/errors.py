@@ -6,6 +6,7 @@ is shown only with ``--debug``.
 
 from __future__ import annotations
 
+import signal
 from enum import IntEnum
 
 
@@ -14,6 +15,7 @@ class ExitCode(IntEnum):
     FAILURE = 1
     USAGE = 2  # bad input: unknown model, bad size, bad option value
     INTERRUPTED = 130  # Ctrl-C, after writing what was measured
+    TERMINATED = 143  # SIGTERM, handled like Ctrl-C
 
 
 class ArchprobeError(Exception):
@@ -53,3 +55,45 @@ class SpecError(UsageError):
 
 class InputSizeError(UsageError):
     """An input size the model cannot take."""
+
+
+class ModelCodeError(ArchprobeError):
+    """The model's own code failed: importing its file or module, its factory, or its forward
+    raised (or called ``sys.exit``). A bug to fix in that code, not in how archprobe was called."""
+
+
+def first_line(error: BaseException) -> str:
+    """``Type: first line of the message`` (the type alone for an empty message): one line,
+    whatever the exception holds."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0].strip()}" if lines else type(error).__name__
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM arrived while archprobe was working.
+
+    Raised by the command line's signal handlers (:mod:`archprobe.runtime.signals`). A
+    ``KeyboardInterrupt``, so every ``except KeyboardInterrupt`` that keeps the rows measured so
+    far handles SIGTERM the same way. ``exit_code`` is 128 + the signal number (130, 143);
+    ``message`` is the one line to show, set by whoever saved the work.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT, message: str | None = None):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.message = message or ("interrupted" if self.signum == signal.SIGINT else "terminated")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def with_message(self, message: str) -> "Interrupted":
+        return Interrupted(self.signum, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    """``exc`` as an :class:`Interrupted` (a plain ``KeyboardInterrupt`` is Ctrl-C)."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
+from math import prod
 from typing import TYPE_CHECKING
 
-from archprobe.errors import SpecError, UsageError
+from archprobe.errors import ModelCodeError, SpecError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -70,6 +71,10 @@ class Probe:
             raise UsageError(f"must be a positive integer, not {batch_size!r}", param="batch_size")
         model = spec.build(device)
         spec = _settle_channels(spec, model, str(device))
+        if batch_size * prod(spec.input_shape) >= 2**63:  # torch's sizes are int64
+            shape = "x".join(map(str, (batch_size, *spec.input_shape)))
+            raise UsageError(f"an input of {shape} has more elements than a tensor can hold; "
+                             "use a smaller batch or input size")
         return cls(spec=spec, model=model, batch_size=batch_size, mode=Mode.of(mode), device=str(device))
 
     @property
@@ -137,6 +142,8 @@ def input_channels(model: "nn.Module", device: str = "meta") -> tuple[int, str]:
     """
     import torch
 
+    from archprobe.user_code import running_user_code
+
     names = {id(m): n for n, m in model.named_modules()}
 
     def channels_of(module) -> int | None:
@@ -162,11 +169,13 @@ def input_channels(model: "nn.Module", device: str = "meta") -> tuple[int, str]:
     first = (guess, describe(leaves[0]))
     was_training = model.training
     try:
-        with torch.no_grad():
+        with torch.no_grad(), running_user_code(f"forward of {type(model).__name__}"):
             model.eval()
             model(torch.empty((1, guess, 224, 224), device=device))
     except _Found as found:
         first = (found.channels, found.layer)
+    except ModelCodeError:
+        raise
     except Exception:  # noqa: BLE001 - the registration order answers instead
         pass
     finally:

@@ -121,21 +121,21 @@ def test_user_module_in_channels_and_classes(capsys, user_files, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "spec,message",
+    "spec,message,exit_code",
     [
-        ("missing.py:build", "no such file"),
-        ("syntax.py:build", "syntax error"),
-        ("good.py:bulid", "has no attribute 'bulid'; did you mean build?"),
-        ("good.py:broken", "ValueError: no weights here"),
-        ("good.py:not_a_module", "not an nn.Module"),
-        ("good.py:CONSTANT", "is not callable"),
-        ("no_such_package_xyz:build", "cannot import module"),
+        ("missing.py:build", "no such file", ExitCode.USAGE),
+        ("syntax.py:build", "syntax error", ExitCode.USAGE),
+        ("good.py:bulid", "has no attribute 'bulid'; did you mean build?", ExitCode.USAGE),
+        ("good.py:broken", "ValueError: no weights here", ExitCode.FAILURE),  # the factory's own bug
+        ("good.py:not_a_module", "not an nn.Module", ExitCode.USAGE),
+        ("good.py:CONSTANT", "is not callable", ExitCode.USAGE),
+        ("no_such_package_xyz:build", "cannot import module", ExitCode.USAGE),
     ],
 )
-def test_bad_user_specs(capsys, user_files, monkeypatch, spec, message):
+def test_bad_user_specs(capsys, user_files, monkeypatch, spec, message, exit_code):
     monkeypatch.chdir(user_files)
     code, _, err = invoke(capsys, "params", spec)
-    assert code == ExitCode.USAGE, err
+    assert code == exit_code, err
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 

@@ -451,8 +451,16 @@ def test_csv_sink_appends_with_one_header_and_refuses_other_columns(tmp_path):
 
 TINY_FILE = textwrap.dedent(
     """
+    import os
+    import signal
+    import time
+
     import torch
     from torch import nn
+
+    def ctrl_c():  # a real SIGINT: a KeyboardInterrupt raised by model code is the model's error
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
 
     class Net(nn.Module):
         def __init__(self, fail_at=None, error=None):
@@ -470,7 +478,7 @@ TINY_FILE = textwrap.dedent(
         return Net()
 
     def interrupts_at_4():
-        return Net(4, KeyboardInterrupt)
+        return Net(4, ctrl_c)
 
     def ooms_at_4():
         return Net(4, lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING
 
-from archprobe.errors import ArchprobeError, InputSizeError
+from archprobe.errors import ArchprobeError, InputSizeError, ModelCodeError, first_line
 from archprobe.results import ModelCounts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,8 +38,13 @@ class CostTotals:
 
 
 def traced(probe: "Probe", *, train: bool = False, backward: bool = False, track_modules: bool = True) -> "Trace":
-    """Trace the probe's model at its input shape; a size the model cannot take becomes a
-    one-line ``InputSizeError`` naming the layer and, where known, the valid sizes."""
+    """Trace the probe's model at its input shape.
+
+    A failing pass is classified by cause: where other input sizes run (the min-input solver
+    finds them), a one-line ``InputSizeError`` naming the layer and the valid sizes; otherwise
+    the model's own failure, a one-line ``ModelCodeError`` naming the exception type, the layer
+    and the first line of its message.
+    """
     from archprobe.analysis.trace import TraceFailure, trace
 
     try:
@@ -48,17 +53,8 @@ def traced(probe: "Probe", *, train: bool = False, backward: bool = False, track
         if not track_modules:  # trace again with module hooks to name the failing layer
             return traced(probe, train=train, backward=backward, track_modules=True)
         _explain_failure(probe.with_setting(mode=train))
-        error_type = InputSizeError if _is_size_error(failure) else ArchprobeError
         shape = "x".join(map(str, probe.shape))
-        raise error_type(f"{probe.name} failed on input {shape}: {failure}") from failure
-
-
-_SIZE_ERRORS = ("too small", "cannot be multiplied", "must match", "Expected more than 1 value",
-                "Kernel size can't be greater", "shape '[", "Padding size should be less")
-
-
-def _is_size_error(failure) -> bool:
-    return any(text in str(failure) for text in _SIZE_ERRORS)
+        raise ModelCodeError(f"{probe.name} failed on input {shape}: {failure}") from failure
 
 
 def _explain_failure(probe: "Probe") -> None:
@@ -67,7 +63,7 @@ def _explain_failure(probe: "Probe") -> None:
 
     try:
         check_input_size(probe)
-    except InputSizeError:
+    except (InputSizeError, ModelCodeError):
         raise
     except Exception:  # noqa: BLE001 - the solver could not decide; keep the original error
         return
@@ -257,6 +253,8 @@ def fvcore_macs(probe: "Probe") -> int:
     """
     import torch
 
+    from archprobe.user_code import running_user_code
+
     with warnings.catch_warnings():  # fvcore uses torch.jit, which now warns that it is deprecated
         warnings.simplefilter("ignore", FutureWarning)
         from fvcore.nn import FlopCountAnalysis
@@ -266,6 +264,9 @@ def fvcore_macs(probe: "Probe") -> int:
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         try:
-            return int(analysis.total())
+            with running_user_code(f"forward of {probe.name}"):
+                return int(analysis.total())
+        except ModelCodeError:
+            raise
         except Exception as exc:  # noqa: BLE001 - fvcore's tracer fails on some models
-            raise ArchprobeError(f"fvcore could not count {probe.name}: {type(exc).__name__}: {exc}") from exc
+            raise ArchprobeError(f"fvcore could not count {probe.name}: {first_line(exc)}") from exc

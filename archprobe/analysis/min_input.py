@@ -85,7 +85,7 @@ def solve_min_input(
 
     ``progress(done, total)`` is called during a fallback scan.
     """
-    result, _ = _solve(probe, max_size, explain, progress, query=None)
+    result, _, _ = _solve(probe, max_size, explain, progress, query=None)
     return result
 
 
@@ -112,13 +112,14 @@ def check_input_size(probe: "Probe") -> None:
 
     The message names the layer where the size runs out and the valid sizes, e.g.
     ``alexnet cannot take 3x32x32: features.12 (MaxPool2d) output would be 0x0; valid square
-    sides: 63–4096+ (min HxW 63x63)``. Returns ``None`` when the size is valid (a failure
-    is then not the input size's fault).
+    sides: 63–4096+ (min HxW 63x63)``. Returns ``None`` when the size is valid, and when no
+    size the solver tries runs either: a failure is then not the input size's fault (a different
+    size would not fix it) but the model's.
     """
     channels, height, width = probe.input_shape
-    result, answer = _solve(probe, DEFAULT_MAX_SIZE, False, None, query=(height, width), allow_scan=False)
+    result, answer, solver = _solve(probe, DEFAULT_MAX_SIZE, False, None, query=(height, width), allow_scan=False)
     ok, layer, reason = answer
-    if ok:
+    if ok or (result is None and solver.reference_size is None):
         return None
     sep = " " if result is not None and result.method == "analytic" else ": "  # raw errors after a colon
     where = f"{layer}{sep}{reason}" if layer and reason else (layer or reason or "the forward pass fails")
@@ -132,7 +133,8 @@ def check_input_size(probe: "Probe") -> None:
 
 def ensure_input_size(probe: "Probe") -> None:
     """Cheap when the probe's input size runs (one pass on meta); otherwise raise the
-    :func:`check_input_size` error naming the layer and the valid sizes."""
+    :func:`check_input_size` error naming the layer and the valid sizes where other sizes run
+    (a model that runs at no size is left to fail where it is run)."""
     from archprobe.analysis.trace import forward_runs
 
     if not forward_runs(probe.model, probe.shape, train=probe.train):
@@ -155,11 +157,11 @@ def _solve(probe: "Probe", max_size, explain, progress, query, allow_scan=True):
     except _Fallback as why:
         if not allow_scan:
             solver.query_answer = solver.query_by_pass()
-            return None, solver.query_answer
+            return None, solver.query_answer, solver
         result = solver.scan(str(why), progress)
     if explain:
         result = solver.explain(result)
-    return result, solver.query_answer
+    return result, solver.query_answer, solver
 
 
 class _Solver:
@@ -175,6 +177,7 @@ class _Solver:
         self.query_answer: tuple[bool, str | None, str | None] = (True, None, None)
         self.notes: list[str] = list(probe.notes)
         self.pair: tuple | None = None  # (min H, min W, runs) where H and W couple
+        self.reference_size: tuple[int, int] | None = None  # a size found to run, if any
 
     # forward passes
     def shape(self, h: int, w: int) -> tuple[int, int, int, int]:
@@ -344,6 +347,7 @@ class _Solver:
                     self.notes.append(
                         f"the default size {h0}x{w0} does not run; analysed from {size[0]}x{size[1]}"
                     )
+                self.reference_size = size
                 return t, size
         shown = ", ".join(f"{h}x{w}" for h, w in tried[:8]) + (", ..." if len(tried) > 8 else "")
         raise _Fallback(f"no reference size runs (tried {len(tried)} sizes: {shown})")

@@ -26,6 +26,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from archprobe.analysis.geometry import Window, named_args, window
+from archprobe.errors import ModelCodeError
+from archprobe.user_code import running_user_code
 
 FORWARD, LOSS, BACKWARD = "forward", "loss", "backward"
 
@@ -299,13 +301,22 @@ def model_mode(model: nn.Module, train: bool):
 
 
 def forward_runs(model: nn.Module, shape: Sequence[int], *, train: bool = False) -> bool:
-    """Does one forward pass at ``shape`` run (meta device, fast paths, no recording)?"""
+    """Does one forward pass at ``shape`` run (meta device, fast paths, no recording)?
+
+    Raises ``ModelCodeError`` where the model's code calls ``sys.exit``: that ends the analysis
+    rather than meaning "this size does not run"."""
     try:
-        with model_mode(model, train), torch.no_grad(), FastMeta():
+        with model_mode(model, train), torch.no_grad(), FastMeta(), running_user_code(_forward_of(model)):
             model(make_input(shape))
         return True
+    except ModelCodeError:
+        raise
     except Exception:  # noqa: BLE001 - any failure means this input does not run
         return False
+
+
+def _forward_of(model: nn.Module) -> str:
+    return f"forward of {type(model).__name__}"
 
 
 def _shapes(value) -> list[tuple[int, ...]]:
@@ -329,7 +340,8 @@ def trace(
 
     ``train`` selects training mode (BatchNorm uses batch statistics, aux heads run);
     ``backward`` also records a cross-entropy loss on synthetic labels and its backward.
-    Raises ``TraceFailure`` naming the innermost layer if the pass fails.
+    Raises ``TraceFailure`` naming the innermost layer if the pass fails (``ModelCodeError``
+    where the model's code calls ``sys.exit``).
     """
     stack: list[int] = []
     calls: list[ModuleCall] = []
@@ -370,7 +382,7 @@ def trace(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the trace keeps every tensor alive; collections only add pauses
     try:
-        with model_mode(model, train), grad, recorder:
+        with model_mode(model, train), grad, recorder, running_user_code(_forward_of(model)):
             try:
                 output = model(x)
             except Exception as exc:

@@ -27,19 +27,21 @@ Methodology (design.md, "Throughput methodology"):
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from archprobe.bench.ceiling import measure_ceiling
-from archprobe.errors import UsageError
+from archprobe.errors import ModelCodeError, UsageError
 from archprobe.probe import Mode, Probe
 from archprobe.results import Ceiling, Environment, ThroughputResult
 from archprobe.runtime.backends import is_oom, make_backend
 from archprobe.runtime.load import load_between, sample
 from archprobe.runtime.precision import autocast, check_dtype, grad_scaler
 from archprobe.runtime.step import ClassificationLoss, TrainStep, seeded, synthetic_targets
-from archprobe.runtime.timing import Clock, run_timed, summarize
+from archprobe.runtime.timing import MAX_ITERS, Clock, run_timed, summarize
+from archprobe.user_code import running_user_code
 
 if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
@@ -66,7 +68,7 @@ class ThroughputConfig:
     warmup_time: float = 1.0  # ... and at least this many seconds
     min_iters: int = 10  # timed phase: at least this many iterations ...
     min_time: float = 2.0  # ... and at least this many seconds
-    max_iters: int = 100_000  # bounds the number of CUDA events of a very fast model
+    max_iters: int = MAX_ITERS  # bounds each phase (and the CUDA events of a very fast model)
     cudnn_benchmark: bool = True
     utilisation: bool = True  # count FLOPs and measure the matmul ceiling
 
@@ -78,10 +80,11 @@ class ThroughputConfig:
         if self.threads is not None and self.threads <= 0:
             raise UsageError(f"must be positive, not {self.threads}", param="threads")
         for name in ("warmup", "warmup_time", "min_time"):
-            if getattr(self, name) < 0:
-                raise UsageError("must not be negative", param=name)
-        if self.min_iters < 1 or self.max_iters < self.min_iters:
-            raise UsageError("must be at least 1 and at most the iteration cap", param="min_iters")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:  # NaN passes every comparison
+                raise UsageError(f"must be a finite number, not negative: {value!r}", param=name)
+        if not 1 <= self.min_iters <= self.max_iters:
+            raise UsageError(f"must be between 1 and {self.max_iters}, not {self.min_iters}", param="min_iters")
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +247,10 @@ class ThroughputRunner:
             backend.memory_begin()
             before = sample()
             try:
-                row.update(self._time(spec, backend, config))
+                with running_user_code(f"measuring {spec.name}"):  # builds and runs the model's code
+                    row.update(self._time(spec, backend, config))
+            except ModelCodeError:  # sys.exit in the model's code ends the run, not just the row
+                raise
             except Exception as exc:  # noqa: BLE001 - the row records the failure
                 status = "oom" if is_oom(exc) else "error"
                 error = _one_line(exc)

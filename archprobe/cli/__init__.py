@@ -6,13 +6,14 @@ Each command lives in its own module and registers itself on ``cli``.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
 import click
 
 from archprobe import __version__
-from archprobe.errors import ArchprobeError, ExitCode, UsageError
+from archprobe.errors import ArchprobeError, ExitCode, UsageError, as_interrupted, first_line
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -56,35 +57,58 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors on stderr with an ``ExitCode``; ``--debug`` adds a traceback."""
+    """Entry point: one-line errors on stderr with an ``ExitCode``; ``--debug`` adds a traceback.
+
+    SIGTERM is handled like Ctrl-C (work saved, exit 143); characters the terminal cannot encode
+    are written as ASCII look-alikes (``15-4096+``).
+    """
+    from archprobe.report.writers import ascii_fallback
+    from archprobe.runtime.signals import handling_signals
+
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args
+    with handling_signals(), ascii_fallback(sys.stdout, sys.stderr):
+        code = _run(args, debug="--debug" in args)
+    sys.exit(code)
+
+
+def _run(args: list[str], debug: bool) -> int:
     try:
-        # Without standalone mode click *returns* the code of a ctx.exit()/Exit instead of
-        # raising it; commands return None otherwise.
-        returned = cli.main(args=args, prog_name="archprobe", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+        # click's own main() would print a blank line on an interrupt and wrap it in Abort;
+        # making the context and invoking it directly leaves every message to the handlers here.
+        with cli.make_context("archprobe", args) as ctx:
+            returned = cli.invoke(ctx)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    except click.ClickException as exc:
+        where = getattr(exc, "ctx", None)
+        hint = f" (see '{where.command_path} --help')" if isinstance(exc, click.UsageError) and where else ""
+        _error(exc.format_message() + hint)
+        return ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code
     except ArchprobeError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc.as_flag() if isinstance(exc, UsageError) else exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
+        _error(exc.as_flag() if isinstance(exc, UsageError) else str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        interrupted = as_interrupted(exc)
+        click.echo(_one_line(str(interrupted)), err=True)
+        return interrupted.exit_code
+    except BrokenPipeError:
+        # The reader went away (``archprobe list | head -1``): nothing more to say, and nothing
+        # left to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.FAILURE
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             traceback.print_exc()
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(
-            f"error: {type(exc).__name__}: {message} (run with --debug for a traceback)", err=True
-        )
-        sys.exit(ExitCode.FAILURE)
-    sys.exit(returned if isinstance(returned, int) else ExitCode.OK)
+        _error(f"{first_line(exc)} (run with --debug for a traceback)")
+        return ExitCode.FAILURE
+    return returned if isinstance(returned, int) else ExitCode.OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error(message: str) -> None:
+    click.echo(f"error: {_one_line(message)}", err=True)

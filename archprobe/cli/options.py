@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+
 import click
+from click.core import ParameterSource
 
 from archprobe.report.frames import FORMATS
+from archprobe.runtime.timing import MAX_ITERS
+
+# A batch beyond this fits on no device, and its shape arithmetic overflows torch's int64.
+MAX_BATCH = 2**31 - 1
+# -o FILE picks the format from the suffix unless -f is given (every command the same way).
+SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "md", ".txt": "table"}
 
 
 def compose(*decorators):
@@ -18,10 +29,48 @@ def compose(*decorators):
     return apply
 
 
+class Seconds(click.ParamType):
+    """A finite number of seconds, at least ``minimum``. Not click's FloatRange: that takes
+    ``inf`` and lets ``nan`` through (every comparison with NaN is false)."""
+
+    name = "SECONDS"
+
+    def __init__(self, minimum: float = 0.0):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"must be a finite number of seconds, not {value}", param, ctx)
+        if seconds < self.minimum:
+            self.fail(f"must be at least {self.minimum:g}, not {value}", param, ctx)
+        return seconds
+
+
+class NonEmptyPath(click.ParamType):
+    """A path that is not the empty string (``-o ''`` is a mistake, not the current directory)."""
+
+    def __init__(self, name: str = "FILE"):
+        self.name = name
+
+    def convert(self, value, param, ctx):
+        text = os.fspath(value)
+        if not text.strip():
+            self.fail("give a path, not an empty string", param, ctx)
+        return text
+
+
 class IntList(click.ParamType):
-    """``8``, ``8,32`` or a repeated option: positive integers, kept in order, repeats dropped."""
+    """``8``, ``8,32`` or a repeated option: positive integers up to ``maximum``, kept in order,
+    repeats dropped."""
 
     name = "N[,N...]"
+
+    def __init__(self, maximum: int = MAX_BATCH):
+        self.maximum = maximum
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -39,6 +88,8 @@ class IntList(click.ParamType):
                 self.fail(f"{part!r} is not an integer", param, ctx)
             if size <= 0:
                 self.fail(f"must be positive, not {size}", param, ctx)
+            if size > self.maximum:
+                self.fail(f"must be at most {self.maximum}, not {size}", param, ctx)
             sizes.append(size)
         return tuple(sizes)
 
@@ -57,7 +108,7 @@ model_input_options = compose(
 )
 
 batch_size_option = click.option(
-    "--batch-size", "-b", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size."
+    "--batch-size", "-b", type=click.IntRange(1, MAX_BATCH), default=1, show_default=True, help="Batch size."
 )
 
 
@@ -68,13 +119,44 @@ def batch_sizes_option(default: str):
     )
 
 
-output_options = compose(
-    click.option(
-        "--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-        help="Output format.",
-    ),
-    click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE instead of stdout."),
+warmup_iters_option = click.option(
+    "--warmup", type=click.IntRange(0, MAX_ITERS), default=5, show_default=True,
+    help="Warm-up: at least this many iterations ...",
 )
+min_iters_option = click.option(
+    "--min-iters", type=click.IntRange(1, MAX_ITERS), default=10, show_default=True,
+    help="... and at least this many iterations.",
+)
+
+
+def output_format(fmt: str, output: str | None, fmt_given: bool) -> str:
+    """The format to write: ``-f`` if given, else the one ``-o FILE``'s suffix names, else ``fmt``."""
+    if fmt_given or not output or output == "-":
+        return fmt
+    return SUFFIX_FORMATS.get(os.path.splitext(output)[1].lower(), fmt)
+
+
+def output_options(command):
+    """``-f/--format`` and ``-o/--output`` with one meaning everywhere: the format is ``-f``, else
+    the output file's suffix (.csv, .json, .md, .txt), else a table; the output is checked (the
+    output rule of :mod:`archprobe.report.writers`, writability) before the command does any work."""
+
+    @functools.wraps(command)
+    def checked(*args, fmt, output, **kwargs):
+        from archprobe.report.writers import check_output
+
+        given = click.get_current_context().get_parameter_source("fmt") is ParameterSource.COMMANDLINE
+        check_output(output)
+        return command(*args, fmt=output_format(fmt, output, given), output=output, **kwargs)
+
+    return compose(
+        click.option(
+            "--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+            help="Output format (default: from the -o file's suffix, else table).",
+        ),
+        click.option("--output", "-o", type=NonEmptyPath(),
+                     help="Write to FILE (- for stdout; a device or FIFO is written in place)."),
+    )(checked)
 
 
 def resolve_specs(models, input_size=None, in_channels=None, num_classes=None):

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import batch_sizes_option, flatten_lists, model_input_options
+from archprobe.cli.options import NonEmptyPath, Seconds, batch_sizes_option, flatten_lists, model_input_options
 from archprobe.cli.throughput_cmd import MODE_CHOICES
+from archprobe.errors import as_interrupted
 
 THROUGHPUT_ONLY = ("devices", "batch_sizes", "mode", "min_time")
+ROWS_FILE = "throughput.csv"
 
 
 @cli.command("report")
 @click.argument("models", nargs=-1)
 @click.option("--output", "-o", "out_dir", default="reports", show_default=True,
-              type=click.Path(file_okay=False), help="Directory to write into.")
-@click.option("--force", is_flag=True, help="Overwrite the directory if it already has files.")
+              type=NonEmptyPath("DIR"), help="Directory to write into.")
+@click.option("--force", is_flag=True, help="Replace the report already in the directory.")
 @model_input_options
 @click.option("--throughput/--no-throughput", default=False, show_default=True,
               help="Also measure examples/sec (slow; machine-dependent).")
@@ -26,7 +29,7 @@ THROUGHPUT_ONLY = ("devices", "batch_sizes", "mode", "min_time")
 @batch_sizes_option("32")
 @click.option("--mode", type=click.Choice(MODE_CHOICES), default="both", show_default=True,
               help="With --throughput: eval (inference), train or both.")
-@click.option("--min-time", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
+@click.option("--min-time", type=Seconds(minimum=0.01), default=2.0, show_default=True,
               help="With --throughput: seconds of timed iterations per row.")
 @click.pass_context
 def report_command(ctx, models, out_dir, force, input_size, in_channels, num_classes, throughput, devices,
@@ -41,6 +44,11 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
       *.png               params vs GMACs; throughput bars when measured
     Every table keeps every model given (zoo, tv:, timm: or file.py:factory).
 
+    The report is built in a hidden directory beside DIR and swapped in whole when done, so
+    an interrupt or a second run leaves the old report or the new one, never a mix. --force
+    replaces a directory holding a report (nothing else). An interrupted --throughput keeps
+    the rows measured so far in DIR-throughput-interrupted.csv beside DIR.
+
     \b
     Examples:
       archprobe report -o reports --force
@@ -50,7 +58,8 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
     """
     from archprobe import api
     from archprobe.cli.options import resolve_specs
-    from archprobe.report.document import check_directory, write_report
+    from archprobe.report.document import check_directory, commit_report, write_report_files
+    from archprobe.report.writers import staged_directory
 
     if not throughput:
         given = [p for p in THROUGHPUT_ONLY
@@ -59,19 +68,41 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
             flags = ", ".join("--" + ("device" if p == "devices" else "batch-size" if p == "batch_sizes"
                                       else p.replace("_", "-")) for p in given)
             raise click.UsageError(f"{flags} only apply with --throughput")
+    check_directory(out_dir, force=force)  # fail before the long work (and any model code), not after it
     specs = resolve_specs(models or ("*",), input_size, in_channels, num_classes)
-    check_directory(out_dir, force=force)  # fail before the long work, not after it
-    measure = _throughput_measure(out_dir, devices, flatten_lists(batch_sizes), mode, min_time) if throughput else None
-    with _progress(len(specs)) as advance:
-        report = api.report(specs, measure=measure, on_progress=advance)
-    written = write_report(report, out_dir, force=True)
+    with staged_directory(out_dir, replace=force) as stage:
+        measured: list = []
+        measure = (_throughput_measure(stage.path / ROWS_FILE, measured, devices, flatten_lists(batch_sizes),
+                                       mode, min_time) if throughput else None)
+        try:
+            with _progress(len(specs)) as advance:
+                report = api.report(specs, measure=measure, on_progress=advance)
+            written = write_report_files(report, stage.path)
+            commit_report(stage, out_dir, force=force)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the old report stays; rows are kept
+            raise _interrupted(as_interrupted(exc), stage, measured, out_dir) from None
     click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
 
 
-def _throughput_measure(out_dir, devices, batch_sizes, mode, min_time):
-    """Measure with the throughput engine, appending each row to throughput.csv as it lands."""
-    from pathlib import Path
+def _interrupted(interrupted, stage, measured: list, out_dir: str):
+    """The interrupt, with where things stand: the rows measured so far moved beside the report
+    (the stage is about to go), the report directory as it was (or, when the signal came as the
+    new report was swapped in, complete)."""
+    if stage.committed:
+        return interrupted.with_message(f"{interrupted}; the report in {out_dir} is complete")
+    unchanged = f"{out_dir} is unchanged" if stage.target.exists() else f"nothing was written to {out_dir}"
+    rows = stage.path / ROWS_FILE
+    if not measured or not rows.exists():
+        return interrupted.with_message(f"{interrupted}; {unchanged}")
+    kept = stage.target.with_name(f"{stage.target.name}-throughput-interrupted.csv")
+    os.replace(rows, kept)
+    rows_text = f"{len(measured)} throughput row{'s' if len(measured) != 1 else ''}"
+    return interrupted.with_message(f"{interrupted} after {rows_text}; they are in {kept}; {unchanged}")
 
+
+def _throughput_measure(rows_path, measured: list, devices, batch_sizes, mode, min_time):
+    """Measure with the throughput engine, appending each row to ``rows_path`` (in the report's
+    stage) and to ``measured`` as it lands."""
     from archprobe import api
     from archprobe.bench.throughput import MODES, RESULT_FIELDS, ThroughputConfig
     from archprobe.probe import Mode
@@ -86,14 +117,11 @@ def _throughput_measure(out_dir, devices, batch_sizes, mode, min_time):
 
     def measure(specs):
         rows_iter = api.throughput_sweep(specs, resolved, modes, batch_sizes, config)
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "throughput.csv").unlink(missing_ok=True)  # rows from an older run
-        rows = []
-        with CsvSink(Path(out_dir) / "throughput.csv", RESULT_FIELDS) as sink:
+        with CsvSink(rows_path, RESULT_FIELDS) as sink:
             for row in rows_iter:
                 sink.write(row)
-                rows.append(row)
-        return rows
+                measured.append(row)
+        return list(measured)
 
     return measure
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
+import os
 
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import batch_sizes_option, flatten_lists, model_input_options, output_options
-from archprobe.errors import ExitCode
+from archprobe.cli.options import (
+    Seconds,
+    batch_sizes_option,
+    flatten_lists,
+    min_iters_option,
+    model_input_options,
+    output_options,
+    warmup_iters_option,
+)
+from archprobe.errors import as_interrupted
 
 SEED_MODELS = ("alexnet", "vgg16", "nin", "googlenet")
-SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "md"}
 MODE_CHOICES = ("eval", "inference", "train", "both")
 
 
@@ -28,15 +36,14 @@ MODE_CHOICES = ("eval", "inference", "train", "both")
 @click.option("--channels-last", is_flag=True, help="Model and input in channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the model; compile time is reported apart from the throughput.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: the number of physical cores).")
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Warm-up: at least this many iterations ...")
-@click.option("--warmup-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--threads", type=click.IntRange(1, os.cpu_count() or 1),
+              help="CPU threads, at most the logical CPUs (default: the number of physical cores).")
+@warmup_iters_option
+@click.option("--warmup-time", type=Seconds(), default=1.0, show_default=True,
               help="... and at least this many seconds.")
-@click.option("--min-time", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--min-time", type=Seconds(), default=2.0, show_default=True,
               help="Timed phase: at least this many seconds ...")
-@click.option("--min-iters", type=click.IntRange(min=1), default=10, show_default=True,
-              help="... and at least this many iterations.")
+@min_iters_option
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
               help="cuDNN autotuning on CUDA (recorded with each row).")
 @click.option("--utilisation/--no-utilisation", default=True, show_default=True,
@@ -59,8 +66,8 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
     memory format) is recorded in every row; -f json/csv show all fields.
 
     Rows are written as soon as they are measured (-o FILE.csv appends; -o picks csv, json or
-    md from the file's suffix unless -f is given); Ctrl-C keeps what was measured and exits
-    with 130. An out-of-memory batch size is recorded as 'oom' and the sweep goes on; the
+    md from the file's suffix unless -f is given); Ctrl-C (or SIGTERM) keeps what was measured
+    and exits with 130 (143). An out-of-memory batch size is recorded as 'oom' and the sweep goes on; the
     batch size is never changed. A failing model's error is kept in its row.
 
     \b
@@ -76,14 +83,11 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
     from archprobe.probe import Mode
     from archprobe.report.frames import render
     from archprobe.report.notes import throughput_notes
-    from archprobe.report.writers import emit, write_atomic
+    from archprobe.report.writers import resolve_output, streaming, write_atomic, write_output
     from archprobe.runtime.backends import resolve_devices
     from archprobe.runtime.sink import CsvSink
 
-    if output and ctx.get_parameter_source("fmt") is not click.core.ParameterSource.COMMANDLINE:
-        suffix = output[output.rfind("."):].lower() if "." in output else ""
-        fmt = SUFFIX_FORMATS.get(suffix, fmt)
-
+    target = resolve_output(output)  # checked (writable) before any work by output_options
     batch_sizes = flatten_lists(batch_sizes)
     device_list, notes = resolve_devices(devices)
     specs = resolve_specs(models or SEED_MODELS, input_size, in_channels, num_classes)
@@ -104,36 +108,34 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
     task = progress.add_task("throughput", total=total)
     rows = api.throughput_sweep(specs, device_list, modes, batch_sizes, config, runner=ThroughputRunner(),
                                 on_start=lambda label: progress.update(task, description=label))
-    sink = CsvSink(output if output and output != "-" else sys.stdout, RESULT_FIELDS) if fmt == "csv" else None
-    interrupted = False
-    try:
-        with progress:
-            for result in rows:
-                results.append(result)
-                progress.advance(task)
-                if sink is not None:
-                    sink.write(result)
-                elif output and output != "-":  # keep the file current after every row
-                    write_atomic(output, render(results, fmt, notes + throughput_notes(results)))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if sink is not None:
-            sink.close()
+    interrupted = None
+    with contextlib.ExitStack() as cleanup:
+        sink = None
+        if fmt == "csv":  # rows appended to a file one by one; a stream gets the header, then the rows
+            destination = target.path if target.is_file else cleanup.enter_context(streaming(target))
+            sink = cleanup.enter_context(CsvSink(destination, RESULT_FIELDS))
+        try:
+            with progress:
+                for result in rows:
+                    results.append(result)
+                    progress.advance(task)
+                    if sink is not None:
+                        sink.write(result)
+                    elif target.is_file:  # keep the file current after every row
+                        write_atomic(target.path, render(results, fmt, notes + throughput_notes(results)))
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: keep what was measured
+            interrupted = as_interrupted(exc)
 
     all_notes = notes + throughput_notes(results)
     if interrupted:
-        all_notes.append(f"interrupted: {len(results)} of {total} rows measured")
+        all_notes.append(f"{interrupted}: {len(results)} of {total} rows measured")
     if sink is None:
-        emit(render(results, fmt, all_notes), output)
-    elif output and output != "-":
+        write_output(target, render(results, fmt, all_notes))
+    elif target.is_file and not interrupted:
         click.echo(f"{sink.rows} rows appended to {output}", err=True)
     if interrupted:
         where = f"; they are in {output}" if output and output != "-" else ""
-        click.echo(f"interrupted after {len(results)} of {total} rows{where}", err=True)
-        # SystemExit, not click's Exit: with standalone_mode=False click returns Exit's code
-        # from cli.main() instead of raising it, and main() would then exit with 0.
-        sys.exit(ExitCode.INTERRUPTED)
+        raise interrupted.with_message(f"{interrupted} after {len(results)} of {total} rows{where}")
 
 
 def _progress(quiet: bool):

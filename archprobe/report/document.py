@@ -1,19 +1,23 @@
 """``archprobe report``: the whole comparison as Markdown, CSV, JSON and PNG in one directory.
 
 Each section comes from an analyzer's frozen results; this module only arranges them.
-Every file is written atomically, and the directory is replaced only when asked (``force``).
+A report is built aside, in a hidden sibling directory, and swapped in whole
+(:func:`archprobe.report.writers.staged_directory`): an interrupt, a crash or a second writer
+leaves the old report or the new one, never a mix, and nothing of an older run survives. An
+existing report is replaced only when asked (``force``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
 from archprobe.errors import UsageError
 from archprobe.report.frames import machine_frame, records, render
 from archprobe.report.notes import idle_notes, parameter_note
-from archprobe.report.writers import write_atomic
+from archprobe.report.writers import Stage, check_directory_writable, staged_directory, write_atomic
 from archprobe.results import Report
 
 
@@ -100,48 +104,72 @@ def markdown(report: Report, images: Sequence[str]) -> str:
 
 
 TABLES = ("zoo", "counts", "min_inputs", "variants", "throughput")
+PLOTS = ("params_vs_macs.png", "throughput.png")
+# Every name a report directory holds: --force replaces a directory holding only these.
+REPORT_FILES = frozenset({"report.md", "report.json", *PLOTS, *(f"{name}.csv" for name in TABLES)})
 
 
 def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
-    """An existing, non-empty directory is only overwritten with ``force``."""
-    out = Path(out_dir)
+    """Check before any work that a report can go to ``out_dir`` (a symlink's target).
+
+    An existing, non-empty directory is replaced only with ``force``, and only when it holds
+    nothing but the files of a report (never someone's other files); the directory it is
+    created in must be writable.
+    """
+    out = Path(os.path.realpath(out_dir))
     if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UsageError(f"{out} already exists; use --force to overwrite it")
+        raise UsageError(f"{out_dir} exists and is not a directory")
+    entries = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
+    if entries and not force:
+        raise UsageError(f"{out_dir} already exists; use --force to overwrite it")
+    others = [name for name in entries if name not in REPORT_FILES]
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise UsageError(f"{out_dir} holds files that are not part of a report ({shown}); "
+                         "remove them or write the report to another directory")
+    check_directory_writable(out.parent, param=None)
 
 
 def write_report(report: Report, out_dir: str | Path, *, force: bool = False) -> list[Path]:
-    """Write ``report.md``, one CSV per table, ``report.json`` and the plots into ``out_dir``."""
-    from archprobe.report import plots
+    """Write ``report.md``, one CSV per table, ``report.json`` and the plots into ``out_dir``,
+    built aside and swapped in whole (see the module docstring). Returns the files' paths."""
+    check_directory(out_dir, force=force)
+    with staged_directory(out_dir, replace=force) as stage:
+        names = [path.name for path in write_report_files(report, stage.path)]
+        commit_report(stage, out_dir, force=force)
+    return [stage.target / name for name in names]
 
-    out = Path(out_dir)
-    check_directory(out, force=force)
-    out.mkdir(parents=True, exist_ok=True)
-    if not report.throughput:  # a section absent from this report must not survive from the last
-        for stale in ("throughput.csv", "throughput.png"):
-            (out / stale).unlink(missing_ok=True)
+
+def commit_report(stage: Stage, out_dir: str | Path, *, force: bool) -> None:
+    """Swap a staged report in at ``out_dir``. What it replaces is checked again first: the run
+    may have taken hours, and files someone put there meanwhile must not go with the old report."""
+    if force:
+        check_directory(out_dir, force=True)
+    stage.commit()
+
+
+def write_report_files(report: Report, directory: Path) -> list[Path]:
+    """The files of ``report`` written into ``directory`` (a fresh one: see :func:`write_report`)."""
+    from archprobe.report import plots
 
     written: list[Path] = []
     for name in TABLES:
         rows = getattr(report, name)
         if rows:
-            written.append(write_atomic(out / f"{name}.csv", machine_frame(list(rows)).to_csv(index=False)))
+            written.append(write_atomic(directory / f"{name}.csv", machine_frame(list(rows)).to_csv(index=False)))
     images: list[str] = []
     families = {e.name: e.family for e in report.zoo if e.family != "-"}
     if report.counts:
-        written.append(write_atomic(out / "params_vs_macs.png", plots.params_vs_macs(report.counts, families)))
+        written.append(write_atomic(directory / "params_vs_macs.png", plots.params_vs_macs(report.counts, families)))
         images.append("params_vs_macs.png")
     if any(r.status == "ok" for r in report.throughput):
-        written.append(write_atomic(out / "throughput.png", plots.throughput_bars(report.throughput)))
+        written.append(write_atomic(directory / "throughput.png", plots.throughput_bars(report.throughput)))
         images.append("throughput.png")
     document = {name: records(getattr(report, name)) for name in TABLES}
     document["models"] = list(report.models)
     document["environment"] = records([report.environment])[0] if report.environment else None
     notes = count_notes(report)
     document["notes"] = {"counts": notes} if notes else {}
-    written.append(write_atomic(out / "report.json", json.dumps(document, indent=2) + "\n"))
-    written.append(write_atomic(out / "report.md", markdown(report, images)))
+    written.append(write_atomic(directory / "report.json", json.dumps(document, indent=2) + "\n"))
+    written.append(write_atomic(directory / "report.md", markdown(report, images)))
     return written
-
-

@@ -1,27 +1,173 @@
-"""Writing text and files atomically (temp file + rename), so an interrupt never leaves half a file."""
+"""Where output goes: one rule for every command and format, decided by what the path points at.
+
+* ``-`` (or no path): stdout.
+* A regular file or a new path: replaced atomically. The text goes to a temp file in the same
+  directory, which is fsynced and renamed over the target, and the directory is fsynced; an
+  interrupt or a crash leaves the old file or the new one, never half of one.
+* A symlink: followed; its target is replaced atomically and the link stays.
+* A character device, a FIFO, or an open descriptor (``/dev/stdout``, ``/proc/self/fd/N``):
+  written in place as a stream, never replaced (``-o /dev/null`` stays ``/dev/null``).
+* A directory, a socket or a block device: refused.
+
+:func:`check_output` applies the rule and checks that the target can be written, so a command
+fails before its long work rather than after it.
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import errno
 import os
+import re
+import shutil
+import stat
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, TextIO
+
+from archprobe.errors import UsageError
+from archprobe.runtime.signals import signals_deferred
+
+STDOUT, FILE, STREAM = "stdout", "file", "stream"
+# /proc/<pid>/fd, /proc/self/fd (and /dev/fd, a link to it): entries are open descriptors.
+_FD_DIR = re.compile(r"/proc/(\d+|self|thread-self)(/task/\d+)?/fd")
+_MAX_LINKS = 40  # the kernel's own limit on nested symlinks
+
+
+@dataclass(frozen=True)
+class Target:
+    """An output destination: ``kind`` is ``"stdout"``, ``"file"`` (atomic replace of ``path``,
+    symlinks already followed) or ``"stream"`` (``path`` opened and written in place)."""
+
+    kind: str
+    path: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == FILE
+
+
+def resolve_output(output: str | os.PathLike | None) -> Target:
+    """Apply the output rule (module docstring) to ``output``; no file is touched."""
+    if output is None or os.fspath(output) == "-":
+        return Target(STDOUT)
+    text = os.fspath(output)
+    if not text:
+        raise UsageError("give a file name, or - for stdout", param="output")
+    path, descriptor = _follow_links(text)
+    if descriptor:
+        return Target(STREAM, text)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return Target(FILE, path)
+    except OSError as exc:
+        raise UsageError(f"cannot use {text}: {exc.strerror}", param="output") from exc
+    if stat.S_ISREG(mode):
+        return Target(FILE, path)
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return Target(STREAM, path)
+    what = "a directory" if stat.S_ISDIR(mode) else "a block device" if stat.S_ISBLK(mode) else "a socket"
+    raise UsageError(f"{text} is {what}; give a file, a character device or a FIFO", param="output")
+
+
+def _follow_links(text: str) -> tuple[str, bool]:
+    """The path ``text`` names once every symlink is followed, and whether it is an open
+    descriptor (a link chain through ``/proc/*/fd``), which must be written in place."""
+    path = os.path.abspath(text)
+    for _ in range(_MAX_LINKS):
+        parent = os.path.realpath(os.path.dirname(path))
+        if _FD_DIR.fullmatch(parent):
+            return path, True
+        path = os.path.join(parent, os.path.basename(path))
+        if not os.path.islink(path):
+            return path, False
+        path = os.path.join(parent, os.readlink(path))  # an absolute link target replaces parent
+    raise UsageError(f"{text}: too many levels of symbolic links", param="output")
+
+
+def check_output(output: str | os.PathLike | None) -> Target:
+    """:func:`resolve_output`, then check that the target can be written (before any work).
+
+    Raises:
+        UsageError: (``param="output"``) the path is refused by the rule, its directory cannot
+            be created in or written to, the file or device is not writable, or stdout is closed.
+    """
+    target = resolve_output(output)
+    if target.kind == STDOUT:
+        if sys.stdout is None:
+            raise UsageError("stdout is closed; give a file to write to", param="output")
+        return target
+    if target.kind == STREAM:
+        if not os.access(target.path, os.W_OK):
+            raise UsageError(f"{target.path} is not writable", param="output")
+        return target
+    if os.path.exists(target.path) and not os.access(target.path, os.W_OK):
+        raise UsageError(f"{target.path} is not writable", param="output")
+    check_directory_writable(os.path.dirname(target.path), param="output")
+    return target
+
+
+def check_directory_writable(directory: str | os.PathLike, *, param: str | None) -> None:
+    """Can files be created in ``directory`` (or, where it does not exist yet, in its nearest
+    existing ancestor, where it would be created)? Tried for real, with a nameless temp file:
+    permission bits do not tell for root or a read-only file system."""
+    existing = Path(os.path.abspath(directory))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"cannot create {directory}: {existing} is not a directory", param=param)
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise UsageError(f"cannot write in {existing}: {exc.strerror}", param=param) from exc
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    target = Path(path)
+    """Replace the file at ``path`` (a symlink's target) with ``data``, atomically and durably.
+
+    A temp file beside it is written, fsynced and renamed over it, then the directory is
+    fsynced; SIGINT and SIGTERM are held back meanwhile, so no half-written or temp file is
+    left behind. An existing file keeps its permission bits; a new one gets the usual mode.
+    """
+    target = Path(os.path.realpath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with signals_deferred():
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+                os.fchmod(fh.fileno(), mode)  # mkstemp makes 0600 files
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        fsync_directory(target.parent)
     return target
+
+
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -30,10 +176,169 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def streaming(target: Target) -> Iterator[TextIO]:
+    """A text stream writing ``target`` in place: stdout, or the device, FIFO or descriptor,
+    opened for the block and closed after it."""
+    if target.kind == STDOUT:
+        yield sys.stdout
+        return
+    if target.kind != STREAM:
+        raise ValueError(f"{target.path} is a file: it is replaced, not streamed to")
+    with open(target.path, "w", encoding="utf-8", newline="") as stream:
+        yield stream
+
+
+def write_output(target: Target, text: str) -> None:
+    """Write ``text`` to ``target`` by the output rule: atomically for a file, in place for a
+    stream, to stdout for ``-``."""
+    if target.is_file:
+        write_atomic(target.path, text)
+        return
+    with streaming(target) as stream:
+        stream.write(text)
+        stream.flush()
+
+
 def emit(text: str, output: str | os.PathLike | None) -> None:
-    """Print ``text`` to stdout, or write it atomically to ``output``."""
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        write_atomic(output, text)
+    """Print ``text`` to stdout, or write it to ``output`` by the output rule."""
+    write_output(check_output(output), text)
+
+
+# --- directories built aside and swapped in -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike, *, replace: bool) -> Iterator["Stage"]:
+    """A directory built aside and swapped in whole: the block writes into ``stage.path`` (a
+    hidden sibling of ``target``, so the swap is a rename on one file system) and calls
+    ``stage.commit()``; without a commit, or after it, the stage is removed.
+
+    ``target`` (a symlink's target) is created, or with ``replace`` swapped for the new one. An
+    interrupt or a crash at any moment leaves either the old directory or the new one at
+    ``target``, each whole; a second writer never mixes its files with ours.
+    """
+    stage = Stage(Path(os.path.realpath(target)), replace=replace)
+    try:
+        yield stage
+    finally:
+        with signals_deferred():  # an interrupt now must not leave half a stage behind
+            shutil.rmtree(stage.path, ignore_errors=True)
+
+
+class Stage:
+    """The hidden sibling directory of :func:`staged_directory`."""
+
+    def __init__(self, target: Path, *, replace: bool):
+        self.target = target
+        self.replace = replace
+        self.committed = False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = 0o777 & ~_umask()
+        os.chmod(self.path, mode)  # mkdtemp makes 0700 directories
+
+    def commit(self) -> None:
+        """Swap the stage in at the target (SIGINT and SIGTERM held back meanwhile).
+
+        Raises:
+            UsageError: the target was filled by someone else since the stage was made and
+                ``replace`` was not given.
+        """
+        fsync_directory(self.path)
+        with signals_deferred():
+            try:
+                os.rename(self.path, self.target)  # a missing or empty target: replaced at once
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if not self.replace:
+                    raise UsageError(f"{self.target} was written by another run meanwhile; "
+                                     "use --force to overwrite it") from None
+                self._swap()
+            self.committed = True
+            fsync_directory(self.target.parent)
+
+    def _swap(self) -> None:
+        # One atomic exchange where the kernel offers it; the old report lands in the stage path
+        # and is removed with it. Elsewhere two renames, with the old directory put back if the
+        # second one fails.
+        if _exchange(self.path, self.target):
+            return
+        old = self.path.with_name(self.path.name + ".old")
+        os.rename(self.target, old)
+        try:
+            os.rename(self.path, self.target)
+        except BaseException:
+            os.rename(old, self.target)
+            raise
+        os.rename(old, self.path)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``, not in Python's ``os``);
+    ``False`` where the kernel, libc or file system does not offer it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+# --- streams that cannot encode every character ---------------------------------------------------
+
+# What archprobe's own text uses beyond ASCII, as ASCII; anything else becomes a \x/\u escape.
+ASCII_LOOKALIKES = {"\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00d7": "x", "\u2264": "<=",
+                    "\u2265": ">=", "\u2192": "->", "\u00b1": "+/-", "\u2018": "'", "\u2019": "'",
+                    "\u201c": '"', "\u201d": '"', "\u00b5": "u"}
+_FALLBACK = "archprobe-ascii"
+
+
+def _ascii_lookalike(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    chars = error.object[error.start:error.end]
+    return "".join(ASCII_LOOKALIKES.get(ch) or ch.encode("ascii", "backslashreplace").decode() for ch in chars), error.end
+
+
+codecs.register_error(_FALLBACK, _ascii_lookalike)
+
+
+@contextlib.contextmanager
+def ascii_fallback(*streams: TextIO | None) -> Iterator[None]:
+    """For the block, characters a stream's encoding lacks (``PYTHONIOENCODING=ascii``, a C
+    locale) are written as ASCII look-alikes (the en dash of ``15–4096+`` as ``-``) instead of
+    raising ``UnicodeEncodeError``."""
+    changed = []
+    for stream in streams:
+        if stream is not None and callable(getattr(stream, "reconfigure", None)):
+            try:
+                previous = stream.errors
+                stream.reconfigure(errors=_FALLBACK)
+            except (AttributeError, ValueError, OSError):
+                continue
+            changed.append((stream, previous))
+    try:
+        yield
+    finally:
+        for stream, previous in changed:
+            try:
+                stream.reconfigure(errors=previous)
+            except (ValueError, OSError):  # closed meanwhile
+                pass

@@ -14,6 +14,9 @@ from typing import Any, Callable, Protocol, Sequence
 from archprobe.results import TimingStats
 
 Clock = Callable[[], float]
+# The most iterations of either phase: bounds the time a very fast model (or an absurd
+# --warmup/--min-iters) can take, and the number of CUDA events of one timed phase.
+MAX_ITERS = 100_000
 
 
 class Timer(Protocol):
@@ -74,20 +77,20 @@ def run_timed(
     warmup_time: float,
     min_iters: int,
     min_time: float,
-    max_iters: int = 100_000,
+    max_iters: int = MAX_ITERS,
     clock: Clock = time.perf_counter,
 ) -> tuple[list[float], int]:
     """Warm up, then time ``step`` per iteration. Returns (per-iteration seconds, warm-up count).
 
-    Warm-up: at least ``warmup`` calls and ``warmup_time`` seconds of host time, then one
-    synchronize. Timed phase: one ``timer.mark()`` per iteration boundary, so the intervals
-    cover the loop without gaps; it stops after ``min_iters`` calls once ``min_time`` seconds
-    of host time have passed (or at ``max_iters``). The host clock only decides when to stop;
-    the times come from the timer.
+    Warm-up: at least ``warmup`` calls and ``warmup_time`` seconds of host time (at most
+    ``max_iters`` calls), then one synchronize. Timed phase: one ``timer.mark()`` per iteration
+    boundary, so the intervals cover the loop without gaps; it stops after ``min_iters`` calls
+    once ``min_time`` seconds of host time have passed (or at ``max_iters``). The host clock only
+    decides when to stop; the times come from the timer.
     """
     start = clock()
     warm = 0
-    while warm < warmup or clock() - start < warmup_time:
+    while warm < max_iters and (warm < warmup or clock() - start < warmup_time):
         step()
         warm += 1
     timer.synchronize()

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from archprobe.errors import SpecError, UsageError
+from archprobe.errors import ArchprobeError, ModelCodeError, SpecError, UsageError, first_line
+from archprobe.user_code import running_user_code
 from archprobe.zoo.registry import ModelInfo, get_model_info, suggest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,27 +62,29 @@ class ModelSpec:
     def build(self, device: str = "meta") -> "nn.Module":
         """Instantiate the model on ``device`` (``"meta"``: no weights allocated), in eval mode.
 
-        A live module is never built: its twin is (:func:`archprobe.zoo.twin.twin`). Failures
-        inside user code become a one-line ``SpecError``.
+        A live module is never built: its twin is (:func:`archprobe.zoo.twin.twin`). The factory
+        runs as user code (:func:`archprobe.user_code.running_user_code`); an exception in a user
+        factory is a one-line ``ModelCodeError``, in a zoo or library builder a ``SpecError``.
         """
         import torch
 
-        if self.module is not None:
-            from archprobe.zoo.twin import twin
+        with running_user_code(f"building {self.name}"):
+            if self.module is not None:
+                from archprobe.zoo.twin import twin
 
+                try:
+                    return twin(self.module, device).eval()
+                except TypeError as exc:
+                    raise SpecError(f"{self.name}: {first_line(exc)}") from exc
             try:
-                return twin(self.module, device).eval()
-            except TypeError as exc:
-                raise SpecError(f"{self.name}: {exc}") from exc
-        try:
-            with torch.device(device):
-                model = self.factory()
-        except SpecError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure in model code is reported
-            if device != "meta":
-                raise SpecError(f"building {self.name} failed: {type(exc).__name__}: {exc}") from exc
-            model = self._build_then_move(device)
+                with torch.device(device):
+                    model = self.factory()
+            except ArchprobeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure in model code is reported
+                if device != "meta":
+                    raise self._build_error(exc) from exc
+                model = self._build_then_move(device)
         if not isinstance(model, torch.nn.Module):
             raise SpecError(f"{self.name}: the factory returned {type(model).__name__}, not an nn.Module")
         return model.eval()
@@ -91,9 +94,15 @@ class ModelSpec:
         # torchvision's RegNet): build on the CPU and move the module to meta instead.
         try:
             model = self.factory()
+        except ArchprobeError:
+            raise
         except Exception as exc:  # noqa: BLE001
-            raise SpecError(f"building {self.name} failed: {type(exc).__name__}: {exc}") from exc
+            raise self._build_error(exc) from exc
         return model.to(device) if hasattr(model, "to") else model
+
+    def _build_error(self, exc: Exception) -> ArchprobeError:
+        error = ModelCodeError if self.kind == "user" else SpecError
+        return error(f"building {self.name} failed: {first_line(exc)}")
 
 
 def parse_input_size(text: str | int | None) -> tuple[int | None, int, int] | None:
@@ -164,6 +173,9 @@ def resolve(
         base = _timm_spec(text[5:], library_channels, num_classes)
     elif ":" in text:
         base = _user_spec(text, in_channels, num_classes)
+    elif text.endswith(".py"):
+        raise SpecError(f"{text} is a Python file: add :factory, the function in it that returns the model "
+                        f"(e.g. {text}:build)")
     else:
         base = _zoo_spec(text, library_channels, num_classes)
     if size is not None:
@@ -270,10 +282,7 @@ def _user_spec(text: str, in_channels, num_classes) -> ModelSpec:
     if location.endswith(".py") or "/" in location or "\\" in location:
         module = _load_file(Path(location))
     else:
-        try:
-            module = importlib.import_module(location)
-        except Exception as exc:  # noqa: BLE001
-            raise SpecError(f"cannot import module {location!r}: {type(exc).__name__}: {exc}") from exc
+        module = _import_module(location)
     factory_fn = getattr(module, attr, None)
     if factory_fn is None:
         names = [n for n in vars(module) if not n.startswith("_")]
@@ -322,14 +331,36 @@ def _load_file(path: Path):
     sys.modules[module_name] = module
     sys.path.insert(0, str(path.resolve().parent))
     try:
-        spec.loader.exec_module(module)
+        with running_user_code(f"importing {path}"):
+            spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise SpecError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except ModelCodeError:
+        sys.modules.pop(module_name, None)
+        raise
     except Exception as exc:  # noqa: BLE001
         sys.modules.pop(module_name, None)
-        raise SpecError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise ModelCodeError(f"importing {path} failed: {first_line(exc)}") from exc
     finally:
         sys.path.pop(0)
     return module
+
+
+def _import_module(location: str):
+    """``package.module`` imported as user code: a module that does not exist is a bad spec; an
+    error its code raises while importing is that code's."""
+    try:
+        with running_user_code(f"importing {location}"):
+            return importlib.import_module(location)
+    except ModelCodeError:
+        raise
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (location == exc.name or location.startswith(exc.name + ".")):
+            raise SpecError(f"cannot import module {location!r}: {first_line(exc)}") from exc
+        raise ModelCodeError(f"importing {location} failed: {first_line(exc)}") from exc
+    except SyntaxError as exc:
+        raise SpecError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ModelCodeError(f"importing {location} failed: {first_line(exc)}") from exc
 

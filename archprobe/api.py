@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ModelLike = Union[str, "nn.Module", "ModelSpec"]
 D2L_SUFFIX = "-d2l"
+PAPER_SUFFIX = "-paper"  # a paper's own layout of a model the libraries build differently
 
 
 # --- models -> specs -> probes ------------------------------------------------------------------
@@ -256,18 +257,22 @@ def to_frame(results: Any) -> "pd.DataFrame":
 
 
 def variant_pairs(counts: Sequence[ModelCounts], families: dict[str, str]) -> list[VariantPair]:
-    """Pair each ``X-d2l`` model with ``X``, else with the first ImageNet model of its family."""
+    """Pair each ``X-d2l`` model with ``X``, else with the first ImageNet model of its family;
+    and each ``X-paper`` model (the paper's own layout) with the library's ``X``."""
     by_name = {c.model: c for c in counts}
     pairs = []
     for c in counts:
-        if not c.model.endswith(D2L_SUFFIX):
+        if c.model.endswith(D2L_SUFFIX):
+            kind, base = "d2l", c.model[: -len(D2L_SUFFIX)]
+            partner = by_name.get(base) or next(
+                (o for o in counts
+                 if families.get(o.model) == families.get(c.model) and not o.model.endswith(D2L_SUFFIX)),
+                None,
+            )
+        elif c.model.endswith(PAPER_SUFFIX):
+            kind, partner = "paper", by_name.get(c.model[: -len(PAPER_SUFFIX)])
+        else:
             continue
-        base = c.model[: -len(D2L_SUFFIX)]
-        partner = by_name.get(base) or next(
-            (o for o in counts
-             if families.get(o.model) == families.get(c.model) and not o.model.endswith(D2L_SUFFIX)),
-            None,
-        )
         if partner is None:
             continue
         pairs.append(
@@ -282,6 +287,7 @@ def variant_pairs(counts: Sequence[ModelCounts], families: dict[str, str]) -> li
                 d2l_params=c.params,
                 d2l_macs=c.macs,
                 params_ratio=c.params / partner.params if partner.params else 0.0,
+                kind=kind,
             )
         )
     return pairs

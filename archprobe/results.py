@@ -279,7 +279,9 @@ class ThroughputResult:
 
 @dataclass(frozen=True)
 class VariantPair:
-    """An ImageNet/paper model next to its Dive-into-DL (1 channel, 10 classes) version."""
+    """An ImageNet model next to a variant of it: its Dive-into-DL version (``kind`` "d2l": 1
+    channel, 10 classes) or the paper's own layout where the library's model departs from it
+    (``kind`` "paper", e.g. AlexNet's two-GPU grouped convolutions next to torchvision's)."""
 
     family: str
     imagenet: str
@@ -291,6 +293,7 @@ class VariantPair:
     d2l_params: int
     d2l_macs: int
     params_ratio: float
+    kind: str = "d2l"  # "d2l" or "paper"
 
 
 @dataclass(frozen=True)

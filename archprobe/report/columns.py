@@ -83,9 +83,9 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     r.VariantPair: _cols(
         ("family", "Family"), ("imagenet", "ImageNet model"), ("imagenet_input", "ImageNet input", "shape"),
         ("imagenet_params", "ImageNet params", "count"), ("imagenet_macs", "ImageNet MACs", "macs"),
-        ("d2l", "Dive-into-DL model"), ("d2l_input", "d2l input", "shape"),
-        ("d2l_params", "d2l params", "count"), ("d2l_macs", "d2l MACs", "macs"),
-        ("params_ratio", "d2l/ImageNet params", "percent"),
+        ("kind", "Kind"), ("d2l", "Variant"), ("d2l_input", "Variant input", "shape"),
+        ("d2l_params", "Variant params", "count"), ("d2l_macs", "Variant MACs", "macs"),
+        ("params_ratio", "Variant/ImageNet params", "percent"),
     ),
 }
 

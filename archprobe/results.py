@@ -218,6 +218,15 @@ class ThroughputResult:
     the peak RSS increase over the row on CPU (the device-specific fields follow).
     ``speedup`` is CUDA over CPU examples/sec for the same model, mode, batch and settings
     (set on the CUDA row when both were measured).
+
+    Data-parallel rows (``world_size`` set; ``archprobe.bench.distributed``): ``batch_size`` is
+    per rank and ``global_batch_size`` = batch_size x world_size; a step's time is the slowest
+    rank's, and ``examples_per_sec`` = global batch / median of those per-step maxima;
+    ``scaling_efficiency`` = examples_per_sec / (world_size x
+    ``single_process_examples_per_sec``), one process at the same per-rank batch, threads and
+    device measured in the same run; ``threads`` are per rank; ``flops_per_iter`` and
+    ``achieved_flops_per_sec`` count every rank's work, and ``utilisation`` is over world_size
+    ceilings. All of these are ``None`` on single-process rows.
     """
 
     model: str
@@ -264,6 +273,17 @@ class ThroughputResult:
     cpu_model: str = ""
     python_version: str = ""
     error: str | None = None
+    # --- data-parallel runs (torch.distributed)
+    world_size: int | None = None
+    nproc_per_node: int | None = None
+    nnodes: int | None = None
+    backend: str | None = None  # "gloo" or "nccl"
+    global_batch_size: int | None = None
+    scaling_efficiency: float | None = None
+    single_process_examples_per_sec: float | None = None
+    rank_median_ms: tuple[float, ...] | None = None  # each rank's own median step time, rank order
+    rank_devices: tuple[str, ...] | None = None  # "host device name" of each rank, rank order
+    nccl_version: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -271,7 +291,8 @@ class ThroughputResult:
 
     @property
     def label(self) -> str:
-        return f"{self.model} {self.device} {self.mode} b={self.batch_size}"
+        ranks = f" x{self.world_size}" if self.world_size else ""
+        return f"{self.model} {self.device} {self.mode} b={self.batch_size}{ranks}"
 
 
 # --- the report ---------------------------------------------------------------------------------

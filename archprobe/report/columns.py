@@ -75,10 +75,13 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     ),
     r.ThroughputResult: _cols(
         ("model", "Model"), ("device", "Device"), ("mode", "Mode"), ("batch_size", "Batch", "int"),
+        ("world_size", "Ranks", "int"), ("global_batch_size", "Global batch", "int"),  # data-parallel rows
         ("dtype", "Dtype"), ("status", "Status"), ("examples_per_sec", "Examples/s", "rate"),
         ("median_ms", "Median ms", "ms"), ("iqr_ms", "IQR ms", "ms"),
         ("achieved_flops_per_sec", "FLOP/s", "flops"), ("utilisation", "Util.", "percent"),
         ("peak_memory_bytes", "Peak mem", "bytes"), ("speedup", "Speedup", "ratio"),
+        ("single_process_examples_per_sec", "1-process ex/s", "rate"),  # data-parallel rows
+        ("scaling_efficiency", "Scaling eff.", "percent"),
     ),
     r.VariantPair: _cols(
         ("family", "Family"), ("imagenet", "ImageNet model"), ("imagenet_input", "ImageNet input", "shape"),

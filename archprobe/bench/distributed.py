@@ -66,6 +66,9 @@ MONITOR_INTERVAL_S = 0.1  # how often the launcher looks at its ranks
 SHUTDOWN_TIMEOUT_S = 5  # the launcher's grace between SIGTERM (or SIGINT) and SIGKILL
 PEER_GRACE_S = 1.0  # a rank failing because a peer failed waits this long, so the first one is named
 QUIET_LOGGERS = ("torch.distributed", "torch.multiprocessing")
+# What the fork server imports once, so that each rank it forks starts without importing torch
+# (and DDP's torch._dynamo) again: a launch then costs about a second instead of several.
+FORKSERVER_PRELOAD = ("torch", "torch._dynamo", "archprobe.bench.distributed")
 
 
 class RankFailure(Exception):
@@ -87,6 +90,7 @@ class RankJob:
     device: str  # "cpu" or "cuda"
     config: ThroughputConfig  # threads: per rank
     timeout_s: float = DEFAULT_TIMEOUT_S
+    cwd: str | None = None  # the caller's directory (relative model paths); a forked rank starts elsewhere
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,8 @@ def rank_entry(job: RankJob) -> GroupTiming | None:
     from archprobe.api import as_spec
 
     info = RankInfo.from_env()
+    if job.cwd:
+        os.chdir(job.cwd)
     try:
         with process_group(backend_for(job.device), rank_device(job.device, info.local_rank), job.timeout_s):
             spec = as_spec(job.model, **job.model_options)
@@ -261,6 +267,21 @@ def _launcher_scope() -> Iterator[None]:
             os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = variable
 
 
+def start_method() -> str:
+    """``forkserver`` where the platform has it (its server imports :data:`FORKSERVER_PRELOAD`
+    once per process, and ranks are forked from it), else ``spawn``.
+
+    The preload list is multiprocessing's global setting; it takes effect if this process has
+    not started a fork server yet. Forked ranks see the environment the server started with.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    return "forkserver"
+
+
 def launch_local(job: RankJob, nproc: int) -> GroupTiming:
     """Run ``job`` on ``nproc`` local ranks through torch.distributed's elastic launcher.
 
@@ -277,7 +298,7 @@ def launch_local(job: RankJob, nproc: int) -> GroupTiming:
         config = LaunchConfig(
             min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"archprobe-{uuid.uuid4().hex[:12]}",
             rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", local_addr="127.0.0.1", max_restarts=0,
-            monitor_interval=MONITOR_INTERVAL_S, start_method="spawn", shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            monitor_interval=MONITOR_INTERVAL_S, start_method=start_method(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.ALL),
         )
         try:
@@ -395,7 +416,8 @@ def local_sweep(
                         baselines[key] = runner.measure(spec, device_kind, row_config)
                     timing, error = None, None
                     try:
-                        timing = launch(RankJob(text, dict(model_options), device_kind, row_config, timeout_s), nproc)
+                        job = RankJob(text, dict(model_options), device_kind, row_config, timeout_s, os.getcwd())
+                        timing = launch(job, nproc)
                     except RankFailure as failure:
                         error = str(failure)
                     yield distributed_row(spec, device_kind, row_config, runner.environment(device_kind), timing,

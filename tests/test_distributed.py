@@ -465,15 +465,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def readme_torchrun_line() -> list[str]:
+    """The README's one-node torchrun line, run with this interpreter on a free port."""
+    import shlex
+
+    (line,) = [line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("$ .venv/bin/torchrun --nproc-per-node 2")]
+    args = shlex.split(line[2:])[1:]
+    args[args.index("--master-port") + 1] = str(_free_port())
+    return [sys.executable, "-m", "torch.distributed.run", *args]
+
+
 @pytest.mark.slow
 def test_torchrun_one_node_two_local_ranks(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in rd.LAUNCH_VARIABLES:
         env.pop(name, None)
     out_file = tmp_path / "rows.json"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-               str(_free_port()), "-m", "archprobe", "throughput", "lenet", "--device", "cpu", "--mode", "train",
-               "-b", "8", "--distributed", *FAST_ARGS, "-f", "json", "-o", str(out_file)]
+    command = readme_torchrun_line() + [*FAST_ARGS, "-o", str(out_file)]
+    assert "-m archprobe throughput lenet --device cpu --mode train -b 8 --distributed -f json" in " ".join(command)
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out_file.read_text())  # rank 0 alone wrote it
@@ -481,3 +491,4 @@ def test_torchrun_one_node_two_local_ranks(tmp_path):
     assert (row["world_size"], row["nproc_per_node"], row["nnodes"], row["global_batch_size"]) == (2, 2, 1, 16)
     assert len(row["rank_median_ms"]) == 2 and row["scaling_efficiency"] > 0
     assert result.stdout.strip() == ""  # -o: nothing on stdout from any rank
+    assert row["mode"] == "train" and row["batch_size"] == 8 and row["device"] == "cpu"

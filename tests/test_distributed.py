@@ -338,7 +338,7 @@ RANKS_FILE = textwrap.dedent(
     class Net(nn.Module):
         def __init__(self, fault=None, slow=False):
             super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3)
+            self.conv = nn.Conv2d(1, 4, 3)  # any size: the mean below leaves 4 features
             self.fc = nn.Linear(4, 10)
             self.fault, self.slow, self.calls = fault, slow, 0
 
@@ -406,7 +406,7 @@ def test_ranks_that_raise_die_or_hang_become_error_rows(capsys, ranks_file):
     spec = f"{ranks_file}:"
     began = time.monotonic()
     code, out, err = invoke(capsys, spec + "raises_on_rank_1", spec + "dies_on_rank_1", spec + "hangs_on_rank_1",
-                            "--input-size", "3x8x8", "--device", "cpu", "--nproc", "2", "--mode", "eval", "-b", "2",
+                            "--input-size", "1x8x8", "--device", "cpu", "--nproc", "2", "--mode", "eval", "-b", "2",
                             "--timeout", "3", *FAST_ARGS, "-f", "json")
     elapsed = time.monotonic() - began
     assert code == 0, err
@@ -433,7 +433,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_rows(ranks_file, tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
     command = [sys.executable, "-m", "archprobe", "throughput", f"{ranks_file}:tiny", f"{ranks_file}:slow",
-               "--input-size", "3x8x8", "--device", "cpu", "--nproc", "2", "--mode", "eval", "-b", "2",
+               "--input-size", "1x8x8", "--device", "cpu", "--nproc", "2", "--mode", "eval", "-b", "2",
                *FAST_ARGS, "-f", "json"]
     env = {**os.environ, "MARKERS": str(markers), "PYTHONPATH": str(ROOT)}
     for name in rd.LAUNCH_VARIABLES:
@@ -477,18 +477,23 @@ def readme_torchrun_line() -> list[str]:
 
 
 @pytest.mark.slow
-def test_torchrun_one_node_two_local_ranks(tmp_path):
+def test_torchrun_one_node_two_local_ranks(tmp_path, ranks_file):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in rd.LAUNCH_VARIABLES:
         env.pop(name, None)
     out_file = tmp_path / "rows.json"
-    command = readme_torchrun_line() + [*FAST_ARGS, "-o", str(out_file)]
+    command = readme_torchrun_line()
     assert "-m archprobe throughput lenet --device cpu --mode train -b 8 --distributed -f json" in " ".join(command)
+    # then a model one of whose ranks raises: it breaks the group, and rank 0 writes the error row
+    command += [f"{ranks_file}:raises_on_rank_1", "--input-size", "1x28x28", *FAST_ARGS, "-o", str(out_file)]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr
-    (row,) = json.loads(out_file.read_text())  # rank 0 alone wrote it
-    assert row["status"] == "ok", row["error"]
+    assert result.returncode != 0  # torchrun reports the failed rank
+    assert "ValueError: rank one broke" in result.stderr  # its summary names it, from the rank's error file
+    rows = json.loads(out_file.read_text())  # rank 0 alone wrote it
+    assert [r["status"] for r in rows] == ["ok", "error"], rows[0]["error"]
+    row = rows[0]
+    assert (row["model"], row["mode"], row["batch_size"], row["device"]) == ("lenet", "train", 8, "cpu")
     assert (row["world_size"], row["nproc_per_node"], row["nnodes"], row["global_batch_size"]) == (2, 2, 1, 16)
     assert len(row["rank_median_ms"]) == 2 and row["scaling_efficiency"] > 0
+    assert rows[1]["error"] == "rank 1: ValueError: rank one broke"
     assert result.stdout.strip() == ""  # -o: nothing on stdout from any rank
-    assert row["mode"] == "train" and row["batch_size"] == 8 and row["device"] == "cpu"

@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -441,7 +442,9 @@ def group_sweep(
 
     Rank 0 measures each single-process baseline while the other ranks wait at a barrier. A
     failure breaks the group: rank 0 yields an ``error`` row naming the rank that failed first
-    (from the launcher's store) and the sweep ends; the other ranks raise.
+    (from the launcher's store) and the sweep ends; the other ranks raise (torchrun's summary
+    names them). When the launcher stops the group (SIGTERM, after another rank failed), rank 0
+    finishes the row in progress and ends the sweep, so its output is still written.
     """
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
@@ -450,35 +453,57 @@ def group_sweep(
     device = rank_device(device_kind, info.local_rank)
     join_group(backend_for(device_kind), device, timeout_s)
     collectives = Collectives(device)
-    for _text, spec in models:
-        spec = runner.meta_probe(spec).spec
-        for mode in modes:
-            for batch in batch_sizes:
-                row_config = replace(config, mode=Mode.of(mode), batch_size=batch,
-                                     threads=rank_threads(device_kind, config.threads, info.local_world_size))
-                if on_start is not None:
-                    on_start(_label(spec, device_kind, row_config, info.world_size))
-                baseline = None
-                try:
+    with _finish_on_sigterm() if info.rank == 0 else contextlib.nullcontext() as stop:
+        for _text, spec in models:
+            spec = runner.meta_probe(spec).spec
+            for mode in modes:
+                for batch in batch_sizes:
+                    row_config = replace(config, mode=Mode.of(mode), batch_size=batch,
+                                         threads=rank_threads(device_kind, config.threads, info.local_world_size))
+                    if on_start is not None:
+                        on_start(_label(spec, device_kind, row_config, info.world_size))
+                    baseline, timing, error = None, None, None
+                    try:
+                        if info.rank == 0:
+                            baseline = runner.measure(spec, device, row_config)
+                        collectives.barrier()
+                        timing = time_in_group(spec, row_config, device_kind, info)
+                    except Exception as exc:
+                        if info.rank != 0:
+                            _rank_failed(exc, info)
+                            ErrorHandler().record_exception(exc)  # for torchrun's summary
+                            raise
+                        error = _first_failure(exc, info)
                     if info.rank == 0:
-                        baseline = runner.measure(spec, device, row_config)
-                    collectives.barrier()
-                    timing = time_in_group(spec, row_config, device_kind, info)
-                except Exception as exc:
-                    followed = _rank_failed(exc, info)
-                    if info.rank != 0:
-                        ErrorHandler().record_exception(exc)  # torchrun's summary names this rank
-                        raise
-                    failed = published_failure(info.world_size, PEER_GRACE_S) if followed else None
-                    error = (f"rank {failed[0]}: {failed[1]}" if failed else
-                             f"rank 0: {tidy_message(_one_line(exc))}" if not followed else
-                             f"a peer rank failed: {tidy_message(_one_line(exc))}")
-                    yield distributed_row(spec, device_kind, row_config, runner.environment(device), None, baseline,
-                                          world_size=info.world_size, nproc_per_node=info.local_world_size,
-                                          nnodes=info.nnodes, error=error)
-                    return
-                if info.rank == 0:
-                    yield distributed_row(spec, device_kind, row_config, runner.environment(device), timing, baseline,
-                                          world_size=info.world_size, nproc_per_node=info.local_world_size,
-                                          nnodes=info.nnodes)
+                        yield distributed_row(spec, device_kind, row_config, runner.environment(device), timing,
+                                              baseline, world_size=info.world_size,
+                                              nproc_per_node=info.local_world_size, nnodes=info.nnodes, error=error)
+                    if error is not None or (stop is not None and stop.is_set()):
+                        return  # the group is broken, or being stopped
     leave_group()
+
+
+def _first_failure(exc: BaseException, info: RankInfo) -> str:
+    """Rank 0's error message for a failed row of torchrun's group: its own failure, or the
+    failure a peer published before it ended."""
+    message = tidy_message(_one_line(exc))
+    if not _follows_a_peer(exc, info):
+        publish_failure(info.rank, message)
+        return f"rank {info.rank}: {message}"
+    failed = published_failure(info.world_size, PEER_GRACE_S)
+    return f"rank {failed[0]}: {failed[1]}" if failed else f"a peer rank failed: {message}"
+
+
+@contextlib.contextmanager
+def _finish_on_sigterm() -> Iterator[threading.Event]:
+    """SIGTERM sets the yielded event instead of ending the process (main thread only)."""
+    requested = threading.Event()
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
+    except ValueError:  # not the main thread: the signal keeps its handler
+        yield requested
+        return
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)

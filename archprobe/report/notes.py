@@ -136,7 +136,7 @@ def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
     for r in rows:
         setups.setdefault((r.device, r.world_size, r.nnodes, r.threads), r)
     for (device, world, nodes, threads), r in setups.items():
-        text = f"{device} x{world}: {world} ranks on {nodes} node{'s' if nodes != 1 else ''}"
+        text = f"{device} x{world}: {world} rank{'s' if world != 1 else ''} on {nodes} node{'s' if nodes != 1 else ''}"
         if device == "cpu" and threads:
             text += f", {threads} thread{'s' if threads != 1 else ''} per rank"
         text += f", {r.backend}" + (f" {r.nccl_version}" if r.nccl_version else "")

@@ -26,7 +26,6 @@ from archprobe.bench import distributed as bd
 from archprobe.bench.throughput import RESULT_FIELDS, ThroughputConfig
 from archprobe.cli import main
 from archprobe.errors import ExitCode, UsageError
-from archprobe.probe import Mode
 from archprobe.report.frames import render
 from archprobe.report.notes import throughput_notes
 from archprobe.results import Environment, ThroughputResult

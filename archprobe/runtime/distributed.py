@@ -23,14 +23,11 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from archprobe.errors import UsageError
 from archprobe.runtime.environment import physical_cores
 from archprobe.runtime.timing import Clock
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 DEFAULT_TIMEOUT_S = 300.0  # the process-group timeout: the longest a rank waits for its peers
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -60,11 +57,6 @@ class RankInfo:
         nnodes = int(env.get("GROUP_WORLD_SIZE", max(1, world_size // max(1, local_world_size))))
         return cls(rank=int(env["RANK"]), world_size=world_size, local_rank=int(env["LOCAL_RANK"]),
                    local_world_size=local_world_size, nnodes=nnodes)
-
-
-def launched() -> bool:
-    """Whether this process was started by a torch.distributed launcher (torchrun)."""
-    return all(name in os.environ for name in LAUNCH_VARIABLES)
 
 
 def backend_for(device_kind: str) -> str:

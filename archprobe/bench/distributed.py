@@ -212,8 +212,8 @@ def _rank_failed(exc: BaseException, info: RankInfo) -> bool:
 
 
 def rank_entry(job: RankJob) -> GroupTiming | None:
-    """The launcher's entrypoint, run by every rank of a local launch (module level: spawned
-    ranks import it by name)."""
+    """The launcher's entrypoint, run by every rank of a local launch (module level: the rank
+    processes look it up by name)."""
     from archprobe.api import as_spec
 
     info = RankInfo.from_env()

@@ -475,13 +475,19 @@ def readme_torchrun_line() -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *args]
 
 
+def torchrun_logs(command: list[str], log_dir: Path) -> list[str]:
+    """The command with torchrun's logs (and its error files) in ``log_dir``, not in /tmp."""
+    at = command.index("torch.distributed.run") + 1
+    return [*command[:at], "--log-dir", str(log_dir), *command[at:]]
+
+
 @pytest.mark.slow
 def test_torchrun_one_node_two_local_ranks(tmp_path, ranks_file):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in rd.LAUNCH_VARIABLES:
         env.pop(name, None)
     out_file = tmp_path / "rows.json"
-    command = readme_torchrun_line()
+    command = torchrun_logs(readme_torchrun_line(), tmp_path / "logs")
     assert "-m archprobe throughput lenet --device cpu --mode train -b 8 --distributed -f json" in " ".join(command)
     # then a model one of whose ranks raises: it breaks the group, and rank 0 writes the error row
     command += [f"{ranks_file}:raises_on_rank_1", "--input-size", "1x28x28", *FAST_ARGS, "-o", str(out_file)]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
-from archprobe.errors import SpecError
+from archprobe.errors import SpecError, UsageError
 from archprobe.probe import Mode, Probe
+from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 from archprobe.results import (
     LayerTable,
     MinInputResult,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ModelLike = Union[str, "nn.Module", "ModelSpec"]
 D2L_SUFFIX = "-d2l"
+PAPER_SUFFIX = "-paper"  # a paper's own layout of a model the libraries build differently
 
 
 # --- models -> specs -> probes ------------------------------------------------------------------
@@ -195,12 +197,17 @@ def throughput(model: ModelLike, input_size=None, *, device: str = "cpu", batch_
                mode: str | Mode = "eval", dtype: str = "float32", channels_last: bool = False,
                compile: bool = False, threads: int | None = None, min_time: float = 2.0,
                warmup_time: float = 1.0, utilisation: bool = True, in_channels: int | None = None,
-               num_classes: int | None = None) -> ThroughputResult:
+               num_classes: int | None = None, nproc: int | None = None,
+               timeout: float = DEFAULT_TIMEOUT_S) -> ThroughputResult:
     """Examples/sec of ``model`` on a real device, in eval (inference) or train mode.
 
     The model is built with fresh weights on ``device`` (a live module through a twin) and fed
     synthetic data; a training step is zero_grad, forward, cross-entropy, backward, SGD step.
     ``examples_per_sec`` = batch / median time per iteration after warm-up.
+
+    ``nproc``: measure ``nproc`` data-parallel ranks instead (see :func:`distributed_sweep`;
+    ``model`` must then be a spec string, and a script calling this needs the usual
+    ``if __name__ == "__main__":`` guard, as the ranks are spawned processes).
 
     Returns:
         A :class:`ThroughputResult` (``status`` is ``"oom"`` or ``"error"`` when it failed).
@@ -208,12 +215,81 @@ def throughput(model: ModelLike, input_size=None, *, device: str = "cpu", batch_
     from archprobe.bench.throughput import ThroughputConfig
     from archprobe.runtime.backends import resolve_devices
 
-    spec = as_spec(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
-    devices, _ = resolve_devices([device])
     config = ThroughputConfig(dtype=dtype, channels_last=channels_last, compile=compile, threads=threads,
                               min_time=min_time, warmup_time=warmup_time, utilisation=utilisation)
+    if nproc is not None:
+        (row,) = distributed_sweep([model], [device], [Mode.of(mode)], [batch_size], config, nprocs=[nproc],
+                                   input_size=input_size, in_channels=in_channels, num_classes=num_classes,
+                                   timeout=timeout)
+        return row
+    spec = as_spec(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    devices, _ = resolve_devices([device])
     (row,) = throughput_sweep([spec], devices[:1], [Mode.of(mode)], [batch_size], config)
     return row
+
+
+# --- data-parallel throughput (torch.distributed) -----------------------------------------------
+
+def distributed_sweep(models: Sequence[ModelLike], devices: Sequence[str], modes: Sequence[Mode],
+                      batch_sizes: Sequence[int], config: "ThroughputConfig", *,
+                      nprocs: Sequence[int] | None = None, join_group: bool = False, input_size=None,
+                      in_channels: int | None = None, num_classes: int | None = None,
+                      timeout: float = DEFAULT_TIMEOUT_S, runner: "ThroughputRunner | None" = None,
+                      on_start: Callable[[str], None] | None = None) -> Iterator[ThroughputResult]:
+    """Data-parallel rows through torch.distributed: one per model x mode x batch x world size.
+
+    ``nprocs``: world sizes to launch on this machine, each through torch.distributed's elastic
+    launcher (the API torchrun uses); ``join_group``: this process is one rank of a group
+    torchrun started (one or many nodes), and only rank 0 yields rows. ``devices`` names one
+    device kind, ``"cpu"`` (gloo; the physical cores split between the ranks unless ``threads``
+    sets the threads per rank) or ``"cuda"`` (NCCL, one GPU per rank). ``batch_sizes`` are per
+    rank. ``timeout`` (seconds) bounds every collective: a rank that stops answering fails the row.
+
+    A row's step time is its slowest rank's; ``examples_per_sec`` = batch x world size / median
+    step time, and ``scaling_efficiency`` compares it with one process measured in the same run
+    (see :class:`ThroughputResult`). Models are spec strings (each rank resolves its own);
+    usage errors (unknown models, sizes, world sizes, more CUDA ranks than GPUs) raise now.
+    """
+    from archprobe.bench import distributed as dist
+    from archprobe.bench.throughput import ThroughputRunner
+    from archprobe.runtime.backends import resolve_devices
+    from archprobe.runtime.distributed import RankInfo
+
+    if not all(isinstance(m, str) for m in models):
+        raise UsageError("a live module or a resolved spec cannot be sent to other processes: give the model as a "
+                         "spec string (a zoo name, tv:NAME, timm:NAME or file.py:factory)", param="model")
+    kinds = [str(d).strip().lower() for d in devices]
+    if len(kinds) != 1 or kinds[0] not in ("cpu", "cuda"):
+        raise UsageError(f"data-parallel ranks need one device kind, cpu or cuda, not {', '.join(kinds) or 'none'}",
+                         param="device")
+    resolve_devices(kinds)  # cuda without a usable GPU is a usage error
+    if join_group:
+        if nprocs:
+            raise UsageError("is set by the launcher when joining its group (torchrun --nproc-per-node)",
+                             param="nproc")
+        RankInfo.from_env()  # not launched: a usage error
+    elif not nprocs:
+        raise UsageError("give the numbers of processes to launch", param="nproc")
+    else:
+        dist.check_nprocs(nprocs, kinds[0])
+    options = dict(input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    names = expand(models)
+    specs = [as_spec(m, **options) for m in names]
+    runner = runner or ThroughputRunner()
+    check_sizes(specs, modes, min(batch_sizes), build=runner.meta_probe)
+    pairs = list(zip(names, specs))
+    if join_group:
+        return dist.group_sweep(pairs, kinds[0], modes, batch_sizes, config, timeout_s=timeout, runner=runner,
+                                on_start=on_start)
+    return dist.local_sweep(pairs, options, kinds[0], modes, batch_sizes, nprocs, config, timeout_s=timeout,
+                            runner=runner, on_start=on_start)
+
+
+def writes_output(join_group: bool) -> bool:
+    """Whether this process writes results: always, except the ranks other than 0 of a group."""
+    import os
+
+    return not join_group or os.environ.get("RANK", "0") == "0"
 
 
 # --- the zoo, frames and the report -------------------------------------------------------------
@@ -256,18 +332,22 @@ def to_frame(results: Any) -> "pd.DataFrame":
 
 
 def variant_pairs(counts: Sequence[ModelCounts], families: dict[str, str]) -> list[VariantPair]:
-    """Pair each ``X-d2l`` model with ``X``, else with the first ImageNet model of its family."""
+    """Pair each ``X-d2l`` model with ``X``, else with the first ImageNet model of its family;
+    and each ``X-paper`` model (the paper's own layout) with the library's ``X``."""
     by_name = {c.model: c for c in counts}
     pairs = []
     for c in counts:
-        if not c.model.endswith(D2L_SUFFIX):
+        if c.model.endswith(D2L_SUFFIX):
+            kind, base = "d2l", c.model[: -len(D2L_SUFFIX)]
+            partner = by_name.get(base) or next(
+                (o for o in counts
+                 if families.get(o.model) == families.get(c.model) and not o.model.endswith(D2L_SUFFIX)),
+                None,
+            )
+        elif c.model.endswith(PAPER_SUFFIX):
+            kind, partner = "paper", by_name.get(c.model[: -len(PAPER_SUFFIX)])
+        else:
             continue
-        base = c.model[: -len(D2L_SUFFIX)]
-        partner = by_name.get(base) or next(
-            (o for o in counts
-             if families.get(o.model) == families.get(c.model) and not o.model.endswith(D2L_SUFFIX)),
-            None,
-        )
         if partner is None:
             continue
         pairs.append(
@@ -282,6 +362,7 @@ def variant_pairs(counts: Sequence[ModelCounts], families: dict[str, str]) -> li
                 d2l_params=c.params,
                 d2l_macs=c.macs,
                 params_ratio=c.params / partner.params if partner.params else 0.0,
+                kind=kind,
             )
         )
     return pairs

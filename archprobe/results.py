@@ -235,6 +235,15 @@ class ThroughputResult:
     ``warnings`` are codes: ``spread`` (IQR above 10% of the median), ``busy`` (other processes
     kept ``other_cpu_cores`` busy), ``steal`` (the hypervisor took ``cpu_steal`` of the CPU time),
     ``ceiling_low`` (see above).
+
+    Data-parallel rows (``world_size`` set; ``archprobe.bench.distributed``): ``batch_size`` is
+    per rank and ``global_batch_size`` = batch_size x world_size; a step's time is the slowest
+    rank's, and ``examples_per_sec`` = global batch / median of those per-step maxima;
+    ``scaling_efficiency`` = examples_per_sec / (world_size x
+    ``single_process_examples_per_sec``), one process at the same per-rank batch, threads and
+    device measured in the same run; ``threads`` are per rank; ``matmul_flops_per_iter`` and
+    ``achieved_flops_per_sec`` count every rank's work, and ``utilisation`` is over world_size
+    ceilings. All of these are ``None`` on single-process rows.
     """
 
     model: str
@@ -287,6 +296,17 @@ class ThroughputResult:
     load_average: float | None = None  # 1-minute load average at the end of the row
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    # --- data-parallel runs (torch.distributed)
+    world_size: int | None = None
+    nproc_per_node: int | None = None
+    nnodes: int | None = None
+    backend: str | None = None  # "gloo" or "nccl"
+    global_batch_size: int | None = None
+    scaling_efficiency: float | None = None
+    single_process_examples_per_sec: float | None = None
+    rank_median_ms: tuple[float, ...] | None = None  # each rank's own median step time, rank order
+    rank_devices: tuple[str, ...] | None = None  # "host device name" of each rank, rank order
+    nccl_version: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -294,7 +314,8 @@ class ThroughputResult:
 
     @property
     def label(self) -> str:
-        return f"{self.model} {self.device} {self.mode} b={self.batch_size}"
+        ranks = f" x{self.world_size}" if self.world_size else ""
+        return f"{self.model} {self.device} {self.mode} b={self.batch_size}{ranks}"
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -302,7 +323,9 @@ class ThroughputResult:
 
 @dataclass(frozen=True)
 class VariantPair:
-    """An ImageNet/paper model next to its Dive-into-DL (1 channel, 10 classes) version."""
+    """An ImageNet model next to a variant of it: its Dive-into-DL version (``kind`` "d2l": 1
+    channel, 10 classes) or the paper's own layout where the library's model departs from it
+    (``kind`` "paper", e.g. AlexNet's two-GPU grouped convolutions next to torchvision's)."""
 
     family: str
     imagenet: str
@@ -314,6 +337,7 @@ class VariantPair:
     d2l_params: int
     d2l_macs: int
     params_ratio: float
+    kind: str = "d2l"  # "d2l" or "paper"
 
 
 @dataclass(frozen=True)

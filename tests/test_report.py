@@ -45,7 +45,7 @@ def test_report_files(report_dir):
     assert not [n for n in names if n.endswith(".tmp")]
     md = (report_dir / "report.md").read_text()
     for section in ("## The zoo", "## Parameters and compute", "## Minimum input sizes",
-                    "## ImageNet vs Dive-into-DL variants", "## Environment", "## Counting conventions"):
+                    "## ImageNet models vs their variants", "## Environment", "## Counting conventions"):
         assert section in md
     assert "![Parameters vs GMACs](params_vs_macs.png)" in md
     assert "Where the parameters live" in md
@@ -66,6 +66,19 @@ def test_report_numbers_match_the_analyzers(report_dir):
     assert [r["model"] for r in data["counts"]] == MODELS
     variants = {(v["imagenet"], v["d2l"]) for v in data["variants"]}
     assert variants == {("alexnet", "alexnet-d2l"), ("googlenet", "googlenet-d2l")}
+
+
+def test_variants_pair_the_book_and_the_paper_versions_with_the_library_model():
+    from archprobe.api import variant_pairs
+
+    counts = [count(name) for name in ("alexnet", "alexnet-d2l", "alexnet-paper", "lenet")]
+    pairs = variant_pairs(counts, {"alexnet": "alexnet", "alexnet-d2l": "alexnet", "alexnet-paper": "alexnet"})
+    assert [(p.imagenet, p.d2l, p.kind) for p in pairs] == [("alexnet", "alexnet-d2l", "d2l"),
+                                                           ("alexnet", "alexnet-paper", "paper")]
+    paper = pairs[1]
+    assert (paper.imagenet_params, paper.d2l_params) == (61_100_840, 60_965_224)
+    assert paper.d2l_input == (3, 227, 227) and paper.params_ratio == pytest.approx(60_965_224 / 61_100_840)
+    assert variant_pairs(counts[2:], {}) == []  # no library model to pair the paper's with
 
 
 def test_plots_are_valid_png(report_dir):

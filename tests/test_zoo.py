@@ -77,6 +77,14 @@ def conv_bn(cin: int, cout: int, kh: int, kw: int | None = None) -> int:
     return cin * cout * kh * (kw or kh) + 2 * cout
 
 
+def alexnet_paper_params(classes: int = 1000) -> int:
+    # Krizhevsky et al. 2012, section 3.5: (in channels per kernel, kernels, kernel size); the
+    # kernels of conv2, conv4 and conv5 see only their own GPU's half of the previous layer.
+    convs = [(3, 96, 11), (96 // 2, 256, 5), (256, 384, 3), (384 // 2, 384, 3), (384 // 2, 256, 3)]
+    fcs = [(256 * 6 * 6, 4096), (4096, 4096), (4096, classes)]
+    return sum(conv_bias(cin, cout, k) for cin, cout, k in convs) + sum(i * o + o for i, o in fcs)
+
+
 def nin_params(classes: int = 1000) -> int:
     # Caffe "NIN ImageNet" (train_val.prototxt): conv1, cccp1, cccp2, conv2, cccp3, cccp4,
     # conv3, cccp5, cccp6, conv4-1024, cccp7-1024, cccp8-1024; (in, out, kernel).
@@ -154,13 +162,14 @@ def inception_resnet_v1_params(classes: int = 1000) -> int:
 
 
 HAND_COUNTS = {
+    "alexnet-paper": alexnet_paper_params,
     "nin": nin_params,
     "bn-inception": bn_inception_params,
     "inception-resnet-v1": inception_resnet_v1_params,
 }
 
 # The same numbers written out, so a change to a hand calculation is noticed too.
-PAPER_PARAMS = {"nin": 7_595_176, "bn-inception": 11_285_224, "inception-resnet-v1": 22_756_328}
+PAPER_PARAMS = {"alexnet-paper": 60_965_224, "nin": 7_595_176, "bn-inception": 11_285_224, "inception-resnet-v1": 22_756_328}
 
 TIMM_PARAMS = {"inception-v4": 42_679_816, "inception-resnet-v2": 55_843_464}
 
@@ -325,6 +334,56 @@ def grid_sizes(model: nn.Module, shape, names: list[str]) -> dict[str, tuple]:
         for h in handles:
             h.remove()
     return seen
+
+
+def test_alexnet_paper_layout():
+    spec, model = built("alexnet-paper")
+    assert spec.input_shape == (3, 227, 227)
+    names = ["features.conv1", "features.pool1", "features.conv2", "features.pool2", "features.conv5",
+             "features.pool5"]
+    assert grid_sizes(model, spec.input_shape, names) == {
+        "features.conv1": (96, 55, 55),
+        "features.pool1": (96, 27, 27),
+        "features.conv2": (256, 27, 27),
+        "features.pool2": (256, 13, 13),
+        "features.conv5": (256, 13, 13),
+        "features.pool5": (256, 6, 6),
+    }
+    groups = {n: m.groups for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    assert groups == {"features.conv1": 1, "features.conv2": 2, "features.conv3": 1, "features.conv4": 2,
+                      "features.conv5": 2}
+    # LRN after the ReLUs of conv1 and conv2, overlapping 3x3/2 pools after both and after conv5
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds[:4] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"] == kinds[4:8]
+    assert all((p.kernel_size, p.stride) == (3, 2) for p in model.modules() if isinstance(p, nn.MaxPool2d))
+    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 2
+
+
+def test_alexnet_paper_lrn_is_the_papers_formula():
+    from archprobe.zoo._paper_nets import AlexNetPaper
+
+    lrn = AlexNetPaper().features.norm1
+    a = torch.randn(2, 9, 4, 4) * 30  # large activations, where the normalisation matters
+    # b_i = a_i / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a_j^2) ** beta, k=2, n=5, alpha=1e-4, beta=0.75
+    squares = torch.nn.functional.pad(a.square(), (0, 0, 0, 0, 2, 2))
+    window = sum(squares[:, j : j + 9] for j in range(5))
+    expected = a / (2 + 1e-4 * window) ** 0.75
+    torch.testing.assert_close(lrn(a), expected)
+
+
+def test_alexnet_paper_macs_by_hand():
+    from archprobe.api import count
+
+    # output positions x kernels x (in channels per kernel x kernel area), then the FC layers
+    convs = 55 * 55 * 96 * 3 * 121 + 27 * 27 * 256 * 48 * 25 + 13 * 13 * (384 * 256 + 384 * 192 + 256 * 192) * 9
+    assert count("alexnet-paper").macs == convs + 9216 * 4096 + 4096 * 4096 + 4096 * 1000 == 724_406_816
+
+
+def test_alexnet_paper_valid_sizes():
+    from archprobe.api import min_input
+
+    result = min_input("alexnet-paper")  # conv1 11/4 and three 3/2 pools must leave 6x6 for fc6
+    assert result.min_size == (227, 227) and result.valid == ((227, 258),) and result.verified
 
 
 def test_nin_layout():

@@ -97,8 +97,12 @@ class Workload:
     train_step: TrainStep | None = None  # the training step ``step`` runs, in train mode
 
 
-def build_workload(spec: "ModelSpec", device, config: ThroughputConfig) -> Workload:
-    """Model with real weights on ``device``, synthetic on-device data, and the step to time."""
+def build_workload(spec: "ModelSpec", device, config: ThroughputConfig,
+                   wrap: Callable[[Any], Any] | None = None) -> Workload:
+    """Model with real weights on ``device``, synthetic on-device data, and the step to time.
+
+    ``wrap`` (e.g. DistributedDataParallel) wraps the model before it is compiled and the
+    optimizer is built."""
     import torch
 
     with seeded(device):
@@ -113,6 +117,8 @@ def build_workload(spec: "ModelSpec", device, config: ThroughputConfig) -> Workl
         x = x.contiguous(memory_format=torch.channels_last)
     cast = autocast(device, config.dtype)
     model.train(probe.train)
+    if wrap is not None:
+        model = wrap(model)
     if config.compile:
         model = torch.compile(model)
 

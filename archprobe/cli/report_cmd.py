@@ -39,7 +39,7 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
     \b
     The directory gets:
       report.md           the readable report (zoo, params and MACs/FLOPs, minimum input
-                          sizes, ImageNet vs Dive-into-DL variants, throughput, environment)
+                          sizes, ImageNet models vs their variants, throughput, environment)
       *.csv, report.json  every table, integers unrounded
       *.png               params vs GMACs; throughput bars when measured
     Every table keeps every model given (zoo, tv:, timm: or file.py:factory).

@@ -9,6 +9,7 @@ import click
 
 from archprobe.cli import cli
 from archprobe.cli.options import (
+    IntList,
     Seconds,
     batch_sizes_option,
     flatten_lists,
@@ -18,6 +19,7 @@ from archprobe.cli.options import (
     warmup_iters_option,
 )
 from archprobe.errors import as_interrupted
+from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 
 SEED_MODELS = ("alexnet", "vgg16", "nin", "googlenet")
 MODE_CHOICES = ("eval", "inference", "train", "both")
@@ -49,12 +51,19 @@ MODE_CHOICES = ("eval", "inference", "train", "both")
 @click.option("--utilisation/--no-utilisation", default=True, show_default=True,
               help="Count FLOPs and measure a matmul ceiling per device to report utilisation.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--nproc", "nprocs", type=IntList(), multiple=True,
+              help="Data-parallel: launch N local ranks through torch.distributed (DDP in train; "
+                   "comma-separate for a scaling sweep: 1,2,4). -b and --threads are per rank.")
+@click.option("--distributed", is_flag=True,
+              help="Join the process group torchrun started (one or many nodes) instead of launching ranks.")
+@click.option("--timeout", type=Seconds(minimum=1), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="With --nproc/--distributed: seconds a rank waits for its peers before the row fails.")
 @model_input_options
 @output_options
 @click.pass_context
 def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_last, compile_, threads,
                        warmup, warmup_time, min_time, min_iters, cudnn_benchmark, utilisation, quiet,
-                       input_size, in_channels, num_classes, fmt, output):
+                       nprocs, distributed, timeout, input_size, in_channels, num_classes, fmt, output):
     """Measure examples/sec of MODELS (default: alexnet vgg16 nin googlenet).
 
     Each model x device x mode x batch size is one row, built with real weights on the device
@@ -70,12 +79,25 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
     and exits with 130 (143). An out-of-memory batch size is recorded as 'oom' and the sweep goes on; the
     batch size is never changed. A failing model's error is kept in its row.
 
+    Past one device, --nproc N runs N data-parallel ranks on this machine through
+    torch.distributed's launcher (the one torchrun uses): DistributedDataParallel in train,
+    independent ranks in eval; gloo on CPU with the cores split between the ranks, NCCL on CUDA
+    with one GPU per rank (--device defaults to cuda where usable, else cpu). A step's time is
+    the slowest rank's; Examples/s = batch x ranks / median step time, and Scaling eff. compares
+    it with one process at the same per-rank batch and threads, measured in the same run. A rank
+    that fails turns its row into an error row naming it. Across machines, start archprobe
+    with torchrun and --distributed (see README.md); only rank 0 writes output.
+
     \b
     Examples:
       archprobe throughput --device cpu --mode train -b 8
       archprobe throughput googlenet-d2l --device all -b 32,128 -o results.csv
       archprobe throughput resnet50 --device cuda --dtype bfloat16 --channels-last --compile
       archprobe throughput tv:mobilenet_v3_small --device cpu --threads 4 --mode inference
+      archprobe throughput lenet --device cpu --nproc 1,2 --mode train -b 32
+      archprobe throughput resnet50 --device cuda --nproc 1,2,4,8 --mode train -f json
+      torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \\
+        -m archprobe throughput resnet50 --device cuda --mode train --distributed -o scaling.csv
     """
     from archprobe import api
     from archprobe.bench.throughput import MODES, RESULT_FIELDS, ThroughputConfig, ThroughputRunner
@@ -84,30 +106,49 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
     from archprobe.report.frames import render
     from archprobe.report.notes import throughput_notes
     from archprobe.report.writers import resolve_output, streaming, write_atomic, write_output
-    from archprobe.runtime.backends import resolve_devices
+    from archprobe.runtime.backends import cuda_usable, resolve_devices
     from archprobe.runtime.sink import CsvSink
 
     target = resolve_output(output)  # checked (writable) before any work by output_options
     batch_sizes = flatten_lists(batch_sizes)
-    device_list, notes = resolve_devices(devices)
-    specs = resolve_specs(models or SEED_MODELS, input_size, in_channels, num_classes)
     modes = MODES if mode == "both" else (Mode.of(mode),)
     config = ThroughputConfig(
         dtype=dtype, channels_last=channels_last, compile=compile_, threads=threads, warmup=warmup,
         warmup_time=warmup_time, min_time=min_time, min_iters=min_iters, cudnn_benchmark=cudnn_benchmark,
         utilisation=utilisation,
     )
+    writes = api.writes_output(distributed)
+    progress = _progress(quiet or not writes)
+    if nprocs or distributed:
+        nprocs = flatten_lists(nprocs)
+        notes = []
+        if ctx.get_parameter_source("devices") is click.core.ParameterSource.DEFAULT:
+            devices = ("cuda",) if cuda_usable() else ("cpu",)
+            notes.append(f"data-parallel ranks on {devices[0]} (--device to choose)")
+        total = len(api.expand(models or SEED_MODELS)) * len(modes) * len(batch_sizes) * max(1, len(nprocs))
+        task = progress.add_task("throughput", total=total)
+        rows = api.distributed_sweep(
+            models or SEED_MODELS, devices, modes, batch_sizes, config, nprocs=nprocs or None,
+            join_group=distributed, input_size=input_size, in_channels=in_channels, num_classes=num_classes,
+            timeout=timeout, on_start=lambda label: progress.update(task, description=label),
+        )
+    else:
+        device_list, notes = resolve_devices(devices)
+        specs = resolve_specs(models or SEED_MODELS, input_size, in_channels, num_classes)
+        if not device_list:
+            raise click.UsageError("no device to measure on")
+        total = len(specs) * len(device_list) * len(modes) * len(batch_sizes)
+        task = progress.add_task("throughput", total=total)
+        rows = api.throughput_sweep(specs, device_list, modes, batch_sizes, config, runner=ThroughputRunner(),
+                                    on_start=lambda label: progress.update(task, description=label))
+    if not writes:  # a rank other than 0 of torchrun's group: it measures, rank 0 writes
+        for _ in rows:
+            pass
+        return
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    if not device_list:
-        raise click.UsageError("no device to measure on")
 
     results = []
-    progress = _progress(quiet)
-    total = len(specs) * len(device_list) * len(modes) * len(batch_sizes)
-    task = progress.add_task("throughput", total=total)
-    rows = api.throughput_sweep(specs, device_list, modes, batch_sizes, config, runner=ThroughputRunner(),
-                                on_start=lambda label: progress.update(task, description=label))
     interrupted = None
     with contextlib.ExitStack() as cleanup:
         sink = None

@@ -87,18 +87,21 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     ),
     r.ThroughputResult: _cols(
         ("model", "Model"), ("device", "Device"), ("mode", "Mode"), ("batch_size", "Batch", "int"),
+        ("world_size", "Ranks", "int"), ("global_batch_size", "Global batch", "int"),  # data-parallel rows
         ("dtype", "Dtype"), ("status", "Status"), ("examples_per_sec", "Examples/s", "rate"),
         ("median_ms", "Median ms", "ms"), ("iqr_ms", "IQR ms", "ms"),
         ("achieved_flops_per_sec", "Matmul FLOP/s", "ops"), ("utilisation", "Util.", "percent"),
         ("peak_memory_bytes", "Peak mem", "bytes"), ("speedup", "Speedup", "ratio"),
+        ("single_process_examples_per_sec", "1-process ex/s", "rate"),  # data-parallel rows
+        ("scaling_efficiency", "Scaling eff.", "percent"),
         ("warnings", "Warnings", "list", lambda row: row.warnings or None),
     ),
     r.VariantPair: _cols(
         ("family", "Family"), ("imagenet", "ImageNet model"), ("imagenet_input", "ImageNet input", "shape"),
         ("imagenet_params", "ImageNet params", "count"), ("imagenet_macs", "ImageNet MACs", "ops"),
-        ("d2l", "Dive-into-DL model"), ("d2l_input", "d2l input", "shape"),
-        ("d2l_params", "d2l params", "count"), ("d2l_macs", "d2l MACs", "ops"),
-        ("params_ratio", "d2l/ImageNet params", "percent"),
+        ("kind", "Kind"), ("d2l", "Variant"), ("d2l_input", "Variant input", "shape"),
+        ("d2l_params", "Variant params", "count"), ("d2l_macs", "Variant MACs", "ops"),
+        ("params_ratio", "Variant/ImageNet params", "percent"),
     ),
 }
 

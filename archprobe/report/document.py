@@ -84,10 +84,12 @@ def markdown(report: Report, images: Sequence[str]) -> str:
     )
     parts.append(
         _section(
-            "ImageNet vs Dive-into-DL variants",
+            "ImageNet models vs their variants",
             report.variants,
-            intro="The book's versions take 1 input channel and 10 classes (Fashion-MNIST) and "
-            "often a smaller input; the fully connected layers dominate the difference.",
+            intro="The book's versions (kind d2l) take 1 input channel and 10 classes (Fashion-MNIST) "
+            "and often a smaller input; the fully connected layers dominate the difference. Kind "
+            "paper: the paper's own layout next to the library's model (AlexNet as trained on two "
+            "GPUs: conv2, conv4 and conv5 as groups=2 convolutions, LRN, 227x227 input).",
         )
     )
     if report.throughput:

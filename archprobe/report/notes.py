@@ -167,4 +167,40 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
     if results:
         notes.append("Examples/s = batch / median time per iteration; IQR = p75 - p25; "
                      "train = zero_grad, forward, cross-entropy, backward, SGD step")
+    notes.extend(distributed_notes(results))
+    return notes
+
+
+RANK_SPREAD_WARNING = 0.10  # slowest rank's median over the fastest's, above 1 + this, is flagged
+
+
+def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
+    """The data-parallel rows' setup (ranks, threads, backend, devices), slow ranks and the
+    definitions of their columns; nothing for single-process rows."""
+    rows = [r for r in results if r.world_size]
+    notes: list[str] = []
+    for r in rows:
+        medians = [m for m in r.rank_median_ms or () if m > 0]
+        if r.ok and len(medians) > 1 and max(medians) > (1 + RANK_SPREAD_WARNING) * min(medians):
+            notes.append(f"warning: {r.label}: rank medians range from {min(medians):,.2f} to {max(medians):,.2f} ms;"
+                         " the slowest rank sets every step's time")
+    setups: dict[tuple, ThroughputResult] = {}
+    for r in rows:
+        setups.setdefault((r.device, r.world_size, r.nnodes, r.threads), r)
+    for (device, world, nodes, threads), r in setups.items():
+        text = f"{device} x{world}: {world} rank{'s' if world != 1 else ''} on {nodes} node{'s' if nodes != 1 else ''}"
+        if device == "cpu" and threads:
+            text += f", {threads} thread{'s' if threads != 1 else ''} per rank"
+        text += f", {r.backend}" + (f" {r.nccl_version}" if r.nccl_version else "")
+        if r.rank_devices:
+            names = [d.split(" ", 2)[-1] for d in r.rank_devices]
+            hosts = {d.split(" ", 1)[0] for d in r.rank_devices}
+            counted = ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
+            text += f"; {counted} on {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+        notes.append(text)
+    if rows:
+        notes.append("Ranks: data-parallel processes (DistributedDataParallel in train, independent in eval), each with"
+                     " its own batch of Batch examples; Examples/s = global batch / median over steps of the slowest"
+                     " rank's step time; Scaling eff. = Examples/s / (ranks x 1-process ex/s), one process at the same"
+                     " per-rank batch and threads measured in this run")
     return notes

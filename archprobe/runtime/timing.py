@@ -96,15 +96,34 @@ def run_timed(
     timer.synchronize()
 
     start = clock()
+    times = _timed_loop(step, timer, lambda count: count >= max_iters
+                        or (count >= min_iters and clock() - start >= min_time))
+    return times, warm
+
+
+def run_counted(step: Callable[[], Any], timer: Timer, iterations: int) -> list[float]:
+    """Time exactly ``iterations`` calls of an already warmed-up ``step``; per-iteration seconds.
+
+    For ranks of a process group, which must all run the same number of steps (a rank that
+    stopped by its own clock would leave the others waiting in a collective): the count is
+    agreed beforehand (:func:`archprobe.runtime.distributed.agreed_warmup`).
+    """
+    if iterations < 1:
+        raise ValueError("at least one iteration")
+    return _timed_loop(step, timer, lambda count: count >= iterations)
+
+
+def _timed_loop(step: Callable[[], Any], timer: Timer, done: Callable[[int], bool]) -> list[float]:
+    """One ``timer.mark()`` per iteration boundary, so the intervals cover the loop without gaps."""
     marks = [timer.mark()]
     count = 0
     while True:
         step()
         marks.append(timer.mark())
         count += 1
-        if count >= max_iters or (count >= min_iters and clock() - start >= min_time):
+        if done(count):
             break
-    return timer.intervals(marks), warm
+    return timer.intervals(marks)
 
 
 def summarize(times: Sequence[float]) -> TimingStats:

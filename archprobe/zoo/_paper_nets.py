@@ -2,6 +2,8 @@
 
 Imported lazily by the builders in :mod:`archprobe.zoo.paper` (this module imports torch).
 
+* :class:`AlexNetPaper`: AlexNet as published (Krizhevsky, Sutskever & Hinton 2012, Figure 2), its
+  two-GPU layout written as grouped convolutions;
 * :func:`nin_imagenet`: Network In Network (Lin, Chen & Yan 2013), the ImageNet model released
   with the paper (Caffe model zoo "NIN ImageNet");
 * :class:`BNInception`: Inception v2 / BN-Inception (Ioffe & Szegedy 2015, Figure 5);
@@ -18,6 +20,100 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+# --- AlexNet, the paper's two-GPU layout ---------------------------------------------------
+
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0  # the paper's n, alpha, beta, k (section 3.3)
+
+
+class AlexNetPaper(nn.Module):
+    """AlexNet as trained on two GTX 580 GPUs (Krizhevsky, Sutskever & Hinton 2012, Figure 2).
+
+    Each GPU held half of the kernels of every layer, and "the GPUs communicate only in certain
+    layers" (section 3.2): the kernels of conv2, conv4 and conv5 see only the feature maps on
+    their own GPU, so one device computes them as convolutions with ``groups=2``; conv1, conv3
+    and the fully connected layers take input from both halves, so they are ordinary layers.
+
+    Layers (section 3.5), input 3x227x227 (the paper's "224x224" does not give its 55x55 maps):
+
+    ====== ================================================ ============ ==========================
+    layer  kernels                                           output       parameters
+    ====== ================================================ ============ ==========================
+    conv1  96 of 11x11x3, stride 4                           96x55x55     96*11*11*3 + 96 = 34,944
+    LRN, max pool 3x3 stride 2                                           27x27
+    conv2  256 of 5x5x48 (groups 2), pad 2                    256x27x27    256*5*5*48 + 256 = 307,456
+    LRN, max pool 3x3 stride 2                                           13x13
+    conv3  384 of 3x3x256, pad 1                             384x13x13    384*3*3*256 + 384 = 885,120
+    conv4  384 of 3x3x192 (groups 2), pad 1                  384x13x13    384*3*3*192 + 384 = 663,936
+    conv5  256 of 3x3x192 (groups 2), pad 1                  256x13x13    256*3*3*192 + 256 = 442,624
+    max pool 3x3 stride 2                                                 256x6x6 = 9216
+    fc6    dropout 0.5, 9216 -> 4096                                      9216*4096 + 4096 = 37,752,832
+    fc7    dropout 0.5, 4096 -> 4096                                      4096*4096 + 4096 = 16,781,312
+    fc8    4096 -> 1000                                                   4096*1000 + 1000 = 4,097,000
+    ====== ================================================ ============ ==========================
+
+    Total: 60,965,224 parameters (the paper's "60 million"); torchvision's one-tower variant
+    (64-192-384-256-256 kernels, no LRN) has 61,100,840.
+
+    ReLU follows every convolution and the first two fully connected layers; response
+    normalisation follows the ReLU of conv1 and conv2 (section 3.3), and overlapping max pooling
+    (3x3, stride 2; section 3.4) follows both normalisations and conv5.
+
+    Local response normalisation is the paper's
+    ``b = a / (k + alpha * sum_{n neighbouring channels} a^2) ** beta`` with k=2, n=5, alpha=1e-4,
+    beta=0.75. ``nn.LocalResponseNorm`` divides its ``alpha`` by ``n`` (Caffe's convention), so it
+    is given ``alpha * n`` here to compute the paper's formula.
+
+    Initialisation (section 5): weights from N(0, 0.01), biases 1 in conv2, conv4, conv5 and
+    the fully connected layers, 0 elsewhere.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1000):
+        super().__init__()
+
+        def lrn() -> nn.LocalResponseNorm:
+            return nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA * LRN_SIZE, beta=LRN_BETA, k=LRN_K)
+
+        self.features = nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(in_channels, 96, kernel_size=11, stride=4)),
+            ("relu1", nn.ReLU()),
+            ("norm1", lrn()),
+            ("pool1", nn.MaxPool2d(kernel_size=3, stride=2)),
+            ("conv2", nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2)),
+            ("relu2", nn.ReLU()),
+            ("norm2", lrn()),
+            ("pool2", nn.MaxPool2d(kernel_size=3, stride=2)),
+            ("conv3", nn.Conv2d(256, 384, kernel_size=3, padding=1)),
+            ("relu3", nn.ReLU()),
+            ("conv4", nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2)),
+            ("relu4", nn.ReLU()),
+            ("conv5", nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2)),
+            ("relu5", nn.ReLU()),
+            ("pool5", nn.MaxPool2d(kernel_size=3, stride=2)),
+        ]))  # fmt: skip
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(OrderedDict([
+            ("drop6", nn.Dropout(0.5)),
+            ("fc6", nn.Linear(256 * 6 * 6, 4096)),
+            ("relu6", nn.ReLU()),
+            ("drop7", nn.Dropout(0.5)),
+            ("fc7", nn.Linear(4096, 4096)),
+            ("relu7", nn.ReLU()),
+            ("fc8", nn.Linear(4096, num_classes)),
+        ]))  # fmt: skip
+        self._initialise()
+
+    def _initialise(self) -> None:
+        ones = {"features.conv2", "features.conv4", "features.conv5",
+                "classifier.fc6", "classifier.fc7", "classifier.fc8"}  # fmt: skip
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.01)
+                nn.init.constant_(module.bias, 1.0 if name in ones else 0.0)
+
+    def forward(self, x):
+        return self.classifier(self.flatten(self.features(x)))
+
 
 # --- Network In Network ---------------------------------------------------------------------
 

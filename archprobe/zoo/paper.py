@@ -14,6 +14,8 @@ NETS = "archprobe.zoo._paper_nets"
 
 # name, family, paper, input side, attribute in _paper_nets, notes
 _ENTRIES = (
+    ("alexnet-paper", "alexnet", papers.ALEXNET, 227, "AlexNetPaper",
+     "the paper's two-GPU layout (Figure 2): groups=2 in conv2/4/5, LRN after conv1/2, 48-128-192-192-128 per GPU"),
     ("nin", "nin", papers.NIN, 224, "nin_imagenet",
      "the Caffe model-zoo NIN ImageNet model: 4 mlpconv layers, global average pooling, no FC"),
     ("bn-inception", "inception", papers.BN_INCEPTION, 224, "BNInception",

@@ -1,0 +1,519 @@
+"""Data-parallel throughput through torch.distributed: one model replica per rank.
+
+Methodology (design.md, "Past one device"):
+
+* Ranks: ``N`` local processes started by torch.distributed's elastic launcher (the API torchrun
+  uses, :func:`launch_local`), or the processes ``torchrun`` started on one or many nodes
+  (:func:`group_sweep`). gloo between CPU ranks, whose node's physical cores are split between
+  them (``threads`` per rank, recorded); NCCL between GPUs, one per rank (``cuda:LOCAL_RANK``).
+* train: each rank wraps its model in ``DistributedDataParallel`` and runs the runtime's
+  training step on its own synthetic batch of ``batch_size`` examples (the global batch is
+  ``batch_size x world_size``); eval: independent ranks (no DDP), each running inference.
+* Timing: a warm-up whose end all ranks agree on, then the same number of timed steps on every
+  rank, each rank timing its own steps with its backend's timer (CUDA events on a GPU) and no
+  barrier inside the timed loop. A step's time is the slowest rank's: the per-step maximum over
+  ranks (all-reduce MAX). ``examples_per_sec`` = ``batch_size x world_size`` / median of those
+  maxima; the IQR and percentiles are over the same maxima; each rank's own median is kept.
+* ``scaling_efficiency`` = that rate / (``world_size`` x one process's rate at the same
+  per-rank batch, threads and device), the single process measured in the same run by the
+  plain runner (:class:`archprobe.bench.throughput.ThroughputRunner`).
+* Faults: a rank that raises or dies turns its row into an ``error`` row naming the rank and
+  its message; collectives time out after ``timeout_s`` (the process-group timeout), and the
+  launcher stops the other ranks as soon as one has failed. Ctrl-C stops every rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from archprobe.bench.throughput import (
+    ThroughputConfig,
+    ThroughputRunner,
+    _one_line,
+    _optimizer_text,
+    build_workload,
+    row_warnings,
+)
+from archprobe.errors import UsageError
+from archprobe.probe import Mode
+from archprobe.results import ThroughputResult
+from archprobe.runtime.backends import make_backend
+from archprobe.runtime.distributed import (
+    DEFAULT_TIMEOUT_S,
+    Collectives,
+    RankInfo,
+    agreed_warmup,
+    backend_for,
+    is_collective_error,
+    join_group,
+    leave_group,
+    process_group,
+    publish_failure,
+    published_failure,
+    rank_device,
+    threads_per_rank,
+    tidy_message,
+    timed_iterations,
+)
+from archprobe.runtime.timing import Clock, run_counted, summarize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from archprobe.zoo.spec import ModelSpec
+
+MONITOR_INTERVAL_S = 0.1  # how often the launcher looks at its ranks
+SHUTDOWN_TIMEOUT_S = 5  # the launcher's grace between SIGTERM (or SIGINT) and SIGKILL
+PEER_GRACE_S = 1.0  # a rank failing because a peer failed waits this long, so the first one is named
+QUIET_LOGGERS = ("torch.distributed", "torch.multiprocessing")
+# What the fork server imports once, so that each rank it forks starts without importing torch
+# (and DDP's torch._dynamo) again: a launch then costs about a second instead of several.
+FORKSERVER_PRELOAD = ("torch", "torch._dynamo", "archprobe.bench.distributed")
+
+
+class RankFailure(Exception):
+    """A rank of a local launch raised or died."""
+
+    def __init__(self, rank: int, message: str):
+        super().__init__(f"rank {rank}: {message}")
+        self.rank = rank
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RankJob:
+    """What every rank of a local launch runs: picklable, so the model travels as its spec text
+    and options and is resolved in each rank (a live module cannot be sent)."""
+
+    model: str
+    model_options: Mapping[str, Any]  # input_size / in_channels / num_classes as given
+    device: str  # "cpu" or "cuda"
+    config: ThroughputConfig  # threads: per rank
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    cwd: str | None = None  # the caller's directory (relative model paths); a forked rank starts elsewhere
+
+
+@dataclass(frozen=True)
+class GroupTiming:
+    """The measurements of every rank, reduced on the group and returned by rank 0."""
+
+    step_max_s: tuple[float, ...]  # per timed step, the slowest rank's time
+    rank_median_s: tuple[float, ...]
+    rank_devices: tuple[str, ...]
+    world_size: int
+    local_world_size: int
+    nnodes: int
+    warmup_iters: int
+    threads: int | None
+    cudnn_benchmark: bool | None
+    memory: Mapping[str, int]  # each memory field's maximum over ranks
+    compile_s: float | None = None
+    nccl_version: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Every rank
+# --------------------------------------------------------------------------------------------
+def rank_threads(device_kind: str, threads: int | None, local_world_size: int) -> int | None:
+    """Threads per rank: as asked, else the node's physical cores split between its CPU ranks
+    (CUDA ranks keep torch's default)."""
+    if threads is not None or device_kind != "cpu":
+        return threads
+    return threads_per_rank(local_world_size)
+
+
+def time_in_group(spec: "ModelSpec", config: ThroughputConfig, device_kind: str, info: RankInfo, *,
+                  clock: Clock = time.perf_counter, backend=None,
+                  collectives: Collectives | None = None) -> GroupTiming | None:
+    """Measure ``spec`` on this rank of the joined group; every rank calls it with the same
+    arguments. Rank 0 returns the group's :class:`GroupTiming`, the others ``None``.
+
+    ``backend`` and ``collectives`` default to the rank's device (``cuda:LOCAL_RANK`` or the
+    CPU); tests pass fakes to run the CUDA path without a GPU.
+    """
+    import torch
+
+    device = rank_device(device_kind, info.local_rank)
+    backend = backend or make_backend(device, clock)
+    collectives = collectives or Collectives(device)
+    threads = rank_threads(device_kind, config.threads, info.local_world_size)
+    with backend.settings(threads=threads, cudnn_benchmark=config.cudnn_benchmark) as applied:
+        backend.memory_begin()
+        try:
+            times, warm, compile_s = _time_rank(spec, backend, config, collectives, clock)
+        finally:
+            memory = backend.memory_end()
+            backend.cleanup()
+    step_max = collectives.max(times)
+    name = backend.environment().device_name
+    mine = (summarize(times).median_s, f"{socket.gethostname()} {backend.label} {name}", memory, compile_s)
+    ranks = collectives.gather(mine)
+    if info.rank != 0:
+        return None
+    compiles = [r[3] for r in ranks if r[3] is not None]
+    return GroupTiming(
+        step_max_s=tuple(step_max),
+        rank_median_s=tuple(r[0] for r in ranks),
+        rank_devices=tuple(r[1] for r in ranks),
+        world_size=info.world_size,
+        local_world_size=info.local_world_size,
+        nnodes=info.nnodes,
+        warmup_iters=warm,
+        threads=applied["threads"],
+        cudnn_benchmark=applied["cudnn_benchmark"],
+        memory={key: max(r[2][key] for r in ranks if key in r[2]) for key in ranks[0][2]},
+        compile_s=max(compiles) if compiles else None,
+        nccl_version=".".join(map(str, torch.cuda.nccl.version())) if device_kind == "cuda" else None,
+    )
+
+
+def _time_rank(spec: "ModelSpec", backend, config: ThroughputConfig, collectives: Collectives,
+               clock: Clock) -> tuple[list[float], int, float | None]:
+    """(per-step seconds of this rank, warm-up steps, compile seconds) for the agreed counts."""
+    wrap = None
+    if config.mode is Mode.TRAIN:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [backend.device.index] if backend.device.type == "cuda" else None
+        wrap = lambda model: DistributedDataParallel(model, device_ids=device_ids)  # noqa: E731
+    work = build_workload(spec, backend.device, config, wrap=wrap)
+    compile_s = None
+    with work.context():
+        if config.compile:  # the first call compiles: timed on its own, kept out of the stats
+            began = clock()
+            work.step()
+            backend.synchronize()
+            compile_s = clock() - began
+        warm, seconds_per_step = agreed_warmup(work.step, backend.synchronize, collectives.max,
+                                               warmup=config.warmup, warmup_time=config.warmup_time, clock=clock)
+        iterations = timed_iterations(seconds_per_step, min_iters=config.min_iters, min_time=config.min_time,
+                                      max_iters=config.max_iters)
+        times = run_counted(work.step, backend.timer(), iterations)
+    del work
+    return times, warm + (1 if config.compile else 0), compile_s
+
+
+def _follows_a_peer(exc: BaseException, info: RankInfo) -> bool:
+    """Whether this rank's failure only follows another's: an error of the collective layer,
+    or any error after a peer has already published its own."""
+    return is_collective_error(exc) or published_failure(info.world_size, wait_s=0) is not None
+
+
+def _rank_failed(exc: BaseException, info: RankInfo) -> bool:
+    """Before a failing rank ends: its own failure is left in the store for rank 0 to find; a
+    failure that only follows a peer's waits, so that the launcher sees the rank that failed
+    first end first (and names it). Returns whether the failure followed a peer's."""
+    if _follows_a_peer(exc, info):
+        time.sleep(PEER_GRACE_S)
+        return True
+    publish_failure(info.rank, _one_line(exc))
+    return False
+
+
+def rank_entry(job: RankJob) -> GroupTiming | None:
+    """The launcher's entrypoint, run by every rank of a local launch (module level: the rank
+    processes look it up by name)."""
+    from archprobe.api import as_spec
+
+    info = RankInfo.from_env()
+    if job.cwd:
+        os.chdir(job.cwd)
+    try:
+        with process_group(backend_for(job.device), rank_device(job.device, info.local_rank), job.timeout_s):
+            spec = as_spec(job.model, **job.model_options)
+            return time_in_group(spec, job.config, job.device, info)
+    except Exception as exc:
+        _rank_failed(exc, info)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# The local launch (archprobe starts the ranks)
+# --------------------------------------------------------------------------------------------
+def failure_message(failure) -> str:
+    """One line from the launcher's record of a failed rank (a ``ProcessFailure``)."""
+    if isinstance(failure.message, dict) and failure.message.get("message"):
+        lines = tidy_message(str(failure.message["message"])).strip().splitlines()
+        return lines[0] if lines else "failed"
+    if failure.exitcode < 0:
+        return f"killed by {failure.signal_name()}"
+    return f"exited with code {failure.exitcode} without a Python error (the process died)"
+
+
+@contextlib.contextmanager
+def _launcher_scope() -> Iterator[None]:
+    """Keep the launcher's traces out of the output and give back what it changes in this
+    process: its signal handlers (SIGINT would otherwise stay a ``SignalException``) and the
+    variable naming them."""
+    loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
+               if name.startswith(QUIET_LOGGERS)] + [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    handled = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)]
+    handlers = {sig: signal.getsignal(sig) for sig in handled}
+    variable = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
+    try:
+        yield
+    finally:
+        for logger, level in levels:
+            logger.setLevel(level)
+        with contextlib.suppress(ValueError):  # not the main thread: the launcher set none either
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        if variable is None:
+            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
+        else:
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = variable
+
+
+def start_method() -> str:
+    """``forkserver`` where the platform has it (its server imports :data:`FORKSERVER_PRELOAD`
+    once per process, and ranks are forked from it), else ``spawn``.
+
+    The preload list is multiprocessing's global setting; it takes effect if this process has
+    not started a fork server yet. Forked ranks see the environment the server started with.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    return "forkserver"
+
+
+def launch_local(job: RankJob, nproc: int) -> GroupTiming:
+    """Run ``job`` on ``nproc`` local ranks through torch.distributed's elastic launcher.
+
+    Rendezvous on the loopback interface at a port the system picks (``127.0.0.1:0``); the
+    ranks' output goes to log files that are removed afterwards. Raises :class:`RankFailure`
+    for the first rank that failed (the launcher stops the others within ``SHUTDOWN_TIMEOUT_S``)
+    and ``KeyboardInterrupt`` on Ctrl-C, after every rank has been stopped.
+    """
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    with tempfile.TemporaryDirectory(prefix="archprobe-ranks-") as logs, _launcher_scope():
+        config = LaunchConfig(
+            min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"archprobe-{uuid.uuid4().hex[:12]}",
+            rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", local_addr="127.0.0.1", max_restarts=0,
+            monitor_interval=MONITOR_INTERVAL_S, start_method=start_method(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.ALL),
+        )
+        try:
+            returned = elastic_launch(config, rank_entry)(job)
+        except ChildFailedError as exc:
+            rank, failure = exc.get_first_failure()
+            raise RankFailure(rank, failure_message(failure)) from None
+        except SignalException as exc:
+            raise KeyboardInterrupt(f"stopped by {exc.sigval.name}") from None
+    return returned[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+def distributed_row(spec: "ModelSpec", device_kind: str, config: ThroughputConfig, environment,
+                    timing: GroupTiming | None, baseline: ThroughputResult | None, *, world_size: int,
+                    nproc_per_node: int, nnodes: int, error: str | None = None) -> ThroughputResult:
+    """One data-parallel row: the group's timing (or the failure), the baseline and the setup."""
+    row: dict[str, Any] = dict(
+        model=spec.name, device=device_kind, mode=config.mode.value, batch_size=config.batch_size,
+        dtype=config.dtype, input_shape="x".join(map(str, spec.input_shape)), channels_last=config.channels_last,
+        compile=config.compile, optimizer=_optimizer_text(config), threads=config.threads,
+        **asdict(environment),
+        world_size=world_size, nproc_per_node=nproc_per_node, nnodes=nnodes, backend=backend_for(device_kind),
+        global_batch_size=config.batch_size * world_size,
+    )
+    if baseline is not None and baseline.ok:
+        row["single_process_examples_per_sec"] = baseline.examples_per_sec
+    if timing is None:
+        return ThroughputResult(**row, status="error", error=error)
+    stats = summarize(timing.step_max_s)
+    examples = config.batch_size * timing.world_size / stats.median_s if stats.median_s > 0 else None
+    row.update(
+        status="ok", examples_per_sec=examples, median_ms=stats.median_s * 1e3, iqr_ms=stats.iqr_s * 1e3,
+        p10_ms=stats.p10_s * 1e3, p90_ms=stats.p90_s * 1e3, mean_ms=stats.mean_s * 1e3, samples=stats.samples,
+        spread=stats.spread, warmup_iters=timing.warmup_iters, compile_s=timing.compile_s,
+        threads=timing.threads, cudnn_benchmark=timing.cudnn_benchmark, **timing.memory,
+        rank_median_ms=tuple(m * 1e3 for m in timing.rank_median_s), rank_devices=timing.rank_devices,
+        nccl_version=timing.nccl_version,
+    )
+    single = row.get("single_process_examples_per_sec")
+    if examples and single:
+        row["scaling_efficiency"] = examples / (timing.world_size * single)
+    if examples and baseline is not None and baseline.matmul_flops_per_iter:
+        flops = baseline.matmul_flops_per_iter * timing.world_size  # every rank's step
+        achieved = flops / stats.median_s
+        row.update(matmul_flops_per_iter=flops, achieved_flops_per_sec=achieved)
+        if baseline.ceiling_flops_per_sec:
+            ceiling = timing.world_size * baseline.ceiling_flops_per_sec  # one ceiling per rank
+            row.update(ceiling_flops_per_sec=ceiling, ceiling_shape=baseline.ceiling_shape,
+                       ceiling_precision=baseline.ceiling_precision)
+            if achieved <= ceiling:
+                row.update(utilisation=achieved / ceiling)
+    row.update(warnings=row_warnings(row))
+    return ThroughputResult(**row)
+
+
+def _label(spec: "ModelSpec", device: str, config: ThroughputConfig, world_size: int) -> str:
+    return f"{spec.name} {device} {config.mode.value} b={config.batch_size} x{world_size}"
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------
+def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = None) -> None:
+    """Usage errors before anything starts: world sizes below 1, more CUDA ranks than GPUs, a
+    backend this build of torch lacks."""
+    import torch
+    import torch.distributed as dist
+
+    for n in nprocs:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UsageError(f"must be a positive number of processes, not {n!r}", param="nproc")
+    if not dist.is_available():
+        raise UsageError("this build of torch has no torch.distributed", param="nproc")
+    if device_kind == "cuda":
+        count = torch.cuda.device_count() if gpus is None else gpus
+        if max(nprocs) > count:
+            raise UsageError(f"{max(nprocs)} CUDA ranks need {max(nprocs)} GPUs (one per rank); "
+                             f"{count} {'is' if count == 1 else 'are'} visible", param="nproc")
+        if not dist.is_nccl_available():
+            raise UsageError("CUDA ranks need NCCL, which this build of torch lacks", param="nproc")
+    elif not dist.is_gloo_available():
+        raise UsageError("CPU ranks need gloo, which this build of torch lacks", param="nproc")
+
+
+def local_sweep(
+    models: Sequence[tuple[str, "ModelSpec"]],
+    model_options: Mapping[str, Any],
+    device_kind: str,
+    modes: Sequence[Mode],
+    batch_sizes: Sequence[int],
+    nprocs: Sequence[int],
+    config: ThroughputConfig,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    runner: ThroughputRunner | None = None,
+    launch: Callable[[RankJob, int], GroupTiming] = launch_local,
+    on_start: Callable[[str], None] | None = None,
+) -> Iterator[ThroughputResult]:
+    """One row per model x mode x batch x world size, each from its own local launch, yielded
+    as it is measured; the single-process baseline is measured first (once per per-rank thread
+    count). ``models`` pairs each spec text (what the ranks resolve) with its resolved spec."""
+    runner = runner or ThroughputRunner()
+    baselines: dict[tuple, ThroughputResult] = {}
+    for text, spec in models:
+        spec = runner.meta_probe(spec).spec
+        for mode in modes:
+            for batch in batch_sizes:
+                for nproc in nprocs:
+                    row_config = replace(config, mode=Mode.of(mode), batch_size=batch,
+                                         threads=rank_threads(device_kind, config.threads, nproc))
+                    if on_start is not None:
+                        on_start(_label(spec, device_kind, row_config, nproc))
+                    key = (text, row_config)
+                    if key not in baselines:
+                        baselines[key] = runner.measure(spec, device_kind, row_config)
+                    timing, error = None, None
+                    try:
+                        job = RankJob(text, dict(model_options), device_kind, row_config, timeout_s, os.getcwd())
+                        timing = launch(job, nproc)
+                    except RankFailure as failure:
+                        error = str(failure)
+                    yield distributed_row(spec, device_kind, row_config, runner.environment(device_kind), timing,
+                                          baselines[key], world_size=nproc, nproc_per_node=nproc, nnodes=1,
+                                          error=error)
+
+
+def group_sweep(
+    models: Sequence[tuple[str, "ModelSpec"]],
+    device_kind: str,
+    modes: Sequence[Mode],
+    batch_sizes: Sequence[int],
+    config: ThroughputConfig,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    runner: ThroughputRunner | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> Iterator[ThroughputResult]:
+    """The rows of a group another launcher started (torchrun, one or many nodes): this process
+    is one rank. Every rank runs the same sweep; rank 0 yields the rows, the others nothing.
+
+    Rank 0 measures each single-process baseline while the other ranks wait at a barrier. A
+    failure breaks the group: rank 0 yields an ``error`` row naming the rank that failed first
+    (from the launcher's store) and the sweep ends; the other ranks raise (torchrun's summary
+    names them). When the launcher stops the group (SIGTERM, after another rank failed), rank 0
+    finishes the row in progress and ends the sweep, so its output is still written.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    info = RankInfo.from_env()
+    runner = runner or ThroughputRunner()
+    device = rank_device(device_kind, info.local_rank)
+    join_group(backend_for(device_kind), device, timeout_s)
+    collectives = Collectives(device)
+    with _finish_on_sigterm() if info.rank == 0 else contextlib.nullcontext() as stop:
+        for _text, spec in models:
+            spec = runner.meta_probe(spec).spec
+            for mode in modes:
+                for batch in batch_sizes:
+                    row_config = replace(config, mode=Mode.of(mode), batch_size=batch,
+                                         threads=rank_threads(device_kind, config.threads, info.local_world_size))
+                    if on_start is not None:
+                        on_start(_label(spec, device_kind, row_config, info.world_size))
+                    baseline, timing, error = None, None, None
+                    try:
+                        if info.rank == 0:
+                            baseline = runner.measure(spec, device, row_config)
+                        collectives.barrier()
+                        timing = time_in_group(spec, row_config, device_kind, info)
+                    except Exception as exc:
+                        if info.rank != 0:
+                            _rank_failed(exc, info)
+                            ErrorHandler().record_exception(exc)  # for torchrun's summary
+                            raise
+                        error = _first_failure(exc, info)
+                    if info.rank == 0:
+                        yield distributed_row(spec, device_kind, row_config, runner.environment(device), timing,
+                                              baseline, world_size=info.world_size,
+                                              nproc_per_node=info.local_world_size, nnodes=info.nnodes, error=error)
+                    if error is not None or (stop is not None and stop.is_set()):
+                        return  # the group is broken, or being stopped
+    leave_group()
+
+
+def _first_failure(exc: BaseException, info: RankInfo) -> str:
+    """Rank 0's error message for a failed row of torchrun's group: its own failure, or the
+    failure a peer published before it ended."""
+    message = tidy_message(_one_line(exc))
+    if not _follows_a_peer(exc, info):
+        publish_failure(info.rank, message)
+        return f"rank {info.rank}: {message}"
+    failed = published_failure(info.world_size, PEER_GRACE_S)
+    return f"rank {failed[0]}: {failed[1]}" if failed else f"a peer rank failed: {message}"
+
+
+@contextlib.contextmanager
+def _finish_on_sigterm() -> Iterator[threading.Event]:
+    """SIGTERM sets the yielded event instead of ending the process (main thread only)."""
+    requested = threading.Event()
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
+    except ValueError:  # not the main thread: the signal keeps its handler
+        yield requested
+        return
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -134,7 +134,8 @@ def timing(**overrides) -> bd.GroupTiming:
 def test_row_arithmetic_examples_efficiency_and_utilisation():
     config = ThroughputConfig(mode="train", batch_size=8, threads=1)
     baseline = ThroughputResult("tiny", "cpu", "train", 8, "float32", "ok", examples_per_sec=1000.0,
-                                flops_per_iter=1_000_000, ceiling_flops_per_sec=1e9, ceiling_matmul_n=512,
+                                matmul_flops_per_iter=1_000_000, ceiling_flops_per_sec=1e9,
+                                ceiling_shape="mm 512x512x512",
                                 ceiling_precision="float32")
     row = bd.distributed_row(tiny_spec(), "cpu", config, FAKE_ENV, timing(), baseline, world_size=2,
                              nproc_per_node=2, nnodes=1)
@@ -145,7 +146,7 @@ def test_row_arithmetic_examples_efficiency_and_utilisation():
     assert row.single_process_examples_per_sec == 1000.0
     assert (row.world_size, row.nproc_per_node, row.nnodes, row.backend, row.global_batch_size) == (2, 2, 1, "gloo", 16)
     assert row.rank_median_ms == pytest.approx((10.5, 11.2)) and row.samples == 4
-    assert row.flops_per_iter == 2_000_000 and row.achieved_flops_per_sec == pytest.approx(2e6 / median)
+    assert row.matmul_flops_per_iter == 2_000_000 and row.achieved_flops_per_sec == pytest.approx(2e6 / median)
     assert row.utilisation == pytest.approx(2e6 / median / 2e9)  # over two ranks' ceilings
     assert row.peak_memory_bytes == 2_000 and row.threads == 1 and row.optimizer
     assert row.label == "tiny cpu train b=8 x2"

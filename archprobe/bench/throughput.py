@@ -31,15 +31,15 @@ from archprobe.errors import UsageError
 from archprobe.probe import Mode, Probe
 from archprobe.results import Ceiling, Environment, ThroughputResult
 from archprobe.runtime.backends import is_oom, make_backend
-from archprobe.runtime.precision import autocast, check_dtype, grad_scaler
-from archprobe.runtime.step import ClassificationLoss, TrainStep, seeded, synthetic_targets
+from archprobe.runtime.precision import autocast, check_dtype
+from archprobe.runtime.step import OPTIMIZERS, TrainStep, seeded, synthetic_targets, train_step
 from archprobe.runtime.timing import Clock, run_timed, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
 
 MODES = (Mode.EVAL, Mode.TRAIN)
-OPTIMIZER = "SGD(lr=0.001, momentum=0.9)"
+OPTIMIZER = OPTIMIZERS["sgd"]
 RESULT_FIELDS = tuple(f.name for f in fields(ThroughputResult))
 
 
@@ -115,13 +115,9 @@ def build_workload(spec: "ModelSpec", device, config: ThroughputConfig) -> Workl
 
         return Workload(infer, inference_context)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
+    step = train_step(model, device, config.dtype, "sgd")
     with torch.no_grad(), cast():  # one forward for the shapes of the synthetic labels
         targets = synthetic_targets(model(x), probe.batch_size, generator)
-    step = TrainStep(model, torch.optim.SGD(params, lr=1e-3, momentum=0.9), ClassificationLoss(),
-                     scaler=grad_scaler(device, config.dtype), autocast=cast)
     return Workload(lambda: step(x, targets)[0], contextlib.nullcontext, step)
 
 

@@ -97,6 +97,56 @@ class LayerTable:
     notes: tuple[str, ...] = ()
 
 
+# --- memory -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """The predicted peak of live tensor bytes of one step (``archprobe.analysis.memory``).
+
+    ``mode`` "eval": one eval-mode forward under ``inference_mode``; "train": one steady-state
+    training step (zero_grad, forward, cross-entropy, backward, optimizer step, with the
+    optimizer state already present). The ``*_bytes`` fields break ``peak_bytes`` down at the
+    peak and sum to it: ``activation_bytes`` are tensors the forward created (those saved for the
+    backward, in training), ``temp_bytes`` those the backward and the optimizer step created
+    (activation gradients, scratch), ``input_bytes`` the batch and its labels. ``peak_at`` is the
+    path of the innermost module running when the peak was first reached ("" the model itself,
+    None outside every module, e.g. in the loss or the optimizer step); ``peak_phase`` is
+    "forward", "loss", "backward" or "optimizer". ``device``: whose step is modelled ("cuda":
+    multi-tensor optimizer kernels, torch's default there; "cpu": one tensor at a time).
+    With a budget, ``max_batch_size`` is the largest batch whose peak fits in ``budget_bytes``
+    (0 if not even batch 1 does) and the row's figures are those at that batch (at batch 1 when
+    none fits); ``fit_capped``: the search stopped at its upper limit, more may fit.
+    """
+
+    model: str
+    mode: str  # "eval" or "train"
+    batch_size: int
+    dtype: str
+    optimizer: str | None  # "sgd" | "adam" in training, None in eval
+    peak_bytes: int
+    param_bytes: int
+    buffer_bytes: int
+    grad_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int
+    temp_bytes: int
+    peak_at: str | None
+    input_bytes: int = 0
+    peak_phase: str = "forward"
+    device: str = "cuda"
+    input_shape: tuple[int, ...] = ()  # (batch, C, H, W)
+    max_batch_size: int | None = None
+    budget_bytes: int | None = None
+    fit_capped: bool | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def fits(self) -> bool | None:
+        """Whether the peak fits the budget (None without one)."""
+        return None if self.budget_bytes is None else self.peak_bytes <= self.budget_bytes
+
+
 # --- minimum input size -------------------------------------------------------------------------
 
 

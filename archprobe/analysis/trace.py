@@ -184,6 +184,17 @@ def _conv_fast(func, args, kwargs):
     return x.new_empty((x.shape[0], weight.shape[0], *spatial))
 
 
+def _add_fast(func, args, kwargs):
+    # The meta ``add`` is a Python reference (~0.5 ms); DenseNet's backward sums thousands of
+    # gradients. Answer two contiguous tensors of one shape and dtype (the sum is such a
+    # tensor); anything else goes to the real kernel.
+    a, b = args[0], args[1]
+    if (kwargs.keys() - {"alpha"} or not isinstance(b, torch.Tensor) or not b.is_meta
+            or a.shape != b.shape or a.dtype != b.dtype or not a.is_contiguous() or not b.is_contiguous()):
+        return NotImplemented
+    return a.new_empty(a.shape)
+
+
 # On the meta device some kernels are Python reference implementations costing milliseconds
 # per call; where the output shapes are plainly the input's, produce them directly.
 _FAST_META: dict[Any, Callable] = {
@@ -192,6 +203,7 @@ _FAST_META: dict[Any, Callable] = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_fast,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_fast,
     torch.ops.aten.cat.default: _cat_fast,
+    torch.ops.aten.add.Tensor: _add_fast,
 }
 
 

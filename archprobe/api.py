@@ -19,6 +19,7 @@ from archprobe.errors import SpecError
 from archprobe.probe import Mode, Probe
 from archprobe.results import (
     LayerTable,
+    MemoryResult,
     MinInputResult,
     ModelCounts,
     Report,
@@ -213,6 +214,72 @@ def throughput(model: ModelLike, input_size=None, *, device: str = "cpu", batch_
     config = ThroughputConfig(dtype=dtype, channels_last=channels_last, compile=compile, threads=threads,
                               min_time=min_time, warmup_time=warmup_time, utilisation=utilisation)
     (row,) = throughput_sweep([spec], devices[:1], [Mode.of(mode)], [batch_size], config)
+    return row
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def memory_rows(specs: Sequence["ModelSpec"], modes: Sequence[Mode], batch_sizes: Sequence[int] = (32,), *,
+                optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda",
+                budget: int | None = None) -> list[MemoryResult]:
+    """Predicted peak memory: one row per model x mode x batch size, or with ``budget`` (bytes)
+    one row per model x mode at the largest batch that fits. Each model is built once on meta
+    and every input size is checked before any prediction (an ``InputSizeError`` names the layer
+    and the valid sizes)."""
+    from archprobe.analysis.memory import check_device, fit, smallest_batch, sweep
+    from archprobe.analysis.min_input import ensure_input_size
+    from archprobe.runtime.precision import check_dtype
+
+    check_dtype(dtype)
+    check_device(device)
+    probes = [Probe.build(spec).with_setting(mode=mode) for spec in specs for mode in modes]
+    for p in probes:
+        if budget is not None:
+            smallest_batch(p)
+        else:
+            ensure_input_size(p.with_setting(batch_size=min(batch_sizes)))
+    rows: list[MemoryResult] = []
+    for p in probes:
+        if budget is not None:
+            rows.append(fit(p, budget, optimizer=optimizer, dtype=dtype, device=device))
+        else:
+            rows.extend(sweep(p, batch_sizes, optimizer=optimizer, dtype=dtype, device=device))
+    return rows
+
+
+def memory(model: ModelLike, input_size=None, *, batch_size: int = 32, train: bool = False,
+           optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda",
+           fit: int | str | None = None, in_channels: int | None = None,
+           num_classes: int | None = None) -> MemoryResult:
+    """The predicted peak memory of one step of ``model``, allocating no weights.
+
+    The peak of live tensor bytes during one eval forward under ``inference_mode``, or with
+    ``train`` one steady-state training step (zero_grad, forward, cross-entropy, backward,
+    optimizer step, the optimizer state already present), with its breakdown at the peak
+    (parameters, buffers, gradients, optimizer state, activations, temporaries, the input) and
+    the module running when it is reached. Allocator rounding and caching, cuDNN/cuBLAS
+    workspaces and the CUDA context are not included.
+
+    Args:
+        model: a spec string, a :class:`ModelSpec` or an ``nn.Module`` (never touched).
+        batch_size: examples per batch (ignored with ``fit``).
+        optimizer: ``"sgd"`` (lr 0.001, momentum 0.9, as the throughput engine) or ``"adam"``.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast on the forward).
+        device: the device whose step is modelled, ``"cuda"`` (multi-tensor optimizer kernels)
+            or ``"cpu"``.
+        fit: a memory budget (bytes, or text such as ``"24GiB"``): find the largest batch whose
+            peak fits; the row is that batch's, with ``max_batch_size`` and ``budget_bytes``.
+
+    Returns:
+        A :class:`MemoryResult` (bytes: ``peak_bytes``, ``param_bytes`` ...).
+    """
+    from archprobe.units import parse_bytes
+
+    spec = as_spec(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    budget = parse_bytes(fit, param="fit") if fit is not None else None
+    (row,) = memory_rows([spec], [Mode.of(train)], [batch_size], optimizer=optimizer, dtype=dtype,
+                         device=device, budget=budget)
     return row
 
 

@@ -108,15 +108,17 @@ class MemoryResult:
     training step (zero_grad, forward, cross-entropy, backward, optimizer step, with the
     optimizer state already present). The ``*_bytes`` fields break ``peak_bytes`` down at the
     peak and sum to it: ``activation_bytes`` are tensors the forward created (those saved for the
-    backward, in training), ``temp_bytes`` those the backward and the optimizer step created
-    (activation gradients, scratch), ``input_bytes`` the batch and its labels. ``peak_at`` is the
+    backward, in training), ``temp_bytes`` those the backward created (activation gradients),
+    ``optimizer_bytes`` the optimizer's state and its step's temporaries, ``input_bytes`` the
+    batch and its labels. ``peak_at`` is the
     path of the innermost module running when the peak was first reached ("" the model itself,
     None outside every module, e.g. in the loss or the optimizer step); ``peak_phase`` is
     "forward", "loss", "backward" or "optimizer". ``device``: whose step is modelled ("cuda":
     multi-tensor optimizer kernels, torch's default there; "cpu": one tensor at a time).
     With a budget, ``max_batch_size`` is the largest batch whose peak fits in ``budget_bytes``
-    (0 if not even batch 1 does) and the row's figures are those at that batch (at batch 1 when
-    none fits); ``fit_capped``: the search stopped at its upper limit, more may fit.
+    (0 if not even the smallest batch does) and the row's figures are those at that batch (at
+    the smallest when none fits); ``next_peak_bytes`` is the peak one example above, which does
+    not fit; ``fit_capped``: the search stopped at its upper limit, more may fit.
     """
 
     model: str
@@ -138,6 +140,7 @@ class MemoryResult:
     input_shape: tuple[int, ...] = ()  # (batch, C, H, W)
     max_batch_size: int | None = None
     budget_bytes: int | None = None
+    next_peak_bytes: int | None = None  # the peak at max_batch_size + 1, which does not fit
     fit_capped: bool | None = None
     notes: tuple[str, ...] = ()
 

@@ -12,9 +12,9 @@ seen at PyTorch's dispatch level) during
 How: the step runs on tensors without memory under torch's ``MemTracker``
 (``torch.distributed._tools.mem_tracker``, a private API whose behaviour the tests pin). The
 tracker follows every storage as it is created and freed, files it as a parameter, buffer,
-gradient, optimizer state, activation (created in the forward), temporary (created in the
-backward or the optimizer step) or other (the batch and its labels), and keeps the peak with its
-breakdown. float32 runs on a meta twin of the model with the trace's fast shape paths; bfloat16
+gradient, optimizer state (created in the optimizer step, its temporaries too), activation
+(created in the forward), temporary (created in the backward) or other (the batch and its
+labels), and keeps the peak with its breakdown. float32 runs on a meta twin of the model with the trace's fast shape paths; bfloat16
 and float16 need autocast, which only acts on tensors of a device, so they run on a fake twin
 (``FakeTensorMode``: CPU tensors without memory; slower). Both give the same bytes for float32.
 
@@ -352,11 +352,13 @@ def fit(probe: "Probe", budget_bytes: int, *, optimizer: str = "sgd", dtype: str
     """The largest batch whose predicted peak fits in ``budget_bytes``: its row, with
     ``max_batch_size`` and ``budget_bytes`` set (see :func:`search_largest_fit`).
 
-    ``max_batch_size`` is 0 when batch 1 does not fit (the row is then batch 1's); the search
-    stops at ``limit`` (``fit_capped``).
+    ``max_batch_size`` is 0 when the smallest batch that runs (1, or 2 where a training-mode
+    BatchNorm needs it) does not fit, and the row is then that batch's; the search stops at
+    ``limit`` (``fit_capped``).
     """
     if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes <= 0:
         raise UsageError(f"must be a positive number of bytes, not {budget_bytes!r}", param="fit")
+    smallest = smallest_batch(probe)
     memory = StepMemory(probe, optimizer=optimizer, dtype=dtype, device=device)
     rows: dict[int, MemoryResult] = {}
 
@@ -365,30 +367,48 @@ def fit(probe: "Probe", budget_bytes: int, *, optimizer: str = "sgd", dtype: str
             rows[batch] = memory.predict(batch)
         return rows[batch].peak_bytes
 
-    best, capped = search_largest_fit(peak, budget_bytes, limit)
-    return replace(rows[max(best, 1)], max_batch_size=best, budget_bytes=budget_bytes, fit_capped=capped)
+    best, capped = search_largest_fit(peak, budget_bytes, limit, smallest=smallest)
+    above = rows.get(best + 1) if best else None
+    return replace(rows[max(best, smallest)], max_batch_size=best, budget_bytes=budget_bytes, fit_capped=capped,
+                   next_peak_bytes=above.peak_bytes if above is not None else None)
 
 
-def search_largest_fit(peak: Callable[[int], int], budget: int, limit: int) -> tuple[int, bool]:
-    """The largest ``b`` in 1..``limit`` with ``peak(b) <= budget`` (0 if none) for a peak that
-    grows with ``b``, and whether the search stopped at ``limit``.
+def smallest_batch(probe: "Probe") -> int:
+    """1, or 2 where one example cannot run in the probe's mode (training-mode BatchNorm over a
+    1x1 map needs more than one value per channel); an input size the model cannot take at
+    all raises the ``InputSizeError`` naming the layer and the valid sizes."""
+    from archprobe.analysis.min_input import ensure_input_size
+    from archprobe.analysis.trace import forward_runs
 
-    The peak grows about linearly with the batch, so the search interpolates: from batches 1
-    and 2 it guesses, steps past the guess (doubling) until a batch does not fit, then narrows
+    for batch in (1, 2):
+        if forward_runs(probe.model, probe.with_setting(batch_size=batch).shape, train=probe.train):
+            return batch
+    ensure_input_size(probe.with_setting(batch_size=1))
+    return 1
+
+
+def search_largest_fit(peak: Callable[[int], int], budget: int, limit: int, *,
+                       smallest: int = 1) -> tuple[int, bool]:
+    """The largest ``b`` in ``smallest``..``limit`` with ``peak(b) <= budget`` (0 if none) for a
+    peak that grows with ``b``, and whether the search stopped at ``limit``.
+
+    The peak grows about linearly with the batch, so the search interpolates: from the two
+    smallest batches it guesses, steps past the guess (doubling) until a batch does not fit, then narrows
     the bracket by interpolation, bisecting when one side moved twice in a row. The answer is
     verified: ``peak(b)`` fits and ``peak(b + 1)`` does not (unless ``b`` is ``limit``).
     """
-    if peak(1) > budget:
+    first = smallest
+    if peak(first) > budget:
         return 0, False
-    if limit == 1:
-        return 1, True
-    lo = 1  # peak(lo) fits ...
-    candidate = min(max(_interpolate(1, peak(1), 2, peak(2), budget), 2), limit)
+    if limit <= first:
+        return first, True
+    lo = first  # peak(lo) fits ...
+    candidate = min(max(_interpolate(first, peak(first), first + 1, peak(first + 1), budget), first + 1), limit)
     while peak(candidate) <= budget:
         lo = candidate
         if lo == limit:
             return limit, True
-        candidate = min(max(lo + 1, _interpolate(1, peak(1), lo, peak(lo), budget), 2 * lo - 1), limit)
+        candidate = min(max(lo + 1, _interpolate(first, peak(first), lo, peak(lo), budget), 2 * lo - 1), limit)
     hi = candidate  # ... and peak(hi) does not
     moved, repeats = None, 0
     while hi - lo > 1:

@@ -27,6 +27,7 @@ KINDS = (
     "ratio",  # x-fold
     "list",  # comma-joined
     "bool",
+    "path",  # a module path: "" is the model itself, None no module
 )
 
 
@@ -79,6 +80,14 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("median_ms", "Median ms", "ms"), ("iqr_ms", "IQR ms", "ms"),
         ("achieved_flops_per_sec", "FLOP/s", "flops"), ("utilisation", "Util.", "percent"),
         ("peak_memory_bytes", "Peak mem", "bytes"), ("speedup", "Speedup", "ratio"),
+    ),
+    r.MemoryResult: _cols(
+        ("model", "Model"), ("mode", "Mode"), ("batch_size", "Batch", "int"), ("dtype", "Dtype"),
+        ("optimizer", "Optimizer"), ("peak_bytes", "Peak", "bytes"), ("param_bytes", "Params", "bytes"),
+        ("buffer_bytes", "Buffers", "bytes"), ("grad_bytes", "Grads", "bytes"),
+        ("optimizer_bytes", "Opt. state", "bytes"), ("activation_bytes", "Activations", "bytes"),
+        ("temp_bytes", "Temp", "bytes"), ("input_bytes", "Input", "bytes"), ("peak_at", "Peak at", "path"),
+        ("peak_phase", "Phase"), ("budget_bytes", "Budget", "bytes"), ("max_batch_size", "Max batch", "int"),
     ),
     r.VariantPair: _cols(
         ("family", "Family"), ("imagenet", "ImageNet model"), ("imagenet_input", "ImageNet input", "shape"),

@@ -58,6 +58,8 @@ def format_value(value: Any, kind: str) -> str:
         return ", ".join(str(v) for v in value) if value else "-"
     if kind == "bool":
         return "yes" if value else "no"
+    if kind == "path":
+        return value or "(model)"
     return str(value)
 
 

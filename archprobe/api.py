@@ -127,10 +127,12 @@ def count(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool
 
 
 def layers(model: ModelLike, input_size=None, *, batch_size: int = 1, depth: int | None = None,
-           in_channels: int | None = None, num_classes: int | None = None) -> LayerTable:
+           rf: bool = False, in_channels: int | None = None, num_classes: int | None = None) -> LayerTable:
     """The per-layer rows of ``archprobe shapes``: every module call's output shape and its own
     parameters, MACs and FLOPs (eval mode). Rows deeper than ``depth`` fold into their parent, so
-    the rows always sum to the totals.
+    the rows always sum to the totals. ``rf`` adds each row's receptive field, effective stride
+    and the centre of its first unit's field, in input pixels (``rf_global``: every unit sees the
+    whole input).
 
     Returns:
         A :class:`LayerTable` (``.rows``, ``.params``, ``.macs``, ``.flops``).
@@ -138,7 +140,7 @@ def layers(model: ModelLike, input_size=None, *, batch_size: int = 1, depth: int
     from archprobe.analysis.shapes import layer_table
 
     p = probe(model, input_size, batch_size=batch_size, in_channels=in_channels, num_classes=num_classes)
-    return layer_table(p, depth=depth)
+    return layer_table(p, depth=depth, rf=rf)
 
 
 def min_input(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool = False,

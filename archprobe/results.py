@@ -80,6 +80,15 @@ class LayerRow:
     path: str = ""
     depth: int = 0
     output_shapes: tuple[tuple[int, ...], ...] = ()
+    # Receptive fields (asked for with ``rf``; see ``archprobe.analysis.receptive``), per spatial
+    # dimension (height, width), in input pixels: the field one output unit sees, the distance
+    # between neighbouring units and the centre of the first unit's field (pixel centres at 0, 1,
+    # ...). ``rf_global``: every unit sees the whole input (the three are then None); None when
+    # not computed, or where the field cannot be followed (non-spatial inputs, resampling).
+    receptive_field: tuple[int, ...] | None = None
+    effective_stride: tuple[int, ...] | None = None
+    rf_offset: tuple[float, ...] | None = None
+    rf_global: bool | None = None
 
 
 @dataclass(frozen=True)

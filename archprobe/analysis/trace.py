@@ -81,6 +81,7 @@ class ModuleCall:
     parent: int
     own_params: int  # parameters owned directly, counted at the module's first call only
     output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    output_ids: list[int] = field(default_factory=list)  # the TensorRef ids of its output tensors
 
 
 @dataclass
@@ -369,6 +370,7 @@ def trace(
     def post_hook(_module, _inputs, output):
         index = stack.pop()
         calls[index].output_shapes = _shapes(output)
+        calls[index].output_ids = [id(t) for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
 
     if track_modules:
         for module in model.modules():

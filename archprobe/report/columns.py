@@ -28,6 +28,7 @@ KINDS = (
     "list",  # comma-joined
     "bool",
     "path",  # a module path: "" is the model itself, None no module
+    "pair",  # (h, w) -> 195x195, 15.5x15.5
 )
 
 
@@ -36,6 +37,9 @@ class Column:
     field: str
     header: str
     kind: str = "text"
+    # Shown instead of "-" where the value is None and the result's ``flag`` field is true.
+    flag: str | None = None
+    flag_text: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -63,6 +67,9 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     r.LayerRow: _cols(
         ("layer", "Layer"), ("type", "Type"), ("output_shape", "Output shape", "shape"),
         ("params", "Params", "count"), ("macs", "MACs", "ops"), ("flops", "FLOPs", "ops"),
+        # the --rf set: shown when computed
+        ("receptive_field", "Receptive field", "pair", "rf_global", "global"),
+        ("effective_stride", "Eff. stride", "pair"), ("rf_offset", "First centre", "pair"),
     ),
     r.LayerSize: _cols(
         ("depth", "Depth", "int"), ("layer", "Layer"), ("type", "Type"),

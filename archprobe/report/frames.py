@@ -60,6 +60,8 @@ def format_value(value: Any, kind: str) -> str:
         return "yes" if value else "no"
     if kind == "path":
         return value or "(model)"
+    if kind == "pair":
+        return "x".join(f"{v:g}" for v in value)
     return str(value)
 
 
@@ -67,9 +69,11 @@ def human_rows(results: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
     """Headers and formatted cells of the displayed columns; all-``None`` columns are dropped."""
     if not results:
         return [], []
-    columns = [c for c in columns_of(type(results[0])) if any(getattr(r, c.field) is not None for r in results)]
+    columns = [c for c in columns_of(type(results[0]))
+               if any(getattr(r, c.field) is not None or (c.flag and getattr(r, c.flag)) for r in results)]
     headers = [c.header for c in columns]
-    rows = [[format_value(getattr(r, c.field), c.kind) for c in columns] for r in results]
+    rows = [[c.flag_text if getattr(r, c.field) is None and c.flag and getattr(r, c.flag)
+             else format_value(getattr(r, c.field), c.kind) for c in columns] for r in results]
     return headers, rows
 
 

@@ -154,3 +154,12 @@ def memory_notes(results: Sequence[MemoryResult]) -> list[str]:
             notes.append(f"{where}: the largest batch that fits in {budget} is {r.max_batch_size} "
                          f"(peak {_binary_bytes(r.peak_bytes)}){above}")
     return notes
+
+
+RECEPTIVE_FIELDS = (
+    "Receptive field: the input pixels (HxW) one output unit of the layer sees, padding included; Eff. stride: "
+    "input pixels between neighbouring units; First centre: the centre of the first unit's field (pixel centres "
+    "at 0, 1, 2, ...; negative in the padding). Merged branches (cat, add) see the union of their fields; "
+    "'global': every unit sees the whole input (after global pooling or a fully connected layer over the map); "
+    "'-': not followed (non-spatial input, resampling, padding or permuting ops)."
+)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
-from archprobe.errors import SpecError
+from archprobe.errors import ArchprobeError, SpecError
 from archprobe.probe import Mode, Probe
 from archprobe.results import (
     LayerTable,
@@ -361,14 +361,19 @@ def report(
     *,
     measure: Callable[[Sequence["ModelSpec"]], Sequence[ThroughputResult]] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    memory: bool = True,
+    memory_batch_sizes: Sequence[int] = (32,),
 ) -> Report:
     """Everything ``archprobe report`` shows: each model built once on meta for the zoo entry,
-    the counts and the valid input sizes; throughput through ``measure`` when given."""
+    the counts and the valid input sizes; with ``memory`` the predicted peak memory of inference
+    and training at ``memory_batch_sizes`` and over :data:`MEMORY_CURVE`; throughput through
+    ``measure`` when given."""
     from archprobe.analysis.counting import count as count_probe
     from archprobe.analysis.min_input import solve_min_input
     from archprobe.runtime.environment import collect_environment
 
     zoo, counts, min_inputs, settled = [], [], [], []
+    memory_table, memory_curve, memory_failures = [], [], []
     for spec in specs:
         if on_progress:
             on_progress(spec.name)
@@ -377,6 +382,14 @@ def report(
         zoo.append(describe(p))
         counts.append(count_probe(p))
         min_inputs.append(solve_min_input(p))
+        if memory:
+            try:
+                table, curve = report_memory(p, memory_batch_sizes)
+            except ArchprobeError as exc:
+                memory_failures.append(f"{p.name}: {exc}")
+            else:
+                memory_table += table
+                memory_curve += curve
     families = {e.name: e.family for e in zoo if e.family != "-"}
     return Report(
         models=tuple(s.name for s in specs),
@@ -386,4 +399,29 @@ def report(
         variants=tuple(variant_pairs(counts, families)),
         throughput=tuple(measure(settled)) if measure is not None else (),
         environment=collect_environment("cpu"),
+        memory=tuple(memory_table),
+        memory_curve=tuple(memory_curve),
+        memory_failures=tuple(memory_failures),
     )
+
+
+MEMORY_CURVE = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # the batch sizes of the report's memory plot
+
+
+def report_memory(p: Probe, batch_sizes: Sequence[int]) -> tuple[list[MemoryResult], list[MemoryResult]]:
+    """The report's memory rows of one model: inference and training at ``batch_sizes``
+    (measured), and over :data:`MEMORY_CURVE` from the smallest batch that runs (read off the
+    line through the two smallest steps where it reproduces the measured ones)."""
+    from archprobe.analysis.memory import curve as memory_curve
+    from archprobe.analysis.memory import smallest_batch
+
+    table: list[MemoryResult] = []
+    curve: list[MemoryResult] = []
+    for mode in (Mode.EVAL, Mode.TRAIN):
+        probe_mode = p.with_setting(mode=mode)
+        smallest = smallest_batch(probe_mode)
+        points = [b for b in MEMORY_CURVE if b >= smallest]
+        rows = memory_curve(probe_mode, [*points, *batch_sizes], measure_at=batch_sizes)
+        table += [r for r in rows if r.batch_size in batch_sizes]
+        curve += [r for r in rows if r.batch_size in points]
+    return table, curve

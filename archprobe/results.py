@@ -366,6 +366,12 @@ class Report:
     variants: tuple[VariantPair, ...] = ()
     throughput: tuple[ThroughputResult, ...] = ()
     environment: Environment | None = None
+    # Predicted peak memory: ``memory`` at the report's batch sizes (inference and training),
+    # ``memory_curve`` over a range of batch sizes (the plot); models whose step could not be
+    # predicted are listed in ``memory_failures`` ("model: reason").
+    memory: tuple[MemoryResult, ...] = ()
+    memory_curve: tuple[MemoryResult, ...] = ()
+    memory_failures: tuple[str, ...] = ()
 
 
 # --- serialisation ------------------------------------------------------------------------------

@@ -135,7 +135,10 @@ def test_meta_twin_and_fake_twin_agree(name, mode):
 # --- torch's MemTracker, pinned -----------------------------------------------------------------
 
 
-def test_peak_tracker_matches_the_stock_memtracker():
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_timeline_peak_matches_the_stock_memtracker(optimizer):
+    # The timeline tracker replaces MemTracker's peak and module bookkeeping: its largest record
+    # must be the stock tracker's peak snapshot, category by category.
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
@@ -143,26 +146,31 @@ def test_peak_tracker_matches_the_stock_memtracker():
 
     spec = as_spec("resnet18-d2l", input_size=32)
     peaks = []
-    for tracker_type in (MemTracker, mem.peak_tracker_type()):
+    for ours in (False, True):
         with FakeTensorMode():
             model = spec.build("cpu").train()
-            step = train_step(model, torch.device("cpu"), "float32", "adam")
+            step = train_step(model, torch.device("cpu"), "float32", optimizer)
             x, y = torch.empty(2, 1, 32, 32), torch.zeros(2, dtype=torch.long)
             step(x, y)
-            tracker = tracker_type()
+            tracker = mem.timeline_tracker_type()(torch.device("cpu")) if ours else MemTracker()
             tracker.track_external(model, step.optimizer, x, y)
             with tracker:
                 step(x, y)
+        if ours:
+            timeline = mem.Timeline.of(2, tracker.records)
+            peaks.append(dict(zip(mem._CATEGORIES, timeline.bytes[timeline.peak()].tolist())))
+        else:
             (snapshot,) = tracker.get_tracker_snapshot("peak").values()
-            peaks.append({getattr(k, "value", k): v for k, v in snapshot.items()})
+            peaks.append({getattr(k, "value", k): v for k, v in snapshot.items() if k != "Total"})
+            assert sum(peaks[-1].values()) == snapshot["Total"]
     stock, ours = peaks
     assert ours == stock
-    assert set(stock) == {*mem._CATEGORIES, "Total"}  # the categories the results are named after
+    assert set(stock) == set(mem._CATEGORIES)  # the categories the results are named after
     assert stock["Gradient"] > 0 and stock["Optstate"] > 0 and stock["Activation"] > 0
 
 
 def test_torch_without_memtracker_gets_a_one_line_error(monkeypatch):
-    mem.peak_tracker_type.cache_clear()
+    mem.timeline_tracker_type.cache_clear()
     monkeypatch.setitem(sys.modules, "torch.distributed._tools.mem_tracker", None)
     try:
         with pytest.raises(ArchprobeError) as info:
@@ -170,7 +178,7 @@ def test_torch_without_memtracker_gets_a_one_line_error(monkeypatch):
         message = str(info.value)
         assert "MemTracker" in message and torch.__version__ in message and "\n" not in message
     finally:
-        mem.peak_tracker_type.cache_clear()
+        mem.timeline_tracker_type.cache_clear()
 
 
 # --- the same step on real tensors ---------------------------------------------------------------
@@ -230,6 +238,74 @@ def test_prediction_matches_cuda_max_memory_allocated(name, mode):
     predicted = predict(spec, 16, mode, device="cuda")
     measured = measure_step_peak(Probe.build(spec, batch_size=16, mode=mode, device="cuda"))
     assert abs(predicted.peak_bytes / measured - 1) <= 0.10, (predicted.peak_bytes, measured)
+
+
+# --- the line through two steps -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,mode", [("googlenet-bn-d2l", "train"), ("densenet-d2l", "eval"),
+                                       ("resnet18-d2l", "train")])
+def test_the_line_through_two_steps_predicts_every_batch(name, mode):
+    probe = Probe.build(as_spec(name, input_size=64), mode=mode)
+    memory = mem.StepMemory(probe, optimizer="adam")
+    memory.predict(1)
+    memory.predict(2)
+    line = memory.line()
+    for batch in (3, 17, 64):
+        assert memory.row(line.at(batch)) == mem.StepMemory(probe, optimizer="adam").predict(batch)
+
+
+class Quadratic(nn.Module):
+    """Holds a tensor whose size grows with the square of the batch: no line fits its memory."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        scratch = x.new_empty(x.shape[0] ** 2, 1000)
+        return self.fc(x.flatten(1)) + scratch.sum() * 0
+
+
+def test_curve_measures_every_batch_where_the_line_fails():
+    probe = Probe.build(spec_of(Quadratic, (4, 1, 1)))
+    rows = mem.curve(probe, [1, 2, 8, 32], measure_at=[8])
+    direct = [mem.StepMemory(probe).predict(b) for b in (1, 2, 8, 32)]
+    assert rows == direct
+    assert direct[-1].peak_bytes > 32 * 32 * 1000 * F32  # the square term is real
+    memory = mem.StepMemory(probe)
+    memory.predict(1)
+    memory.predict(2)
+    assert memory.row(memory.line().at(32)).peak_bytes < direct[-1].peak_bytes  # the line would be wrong
+
+
+def test_curve_reads_the_line_where_it_holds():
+    probe = Probe.build(as_spec("resnet18-d2l", input_size=64), mode="train")
+    rows = mem.curve(probe, [1, 2, 4, 8, 16], measure_at=[8])
+    assert [r.batch_size for r in rows] == [1, 2, 4, 8, 16]
+    assert rows == [mem.StepMemory(probe).predict(b) for b in (1, 2, 4, 8, 16)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(intercepts=st.lists(st.integers(0, 10**7), min_size=1, max_size=6), data=st.data(),
+       budget=st.integers(1, 10**8))
+def test_largest_fitting_batch_of_a_line(intercepts, data, budget):
+    import numpy as np
+
+    slopes = data.draw(st.lists(st.integers(0, 10**5), min_size=len(intercepts), max_size=len(intercepts)))
+    line = mem.BatchLine(np.array(intercepts)[:, None], np.array(slopes)[:, None], ("forward",) * len(slopes),
+                         (frozenset(),) * len(slopes))
+    best = line.largest_fitting(budget)
+
+    def peak(b):
+        return max(a + c * b for a, c in zip(intercepts, slopes))
+
+    if best == 0:
+        assert peak(1) > budget
+    elif best < mem.FIT_LIMIT:
+        assert peak(best) <= budget < peak(best + 1)
+    else:
+        assert all(c == 0 for c in slopes) and peak(1) <= budget
 
 
 # --- the largest batch that fits ----------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from archprobe.errors import ArchprobeError, UsageError
@@ -37,6 +37,7 @@ from archprobe.results import MemoryResult
 from archprobe.runtime.precision import check_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import torch
 
     from archprobe.probe import Probe
@@ -55,18 +56,19 @@ _CATEGORIES = {
     "Temp": "temp_bytes",
     "Other": "input_bytes",
 }
-_TOTAL = "Total"
 
 
 @functools.lru_cache(maxsize=None)
-def peak_tracker_type():
-    """A subclass of torch's ``MemTracker`` that keeps the global peak and notes where it was
-    reached: the modules running (``ModTracker.parents``) and the step's phase.
+def timeline_tracker_type():
+    """A subclass of torch's ``MemTracker`` that records, after every op, the live bytes of each
+    category on one device, the step's phase and the modules running (``ModTracker.parents``).
 
     ``MemTracker`` updates the peak of every module it has seen after every op (a walk over all
-    modules per op: 20 s for one DenseNet-121 step); this keeps its bookkeeping of live storages and
-    replaces only that update. A torch without the tracker, or whose tracker lacks what this reads,
-    gets a one-line error; the tests pin that the peak and its breakdown equal the stock tracker's.
+    modules per op: 20 s for one DenseNet-121 step) and snapshots each module's memory as it
+    starts and ends; this keeps its bookkeeping of live storages and replaces those with the
+    record. A torch without the tracker, or whose tracker lacks
+    what this reads, gets a one-line error; the tests pin that the peak and its breakdown equal
+    the stock tracker's.
     """
     import torch
 
@@ -77,29 +79,112 @@ def peak_tracker_type():
             f"memory prediction needs torch's MemTracker (torch.distributed._tools.mem_tracker), which "
             f"torch {torch.__version__} lacks ({type(exc).__name__}: {exc}); use torch 2.5 or newer"
         ) from exc
-    probe = MemTracker()
-    missing = [name for name in ("_update_peak_stats", "_curr_mem_snap", "_peak_mem", "_peak_mem_snap",
-                                 "_mod_tracker") if not hasattr(probe, name)]
-    if missing or not hasattr(probe._mod_tracker, "parents"):
+    stock = MemTracker()
+    missing = [name for name in ("_update_peak_stats", "_curr_mem_snap", "_mod_tracker", "_param_to_grad_hook_handles",
+                                 "_track_module_params_and_buffers", "_pre_fw_hook", "_post_fw_hook", "_pre_bw_hook",
+                                 "_post_bw_hook") if not hasattr(stock, name)]
+    if missing or not hasattr(stock._mod_tracker, "parents"):
         raise ArchprobeError(f"torch {torch.__version__}'s MemTracker lacks {', '.join(missing) or 'parents'},"
                              " which the memory prediction reads; use torch 2.5 to 2.15")
 
-    class PeakTracker(MemTracker):
-        def __init__(self) -> None:
+    class TimelineTracker(MemTracker):
+        def __init__(self, device: "torch.device") -> None:
             super().__init__()
+            self.device = device  # whose memory is recorded
             self.phase = PHASES[0]  # set by the step's hooks as each phase starts
-            self.peak_phase = PHASES[0]
-            self.peak_modules: set[str] = set()
+            self.records: list[tuple[str, frozenset[str], tuple[int, ...]]] = []
+
+        def __enter__(self):
+            super().__enter__()
+            self._record()  # before the first op: what the step starts with
+            return self
 
         def _update_peak_stats(self, peak_state) -> None:
-            for device, snapshot in self._curr_mem_snap.items():
-                if self._peak_mem.get(device, 0) < snapshot[_TOTAL]:
-                    self._peak_mem[device] = snapshot[_TOTAL]
-                    self._peak_mem_snap[device] = dict(snapshot)
-                    self.peak_phase = self.phase
-                    self.peak_modules = set(self._mod_tracker.parents)
+            self._record()
 
-    return PeakTracker
+        # MemTracker's module hooks take per-module snapshots (deepcopies) this does not read. On
+        # the first module call it tracks the model's parameters with gradient hooks (which file
+        # gradients as gradients); the rest only snapshot. (Activation checkpointing's
+        # recomputation would be filed as temporaries instead of activations: the same bytes.)
+        def _pre_fw_hook(self, module, inputs) -> None:
+            if not self._param_to_grad_hook_handles:
+                self._track_module_params_and_buffers(module, install_grad_hooks=True)
+
+        def _post_fw_hook(self, module, inputs, outputs) -> None:
+            pass
+
+        def _pre_bw_hook(self, module, args) -> None:
+            pass
+
+        def _post_bw_hook(self, module, args) -> None:
+            pass
+
+        def _record(self) -> None:
+            snapshot = self._curr_mem_snap.get(self.device, {})
+            self.records.append((self.phase, frozenset(self._mod_tracker.parents),
+                                 tuple(snapshot.get(category, 0) for category in _CATEGORIES)))
+
+    return TimelineTracker
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One measured step: the live bytes by category (:data:`_CATEGORIES`, one column each)
+    before the first op and after every op, with the phase and the modules running."""
+
+    batch_size: int
+    bytes: "np.ndarray"  # (records, categories), int64
+    phases: tuple[str, ...]
+    modules: tuple[frozenset, ...]
+
+    @classmethod
+    def of(cls, batch_size: int, records) -> "Timeline":
+        import numpy as np
+
+        phases, modules, values = zip(*records)
+        return cls(batch_size, np.array(values, dtype=np.int64), phases, modules)
+
+    def peak(self) -> int:
+        """The index of the record where the total first reaches its largest value."""
+        return int(self.bytes.sum(axis=1).argmax())
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """The live bytes of every record as a line in the batch size, ``intercept + slope * b``,
+    from two steps that ran the same ops in the same places: every tensor of a convolutional
+    network's step holds either a fixed number of bytes or a number proportional to the batch."""
+
+    intercept: "np.ndarray"
+    slope: "np.ndarray"
+    phases: tuple[str, ...]
+    modules: tuple[frozenset, ...]
+
+    @classmethod
+    def through(cls, first: Timeline, second: Timeline) -> "BatchLine | None":
+        """The line through two timelines, or None where their steps differ."""
+        step = second.batch_size - first.batch_size
+        if (step <= 0 or first.bytes.shape != second.bytes.shape or first.phases != second.phases
+                or first.modules != second.modules):
+            return None
+        rise = second.bytes - first.bytes
+        if (rise % step).any():
+            return None
+        slope = rise // step
+        return cls(first.bytes - slope * first.batch_size, slope, first.phases, first.modules)
+
+    def at(self, batch_size: int) -> Timeline:
+        return Timeline(batch_size, self.intercept + self.slope * batch_size, self.phases, self.modules)
+
+    def largest_fitting(self, budget: int) -> int:
+        """The largest batch whose every record's total stays within ``budget`` (0 if none)."""
+        intercept, slope = self.intercept.sum(axis=1), self.slope.sum(axis=1)
+        if (intercept[slope <= 0] > budget).any():
+            return 0
+        growing = slope > 0
+        if not growing.any():
+            return FIT_LIMIT
+        return max(0, int(((budget - intercept[growing]) // slope[growing]).min()))
 
 
 def check_device(device: str) -> str:
@@ -148,7 +233,7 @@ class StepMemory:
         from archprobe.runtime.step import OPTIMIZERS
         from archprobe.zoo.twin import fake_twin, twin
 
-        self.tracker_type = peak_tracker_type()
+        self.tracker_type = timeline_tracker_type()
         if optimizer not in OPTIMIZERS:
             raise UsageError(f"unknown optimizer {optimizer!r}: use {', '.join(OPTIMIZERS)}", param="optimizer")
         self.probe = probe
@@ -158,6 +243,7 @@ class StepMemory:
         try:
             if dtype == "float32" and not fake:
                 self.model = twin(probe.model, "meta")
+                self.tensor_device = torch.device("meta")
                 self.tensors: Callable[[], Any] = lambda: torch.device("meta")  # factories make meta tensors
                 self.fast_paths: Callable[[], Any] = FastMeta
             else:
@@ -167,6 +253,7 @@ class StepMemory:
 
                 fake_mode = FakeTensorMode()
                 self.model = fake_twin(probe.model, fake_mode, "cpu")
+                self.tensor_device = torch.device("cpu")
                 self.tensors = lambda: fake_mode
                 self.fast_paths = contextlib.nullcontext
         except TypeError as exc:
@@ -175,6 +262,7 @@ class StepMemory:
         self.autocast = autocast(torch.device("cpu"), dtype)
         self.step = self._train_step() if probe.train else None
         self.whole_warm_up = False
+        self.timelines: dict[int, Timeline] = {}  # the measured steps, by batch size
         self._warm = False
         self._logit_shapes: list[tuple[int, ...]] | None = None
 
@@ -241,7 +329,7 @@ class StepMemory:
                 if self.step is not None and not self._warm:
                     self._steady_state()
                     self._warm = True
-                tracker = self._measure(x, targets)
+                records = self._measure(x, targets)
                 if self.step is not None and any(p.grad is None for p in self._parameters()):
                     for param in self._parameters():  # some get no gradient: warm up with a whole step
                         param.grad = None
@@ -249,41 +337,52 @@ class StepMemory:
                     with self.fast_paths():
                         self._run(x, targets)
                     self.whole_warm_up = True
-                    tracker = self._measure(x, targets)
+                    self.timelines.clear()
+                    records = self._measure(x, targets)
         except ArchprobeError:
             raise
         except Exception as exc:  # noqa: BLE001 - model code that cannot run without memory
             raise ArchprobeError(f"{self.probe.name}: the step could not run without memory: "
                                  f"{type(exc).__name__}: {_first_line(exc)}") from exc
-        return self._result(batch_size, tracker)
+        timeline = Timeline.of(batch_size, records)
+        self.timelines[batch_size] = timeline
+        return self.row(timeline)
 
-    def _measure(self, x: "torch.Tensor", targets: Any):
-        """Run one step under a fresh tracker that starts with everything alive before it."""
-        tracker = self.tracker_type()
+    def _measure(self, x: "torch.Tensor", targets: Any) -> list:
+        """Run one step under a fresh tracker that starts with everything alive before it; the
+        records of the model's device (tensors an optimizer keeps on the host whatever the
+        model's device, such as Adam's step counts, are not device memory)."""
+        tracker = self.tracker_type(self.tensor_device)
         tracker.track_external(self.model, *([self.step.optimizer] if self.step else []), x, targets)
         with self.fast_paths(), _phase_hooks(self, tracker), tracker:
             self._run(x, targets)
-        return tracker
+        return tracker.records
 
-    def _result(self, batch_size: int, tracker) -> MemoryResult:
-        # The model's device only: tensors an optimizer keeps on the host whatever the model's
-        # device (Adam's step counts) are not device memory.
-        device = next(self.model.parameters()).device
-        snapshot = tracker.get_tracker_snapshot("peak").get(device, {})
-        by_name = {getattr(k, "value", k): v for k, v in snapshot.items()}
+    def line(self) -> BatchLine | None:
+        """The line through the two smallest measured steps (None before two, or where they
+        differ in more than their batch)."""
+        measured = sorted(self.timelines)
+        if len(measured) < 2:
+            return None
+        return BatchLine.through(self.timelines[measured[0]], self.timelines[measured[1]])
+
+    def row(self, timeline: Timeline) -> MemoryResult:
+        """The result of a step's timeline: its peak and what was alive there."""
+        index = timeline.peak()
+        values = [int(v) for v in timeline.bytes[index]]
         return MemoryResult(
             model=self.probe.name,
             mode=str(self.probe.mode),
-            batch_size=batch_size,
+            batch_size=timeline.batch_size,
             dtype=self.dtype,
             optimizer=self.optimizer_name if self.step is not None else None,
-            peak_bytes=int(by_name.get(_TOTAL, 0)),
-            peak_at=_innermost(tracker.peak_modules),
-            peak_phase=tracker.peak_phase,
+            peak_bytes=sum(values),
+            peak_at=_innermost(timeline.modules[index]),
+            peak_phase=timeline.phases[index],
             device=self.device,
-            input_shape=(batch_size, *self.probe.input_shape),
+            input_shape=(timeline.batch_size, *self.probe.input_shape),
             notes=self.probe.notes,
-            **{field: int(by_name.get(category, 0)) for category, field in _CATEGORIES.items()},
+            **dict(zip(_CATEGORIES.values(), values)),
         )
 
 
@@ -347,14 +446,32 @@ def sweep(probe: "Probe", batch_sizes, *, optimizer: str = "sgd", dtype: str = "
     return [memory.predict(b) for b in batch_sizes]
 
 
+def curve(probe: "Probe", batch_sizes, *, measure_at=(), optimizer: str = "sgd", dtype: str = "float32",
+          device: str = "cuda") -> list[MemoryResult]:
+    """Rows at every batch size in ``batch_sizes`` for the price of a few steps: the two smallest
+    and those in ``measure_at`` are measured; the others are read off the :class:`BatchLine`
+    through the two smallest when it reproduces every measured row exactly (and measured too
+    when it does not)."""
+    memory = StepMemory(probe, optimizer=optimizer, dtype=dtype, device=device)
+    sizes = sorted(set(batch_sizes))
+    rows = {b: memory.predict(b) for b in sorted({*sizes[:2], *measure_at})}
+    line = memory.line()
+    if line is None or any(memory.row(line.at(b)) != row for b, row in rows.items()):
+        rows.update((b, memory.predict(b)) for b in sizes if b not in rows)
+    return [rows.get(b) or memory.row(line.at(b)) for b in sizes]
+
+
 def fit(probe: "Probe", budget_bytes: int, *, optimizer: str = "sgd", dtype: str = "float32",
         device: str = "cuda", limit: int = FIT_LIMIT) -> MemoryResult:
     """The largest batch whose predicted peak fits in ``budget_bytes``: its row, with
-    ``max_batch_size`` and ``budget_bytes`` set (see :func:`search_largest_fit`).
+    ``max_batch_size`` and ``budget_bytes`` set.
 
-    ``max_batch_size`` is 0 when the smallest batch that runs (1, or 2 where a training-mode
-    BatchNorm needs it) does not fit, and the row is then that batch's; the search stops at
-    ``limit`` (``fit_capped``).
+    Two steps at the smallest batches give the :class:`BatchLine` of every record, hence the
+    largest batch it keeps within the budget; the steps at that batch and the next one check
+    it (the figure at ``max_batch_size`` fits and the next does not). Where the check fails, a
+    search over predictions takes over (:func:`search_largest_fit`). ``max_batch_size`` is 0
+    when the smallest batch that runs (1, or 2 where a training-mode BatchNorm needs it) does
+    not fit, and the row is then that batch's; the search stops at ``limit`` (``fit_capped``).
     """
     if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes <= 0:
         raise UsageError(f"must be a positive number of bytes, not {budget_bytes!r}", param="fit")
@@ -367,7 +484,16 @@ def fit(probe: "Probe", budget_bytes: int, *, optimizer: str = "sgd", dtype: str
             rows[batch] = memory.predict(batch)
         return rows[batch].peak_bytes
 
-    best, capped = search_largest_fit(peak, budget_bytes, limit, smallest=smallest)
+    answer = None
+    if peak(smallest) > budget_bytes:
+        answer = (0, False)
+    elif limit > smallest:
+        peak(smallest + 1)
+        line = memory.line()
+        guess = min(line.largest_fitting(budget_bytes), limit) if line is not None else 0
+        if guess >= smallest and peak(guess) <= budget_bytes and (guess == limit or peak(guess + 1) > budget_bytes):
+            answer = (guess, guess == limit)
+    best, capped = answer or search_largest_fit(peak, budget_bytes, limit, smallest=smallest)
     above = rows.get(best + 1) if best else None
     return replace(rows[max(best, smallest)], max_batch_size=best, budget_bytes=budget_bytes, fit_capped=capped,
                    next_peak_bytes=above.peak_bytes if above is not None else None)

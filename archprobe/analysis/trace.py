@@ -126,6 +126,16 @@ def _batch_norm_fast(func, args, kwargs):
     return (_empty_like(x), stats, x.new_empty((channels,)))
 
 
+def _batch_norm_inference_fast(func, args, kwargs):
+    # Under inference_mode ``batch_norm`` reaches the dispatch modes whole; on meta it then runs
+    # its Python decomposition (~1 ms). Its one output is the input's shape.
+    x, weight = args[0], args[1] if len(args) > 1 else kwargs.get("weight")
+    channels = x.shape[1] if x.dim() > 1 else 1
+    if weight is not None and weight.numel() != channels:
+        return NotImplemented
+    return _empty_like(x)
+
+
 def _batch_norm_backward_fast(func, args, kwargs):
     grad_out, x, weight = args[0], args[1], args[2]
     mask = args[-1]
@@ -185,13 +195,21 @@ def _conv_fast(func, args, kwargs):
     return x.new_empty((x.shape[0], weight.shape[0], *spatial))
 
 
-def _add_fast(func, args, kwargs):
-    # The meta ``add`` is a Python reference (~0.5 ms); DenseNet's backward sums thousands of
-    # gradients. Answer two contiguous tensors of one shape and dtype (the sum is such a
-    # tensor); anything else goes to the real kernel.
+def _outer_to_inner(t: torch.Tensor) -> bool:
+    """Strides that shrink from the outermost dimension inwards (contiguous, or a slice of a
+    contiguous tensor): an elementwise result of such tensors is contiguous."""
+    strides = [st for st, n in zip(t.stride(), t.shape) if n > 1]
+    return all(a >= b for a, b in zip(strides, strides[1:]))
+
+
+def _elementwise_pair_fast(func, args, kwargs):
+    # ``add`` and ``threshold_backward`` on meta are Python references (~0.3 ms); DenseNet's
+    # backward sums thousands of gradient slices. Answer two tensors of one shape and dtype laid
+    # out outer to inner (the result is a contiguous tensor of that shape); anything else goes
+    # to the real kernel.
     a, b = args[0], args[1]
     if (kwargs.keys() - {"alpha"} or not isinstance(b, torch.Tensor) or not b.is_meta
-            or a.shape != b.shape or a.dtype != b.dtype or not a.is_contiguous() or not b.is_contiguous()):
+            or a.shape != b.shape or a.dtype != b.dtype or not _outer_to_inner(a) or not _outer_to_inner(b)):
         return NotImplemented
     return a.new_empty(a.shape)
 
@@ -203,8 +221,10 @@ _FAST_META: dict[Any, Callable] = {
     torch.ops.aten.native_batch_norm.default: _batch_norm_fast,
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_fast,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_fast,
+    torch.ops.aten.batch_norm.default: _batch_norm_inference_fast,
     torch.ops.aten.cat.default: _cat_fast,
-    torch.ops.aten.add.Tensor: _add_fast,
+    torch.ops.aten.add.Tensor: _elementwise_pair_fast,
+    torch.ops.aten.threshold_backward.default: _elementwise_pair_fast,
 }
 
 

@@ -10,7 +10,7 @@ from archprobe.cli import cli
 from archprobe.cli.options import batch_sizes_option, flatten_lists, model_input_options
 from archprobe.cli.throughput_cmd import MODE_CHOICES
 
-THROUGHPUT_ONLY = ("devices", "batch_sizes", "mode", "min_time")
+THROUGHPUT_ONLY = ("devices", "mode", "min_time")
 
 
 @cli.command("report")
@@ -24,21 +24,26 @@ THROUGHPUT_ONLY = ("devices", "batch_sizes", "mode", "min_time")
 @click.option("--device", "devices", multiple=True, default=("cpu",), show_default=True,
               type=click.Choice(["cpu", "cuda", "all"]), help="With --throughput: device (repeatable).")
 @batch_sizes_option("32")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="Predict peak memory (inference and training at --batch-size, and a curve over batch sizes).")
 @click.option("--mode", type=click.Choice(MODE_CHOICES), default="both", show_default=True,
               help="With --throughput: eval (inference), train or both.")
 @click.option("--min-time", type=click.FloatRange(min=0.01), default=2.0, show_default=True,
               help="With --throughput: seconds of timed iterations per row.")
 @click.pass_context
 def report_command(ctx, models, out_dir, force, input_size, in_channels, num_classes, throughput, devices,
-                   batch_sizes, mode, min_time):
+                   batch_sizes, memory, mode, min_time):
     """Write the comparison of MODELS (default: the whole zoo) into a directory.
 
     \b
     The directory gets:
       report.md           the readable report (zoo, params and MACs/FLOPs, minimum input
-                          sizes, ImageNet vs Dive-into-DL variants, throughput, environment)
+                          sizes, ImageNet vs Dive-into-DL variants, predicted peak memory,
+                          throughput, environment)
       *.csv, report.json  every table, integers unrounded
-      *.png               params vs GMACs; throughput bars when measured
+      *.png               params vs GMACs; peak memory vs batch size; throughput bars
+                          when measured
+    --batch-size sets the batches of the memory table (and of throughput, when measured).
     Every table keeps every model given (zoo, tv:, timm: or file.py:factory).
 
     \b
@@ -56,14 +61,16 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
         given = [p for p in THROUGHPUT_ONLY
                  if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
         if given:
-            flags = ", ".join("--" + ("device" if p == "devices" else "batch-size" if p == "batch_sizes"
-                                      else p.replace("_", "-")) for p in given)
+            flags = ", ".join("--" + ("device" if p == "devices" else p.replace("_", "-")) for p in given)
             raise click.UsageError(f"{flags} only apply with --throughput")
+        if not memory and ctx.get_parameter_source("batch_sizes") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--batch-size only applies with --memory or --throughput")
     specs = resolve_specs(models or ("*",), input_size, in_channels, num_classes)
     check_directory(out_dir, force=force)  # fail before the long work, not after it
     measure = _throughput_measure(out_dir, devices, flatten_lists(batch_sizes), mode, min_time) if throughput else None
     with _progress(len(specs)) as advance:
-        report = api.report(specs, measure=measure, on_progress=advance)
+        report = api.report(specs, measure=measure, on_progress=advance, memory=memory,
+                            memory_batch_sizes=flatten_lists(batch_sizes))
     written = write_report(report, out_dir, force=True)
     click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
 

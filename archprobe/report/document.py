@@ -12,7 +12,7 @@ from typing import Sequence
 
 from archprobe.errors import UsageError
 from archprobe.report.frames import machine_frame, records, render
-from archprobe.report.notes import parameter_note
+from archprobe.report.notes import memory_notes, parameter_note
 from archprobe.report.writers import write_atomic
 from archprobe.results import Report
 
@@ -42,6 +42,12 @@ CONVENTIONS_MD = """\
   solved per dimension.
 - **Throughput** (when measured): median of per-iteration times after warm-up; examples/sec =
   batch / median; setup recorded with every row.
+- **Memory**: the peak of live tensor bytes of one step, predicted on meta/fake tensors with
+  torch's `MemTracker` (no weights allocated): inference = one eval forward under
+  `inference_mode`; training = one steady-state SGD (momentum 0.9) step (zero_grad, forward,
+  cross-entropy, backward, optimizer step) with the optimizer state present, float32, the
+  optimizer's multi-tensor kernels as on CUDA. Allocator rounding and caching, cuDNN/cuBLAS
+  workspaces and the CUDA context come on top.
 """
 
 
@@ -84,6 +90,21 @@ def markdown(report: Report, images: Sequence[str]) -> str:
             "often a smaller input; the fully connected layers dominate the difference.",
         )
     )
+    if report.memory or report.memory_failures:
+        batches = sorted({r.batch_size for r in report.memory})
+        failures = [f"not predicted: {f}" for f in report.memory_failures]
+        if report.memory:
+            parts.append(_section(
+                "Memory",
+                report.memory,
+                memory_notes(report.memory) + failures,
+                f"Predicted peak memory of inference and of one training step at batch "
+                f"{', '.join(map(str, batches))}, and what it is made of at the peak.",
+            ))
+        else:
+            parts.append("## Memory\n\n" + "\n".join(f"- {f}" for f in failures) + "\n")
+        if "memory.png" in images:
+            parts.append("![Peak memory vs batch size](memory.png)\n")
     if report.throughput:
         parts.append(_section("Throughput", report.throughput))
         if "throughput.png" in images:
@@ -97,7 +118,8 @@ def markdown(report: Report, images: Sequence[str]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-TABLES = ("zoo", "counts", "min_inputs", "variants", "throughput")
+TABLES = ("zoo", "counts", "min_inputs", "variants", "throughput", "memory", "memory_curve")
+JSON_TABLES = tuple(t for t in TABLES if t != "memory_curve")  # the plot's points: memory_curve.csv
 
 
 def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
@@ -119,6 +141,9 @@ def write_report(report: Report, out_dir: str | Path, *, force: bool = False) ->
     if not report.throughput:  # a section absent from this report must not survive from the last
         for stale in ("throughput.csv", "throughput.png"):
             (out / stale).unlink(missing_ok=True)
+    if not report.memory:
+        for stale in ("memory.csv", "memory_curve.csv", "memory.png"):
+            (out / stale).unlink(missing_ok=True)
 
     written: list[Path] = []
     for name in TABLES:
@@ -130,14 +155,19 @@ def write_report(report: Report, out_dir: str | Path, *, force: bool = False) ->
     if report.counts:
         written.append(write_atomic(out / "params_vs_macs.png", plots.params_vs_macs(report.counts, families)))
         images.append("params_vs_macs.png")
+    if report.memory_curve:
+        written.append(write_atomic(out / "memory.png", plots.memory_vs_batch(report.memory_curve)))
+        images.append("memory.png")
     if any(r.status == "ok" for r in report.throughput):
         written.append(write_atomic(out / "throughput.png", plots.throughput_bars(report.throughput)))
         images.append("throughput.png")
-    document = {name: records(getattr(report, name)) for name in TABLES}
+    document = {name: records(getattr(report, name)) for name in JSON_TABLES}
     document["models"] = list(report.models)
     document["environment"] = records([report.environment])[0] if report.environment else None
     notes = count_notes(report)
     document["notes"] = {"counts": notes} if notes else {}
+    if report.memory_failures:
+        document["notes"]["memory"] = list(report.memory_failures)
     written.append(write_atomic(out / "report.json", json.dumps(document, indent=2) + "\n"))
     written.append(write_atomic(out / "report.md", markdown(report, images)))
     return written

@@ -8,4 +8,5 @@ and multi-process runs.
   step         the training step (model, optimizer, loss_fn, scaler) and synthetic batches
   environment  the setup a number was measured under
   sink         rows appended to a CSV file as they arrive
+  memory       the peak memory of one real step (what the memory prediction is checked against)
 """

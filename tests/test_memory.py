@@ -106,6 +106,8 @@ def test_parameters_without_gradients_get_a_whole_warm_up_step():
     r = steady.predict(2)
     assert steady.whole_warm_up
     assert r.optimizer_bytes == F32 * (16 * 4 + 4)  # no momentum for the unused layer
+    assert steady.predict(3).optimizer_bytes == r.optimizer_bytes  # the warm-up is not redone
+    assert steady.line() is not None and sorted(steady.timelines) == [2, 3]
 
 
 @pytest.mark.parametrize("name", ["resnet18-d2l", "googlenet-bn-d2l"])

@@ -14,9 +14,15 @@ How: the step runs on tensors without memory under torch's ``MemTracker``
 tracker follows every storage as it is created and freed, files it as a parameter, buffer,
 gradient, optimizer state (created in the optimizer step, its temporaries too), activation
 (created in the forward), temporary (created in the backward) or other (the batch and its
-labels), and keeps the peak with its breakdown. float32 runs on a meta twin of the model with the trace's fast shape paths; bfloat16
-and float16 need autocast, which only acts on tensors of a device, so they run on a fake twin
-(``FakeTensorMode``: CPU tensors without memory; slower). Both give the same bytes for float32.
+labels); a record after every op gives the peak and what was alive there. float32 runs on a
+meta twin of the model with the trace's fast shape paths; bfloat16 and float16 need autocast,
+which only acts on tensors of a device, so they run on a fake twin (``FakeTensorMode``: CPU
+tensors without memory; slower). Both give the same bytes for float32.
+
+Every tensor of a convolutional network's step holds a fixed number of bytes or a number
+proportional to the batch, so each record is a line in the batch size: two steps give all
+batch sizes (:class:`BatchLine`), which the largest batch that fits a budget and the report's
+curve use, each checked against measured steps.
 
 The device modelled: ``"cuda"`` runs the optimizer's multi-tensor (foreach) kernels, as torch
 does by default for CUDA parameters (Adam's then hold one temporary the size of all parameters);
@@ -66,9 +72,8 @@ def timeline_tracker_type():
     ``MemTracker`` updates the peak of every module it has seen after every op (a walk over all
     modules per op: 20 s for one DenseNet-121 step) and snapshots each module's memory as it
     starts and ends; this keeps its bookkeeping of live storages and replaces those with the
-    record. A torch without the tracker, or whose tracker lacks
-    what this reads, gets a one-line error; the tests pin that the peak and its breakdown equal
-    the stock tracker's.
+    record. A torch without the tracker, or whose tracker lacks what this reads, gets a one-line
+    error; the tests pin that the peak and its breakdown equal the stock tracker's.
     """
     import torch
 
@@ -80,9 +85,9 @@ def timeline_tracker_type():
             f"torch {torch.__version__} lacks ({type(exc).__name__}: {exc}); use torch 2.5 or newer"
         ) from exc
     stock = MemTracker()
-    missing = [name for name in ("_update_peak_stats", "_curr_mem_snap", "_mod_tracker", "_param_to_grad_hook_handles",
-                                 "_track_module_params_and_buffers", "_pre_fw_hook", "_post_fw_hook", "_pre_bw_hook",
-                                 "_post_bw_hook") if not hasattr(stock, name)]
+    read = ("_update_peak_stats", "_curr_mem_snap", "_mod_tracker", "_param_to_grad_hook_handles",
+            "_track_module_params_and_buffers", "_pre_fw_hook", "_post_fw_hook", "_pre_bw_hook", "_post_bw_hook")
+    missing = [name for name in read if not hasattr(stock, name)]
     if missing or not hasattr(stock._mod_tracker, "parents"):
         raise ArchprobeError(f"torch {torch.__version__}'s MemTracker lacks {', '.join(missing) or 'parents'},"
                              " which the memory prediction reads; use torch 2.5 to 2.15")
@@ -330,7 +335,8 @@ class StepMemory:
                     self._steady_state()
                     self._warm = True
                 records = self._measure(x, targets)
-                if self.step is not None and any(p.grad is None for p in self._parameters()):
+                if (self.step is not None and not self.whole_warm_up
+                        and any(p.grad is None for p in self._parameters())):
                     for param in self._parameters():  # some get no gradient: warm up with a whole step
                         param.grad = None
                     self.step = self._train_step()
@@ -433,15 +439,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def predict(probe: "Probe", *, optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda") -> MemoryResult:
-    """The peak live tensor bytes of one step of the probe's model at its batch size and mode
-    (see the module's docstring for the step and what is counted)."""
-    return StepMemory(probe, optimizer=optimizer, dtype=dtype, device=device).predict(probe.batch_size)
-
-
 def sweep(probe: "Probe", batch_sizes, *, optimizer: str = "sgd", dtype: str = "float32",
           device: str = "cuda") -> list[MemoryResult]:
-    """One prediction per batch size, from one twin (cheaper than :func:`predict` for each)."""
+    """One measured step per batch size, from one twin (see :class:`StepMemory`)."""
     memory = StepMemory(probe, optimizer=optimizer, dtype=dtype, device=device)
     return [memory.predict(b) for b in batch_sizes]
 
@@ -519,9 +519,10 @@ def search_largest_fit(peak: Callable[[int], int], budget: int, limit: int, *,
     peak that grows with ``b``, and whether the search stopped at ``limit``.
 
     The peak grows about linearly with the batch, so the search interpolates: from the two
-    smallest batches it guesses, steps past the guess (doubling) until a batch does not fit, then narrows
-    the bracket by interpolation, bisecting when one side moved twice in a row. The answer is
-    verified: ``peak(b)`` fits and ``peak(b + 1)`` does not (unless ``b`` is ``limit``).
+    smallest batches it guesses, steps past the guess (doubling) until a batch does not fit,
+    then narrows the bracket by interpolation, bisecting when one side moved twice in a row.
+    The answer is verified: ``peak(b)`` fits and ``peak(b + 1)`` does not (unless ``b`` is
+    ``limit``).
     """
     first = smallest
     if peak(first) > budget:

@@ -235,7 +235,7 @@ def memory_rows(specs: Sequence["ModelSpec"], modes: Sequence[Mode], batch_sizes
 
     check_dtype(dtype)
     check_device(device)
-    probes = [Probe.build(spec).with_setting(mode=mode) for spec in specs for mode in modes]
+    probes = [meta.with_setting(mode=mode) for meta in map(Probe.build, specs) for mode in modes]
     for p in probes:
         if budget is not None:
             smallest_batch(p)

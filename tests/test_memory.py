@@ -230,6 +230,37 @@ def test_live_tensor_counter_counts_storages_once_until_freed():
     del y, view, w
 
 
+class FakeCudaBackend:
+    """Stands in for CudaBackend: the allocator's peak is whatever the step allocated."""
+
+    kind = "cuda"
+
+    def __init__(self):
+        self.calls = []
+        self.counter = None
+
+    def memory_begin(self):
+        self.calls.append("begin")
+        self.counter = LiveTensorBytes()
+        self.counter.__enter__()
+
+    def synchronize(self):
+        self.calls.append("synchronize")
+
+    def memory_end(self):
+        self.counter.__exit__(None, None, None)
+        self.calls.append("end")
+        return {"peak_cuda_allocated_bytes": self.counter.peak + 10**9}
+
+
+def test_cuda_measurement_reads_the_backends_peak_around_one_step():
+    backend = FakeCudaBackend()
+    probe = Probe.build(linear_spec(8, 2), batch_size=4, mode="train", device="cpu")
+    peak = measure_step_peak(probe, backend=backend)
+    assert backend.calls == ["begin", "synchronize", "end"]
+    assert peak > 10**9  # what memory_end reported: the step ran between begin and end
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["resnet18", "googlenet", "densenet121"])

@@ -61,9 +61,10 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def measure_step_peak(probe: "Probe", *, optimizer: str = "sgd", dtype: str = "float32") -> int:
+def measure_step_peak(probe: "Probe", *, optimizer: str = "sgd", dtype: str = "float32", backend=None) -> int:
     """The peak bytes of one step of the probe's model (built on a real device) at its batch
-    size and mode: live tensor bytes on the CPU, ``max_memory_allocated`` on CUDA."""
+    size and mode: live tensor bytes on the CPU, the allocator's peak (``memory_begin`` /
+    ``memory_end`` of the device's :class:`~archprobe.runtime.backends.Backend`) on CUDA."""
     from archprobe.runtime.backends import make_backend
     from archprobe.runtime.precision import autocast
     from archprobe.runtime.step import seeded, synthetic_targets, train_step
@@ -89,8 +90,8 @@ def measure_step_peak(probe: "Probe", *, optimizer: str = "sgd", dtype: str = "f
             step(x, targets)
 
     gc.collect()
-    if device.type == "cuda":
-        backend = make_backend(str(device))
+    backend = backend or make_backend(str(device))
+    if backend.kind == "cuda":
         backend.memory_begin()
         run()
         backend.synchronize()

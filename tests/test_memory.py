@@ -266,10 +266,11 @@ def test_cuda_measurement_reads_the_backends_peak_around_one_step():
 @pytest.mark.parametrize("name", ["resnet18", "googlenet", "densenet121"])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_prediction_matches_cuda_max_memory_allocated(name, mode):
-    # The allocator's peak adds cuDNN/cuBLAS workspaces and rounding: within 10%.
+    # The allocator's peak adds cuDNN/cuBLAS workspaces and 512-byte rounding: within 10% (a
+    # batch of 64 keeps the workspaces small beside the activations).
     spec = as_spec(name)
-    predicted = predict(spec, 16, mode, device="cuda")
-    measured = measure_step_peak(Probe.build(spec, batch_size=16, mode=mode, device="cuda"))
+    predicted = predict(spec, 64, mode, device="cuda")
+    measured = measure_step_peak(Probe.build(spec, batch_size=64, mode=mode, device="cuda"))
     assert abs(predicted.peak_bytes / measured - 1) <= 0.10, (predicted.peak_bytes, measured)
 
 
@@ -475,3 +476,16 @@ def test_cli_rejects_bad_options(capsys, args, message):
     code, _, err = invoke(capsys, "memory", "lenet", "--train", *args)
     assert code == ExitCode.USAGE
     assert message in err and "Traceback" not in err
+
+
+def test_report_lists_models_whose_step_cannot_be_predicted(tmp_path):
+    from archprobe.api import report
+    from archprobe.report.document import write_report
+
+    frozen = spec_of(lambda: nn.Sequential(nn.AvgPool2d(2), nn.Flatten()), (1, 8, 8), "no-weights")
+    result = report([frozen, as_spec("lenet")], memory_batch_sizes=(4,))
+    assert [r.model for r in result.memory] == ["lenet", "lenet"]
+    (failure,) = result.memory_failures
+    assert failure.startswith("no-weights: ") and "no trainable parameters" in failure
+    write_report(result, tmp_path / "r")
+    assert f"not predicted: {failure}" in (tmp_path / "r" / "report.md").read_text()

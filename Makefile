@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_params.py
 	$(PYTHON) benchmarks/bench_min_input.py
 	$(PYTHON) benchmarks/bench_peers.py
+	$(PYTHON) benchmarks/bench_memory.py --verify
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

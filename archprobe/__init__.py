@@ -6,6 +6,7 @@ The Python API (the command line is a second face over the same functions)::
     ap.count("googlenet").params                 # 6624904
     ap.count(my_module, input_size=(3, 224, 224))  # any nn.Module; its weights are never touched
     ap.min_input("alexnet").min_size             # (63, 63)
+    ap.memory("resnet50", train=True, fit="24GiB").max_batch_size
     ap.to_frame([ap.count("alexnet"), ap.count("vgg16")])
 
 Importing archprobe does not import torch; the functions import it when called.
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 from archprobe.api import count as count
 from archprobe.api import layers as layers
 from archprobe.api import list_models as list_models
+from archprobe.api import memory as memory
 from archprobe.api import min_input as min_input
 from archprobe.api import probe as probe
 from archprobe.api import throughput as throughput
@@ -28,6 +30,7 @@ from archprobe.errors import UsageError as UsageError
 from archprobe.probe import Mode as Mode
 from archprobe.probe import Probe as Probe
 from archprobe.results import LayerTable as LayerTable
+from archprobe.results import MemoryResult as MemoryResult
 from archprobe.results import MinInputResult as MinInputResult
 from archprobe.results import ModelCounts as ModelCounts
 from archprobe.results import ThroughputResult as ThroughputResult
@@ -37,6 +40,7 @@ __all__ = [
     "InputSizeError",
     "ModelCodeError",
     "LayerTable",
+    "MemoryResult",
     "MinInputResult",
     "Mode",
     "ModelCounts",
@@ -48,6 +52,7 @@ __all__ = [
     "count",
     "layers",
     "list_models",
+    "memory",
     "min_input",
     "probe",
     "throughput",

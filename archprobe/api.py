@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
-from archprobe.errors import SpecError, UsageError
+from archprobe.errors import ArchprobeError, SpecError, UsageError
 from archprobe.probe import Mode, Probe
 from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 from archprobe.results import (
     LayerTable,
+    MemoryResult,
     MinInputResult,
     ModelCounts,
     Report,
@@ -128,10 +129,12 @@ def count(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool
 
 
 def layers(model: ModelLike, input_size=None, *, batch_size: int = 1, depth: int | None = None,
-           in_channels: int | None = None, num_classes: int | None = None) -> LayerTable:
+           rf: bool = False, in_channels: int | None = None, num_classes: int | None = None) -> LayerTable:
     """The per-layer rows of ``archprobe shapes``: every module call's output shape and its own
     parameters, MACs and FLOPs (eval mode). Rows deeper than ``depth`` fold into their parent, so
-    the rows always sum to the totals.
+    the rows always sum to the totals. ``rf`` adds each row's receptive field, effective stride
+    and the centre of its first unit's field, in input pixels (``rf_global``: every unit sees the
+    whole input).
 
     Returns:
         A :class:`LayerTable` (``.rows``, ``.params``, ``.macs``, ``.flops``).
@@ -139,7 +142,7 @@ def layers(model: ModelLike, input_size=None, *, batch_size: int = 1, depth: int
     from archprobe.analysis.shapes import layer_table
 
     p = probe(model, input_size, batch_size=batch_size, in_channels=in_channels, num_classes=num_classes)
-    return layer_table(p, depth=depth)
+    return layer_table(p, depth=depth, rf=rf)
 
 
 def min_input(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool = False,
@@ -292,6 +295,72 @@ def writes_output(join_group: bool) -> bool:
     return not join_group or os.environ.get("RANK", "0") == "0"
 
 
+# --- memory -------------------------------------------------------------------------------------
+
+
+def memory_rows(specs: Sequence["ModelSpec"], modes: Sequence[Mode], batch_sizes: Sequence[int] = (32,), *,
+                optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda",
+                budget: int | None = None) -> list[MemoryResult]:
+    """Predicted peak memory: one row per model x mode x batch size, or with ``budget`` (bytes)
+    one row per model x mode at the largest batch that fits. Each model is built once on meta
+    and every input size is checked before any prediction (an ``InputSizeError`` names the layer
+    and the valid sizes)."""
+    from archprobe.analysis.memory import check_device, fit, smallest_batch, sweep
+    from archprobe.analysis.min_input import ensure_input_size
+    from archprobe.runtime.precision import check_dtype
+
+    check_dtype(dtype)
+    check_device(device)
+    probes = [meta.with_setting(mode=mode) for meta in map(Probe.build, specs) for mode in modes]
+    for p in probes:
+        if budget is not None:
+            smallest_batch(p)
+        else:
+            ensure_input_size(p.with_setting(batch_size=min(batch_sizes)))
+    rows: list[MemoryResult] = []
+    for p in probes:
+        if budget is not None:
+            rows.append(fit(p, budget, optimizer=optimizer, dtype=dtype, device=device))
+        else:
+            rows.extend(sweep(p, batch_sizes, optimizer=optimizer, dtype=dtype, device=device))
+    return rows
+
+
+def memory(model: ModelLike, input_size=None, *, batch_size: int = 32, train: bool = False,
+           optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda",
+           fit: int | str | None = None, in_channels: int | None = None,
+           num_classes: int | None = None) -> MemoryResult:
+    """The predicted peak memory of one step of ``model``, allocating no weights.
+
+    The peak of live tensor bytes during one eval forward under ``inference_mode``, or with
+    ``train`` one steady-state training step (zero_grad, forward, cross-entropy, backward,
+    optimizer step, the optimizer state already present), with its breakdown at the peak
+    (parameters, buffers, gradients, optimizer state, activations, temporaries, the input) and
+    the module running when it is reached. Allocator rounding and caching, cuDNN/cuBLAS
+    workspaces and the CUDA context are not included.
+
+    Args:
+        model: a spec string, a :class:`ModelSpec` or an ``nn.Module`` (never touched).
+        batch_size: examples per batch (ignored with ``fit``).
+        optimizer: ``"sgd"`` (lr 0.001, momentum 0.9, as the throughput engine) or ``"adam"``.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast on the forward).
+        device: the device whose step is modelled, ``"cuda"`` (multi-tensor optimizer kernels)
+            or ``"cpu"``.
+        fit: a memory budget (bytes, or text such as ``"24GiB"``): find the largest batch whose
+            peak fits; the row is that batch's, with ``max_batch_size`` and ``budget_bytes``.
+
+    Returns:
+        A :class:`MemoryResult` (bytes: ``peak_bytes``, ``param_bytes`` ...).
+    """
+    from archprobe.units import parse_bytes
+
+    spec = as_spec(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    budget = parse_bytes(fit, param="fit") if fit is not None else None
+    (row,) = memory_rows([spec], [Mode.of(train)], [batch_size], optimizer=optimizer, dtype=dtype,
+                         device=device, budget=budget)
+    return row
+
+
 # --- the zoo, frames and the report -------------------------------------------------------------
 
 
@@ -373,14 +442,19 @@ def report(
     *,
     measure: Callable[[Sequence["ModelSpec"]], Sequence[ThroughputResult]] | None = None,
     on_progress: Callable[[str], None] | None = None,
+    memory: bool = True,
+    memory_batch_sizes: Sequence[int] = (32,),
 ) -> Report:
     """Everything ``archprobe report`` shows: each model built once on meta for the zoo entry,
-    the counts and the valid input sizes; throughput through ``measure`` when given."""
+    the counts and the valid input sizes; with ``memory`` the predicted peak memory of inference
+    and training at ``memory_batch_sizes`` and over :data:`MEMORY_CURVE`; throughput through
+    ``measure`` when given."""
     from archprobe.analysis.counting import count as count_probe
     from archprobe.analysis.min_input import solve_min_input
     from archprobe.runtime.environment import collect_environment
 
     zoo, counts, min_inputs, settled = [], [], [], []
+    memory_table, memory_curve, memory_failures = [], [], []
     for spec in specs:
         if on_progress:
             on_progress(spec.name)
@@ -389,6 +463,14 @@ def report(
         zoo.append(describe(p))
         counts.append(count_probe(p))
         min_inputs.append(solve_min_input(p))
+        if memory:
+            try:
+                table, curve = report_memory(p, memory_batch_sizes)
+            except ArchprobeError as exc:
+                memory_failures.append(f"{p.name}: {exc}")
+            else:
+                memory_table += table
+                memory_curve += curve
     families = {e.name: e.family for e in zoo if e.family != "-"}
     return Report(
         models=tuple(s.name for s in specs),
@@ -398,4 +480,29 @@ def report(
         variants=tuple(variant_pairs(counts, families)),
         throughput=tuple(measure(settled)) if measure is not None else (),
         environment=collect_environment("cpu"),
+        memory=tuple(memory_table),
+        memory_curve=tuple(memory_curve),
+        memory_failures=tuple(memory_failures),
     )
+
+
+MEMORY_CURVE = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # the batch sizes of the report's memory plot
+
+
+def report_memory(p: Probe, batch_sizes: Sequence[int]) -> tuple[list[MemoryResult], list[MemoryResult]]:
+    """The report's memory rows of one model: inference and training at ``batch_sizes``
+    (measured), and over :data:`MEMORY_CURVE` from the smallest batch that runs (read off the
+    line through the two smallest steps where it reproduces the measured ones)."""
+    from archprobe.analysis.memory import curve as memory_curve
+    from archprobe.analysis.memory import smallest_batch
+
+    table: list[MemoryResult] = []
+    curve: list[MemoryResult] = []
+    for mode in (Mode.EVAL, Mode.TRAIN):
+        probe_mode = p.with_setting(mode=mode)
+        smallest = smallest_batch(probe_mode)
+        points = [b for b in MEMORY_CURVE if b >= smallest]
+        rows = memory_curve(probe_mode, [*points, *batch_sizes], measure_at=batch_sizes)
+        table += [r for r in rows if r.batch_size in batch_sizes]
+        curve += [r for r in rows if r.batch_size in points]
+    return table, curve

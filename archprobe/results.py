@@ -85,6 +85,15 @@ class LayerRow:
     path: str = ""
     depth: int = 0
     output_shapes: tuple[tuple[int, ...], ...] = ()
+    # Receptive fields (asked for with ``rf``; see ``archprobe.analysis.receptive``), per spatial
+    # dimension (height, width), in input pixels: the field one output unit sees, the distance
+    # between neighbouring units and the centre of the first unit's field (pixel centres at 0, 1,
+    # ...). ``rf_global``: every unit sees the whole input (the three are then None); None when
+    # not computed, or where the field cannot be followed (non-spatial inputs, resampling).
+    receptive_field: tuple[int, ...] | None = None
+    effective_stride: tuple[int, ...] | None = None
+    rf_offset: tuple[float, ...] | None = None
+    rf_global: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,59 @@ class LayerTable:
     flops: int
     unsupported_ops: tuple[str, ...]
     notes: tuple[str, ...] = ()
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """The predicted peak of live tensor bytes of one step (``archprobe.analysis.memory``).
+
+    ``mode`` "eval": one eval-mode forward under ``inference_mode``; "train": one steady-state
+    training step (zero_grad, forward, cross-entropy, backward, optimizer step, with the
+    optimizer state already present). The ``*_bytes`` fields break ``peak_bytes`` down at the
+    peak and sum to it: ``activation_bytes`` are tensors the forward created (those saved for the
+    backward, in training), ``temp_bytes`` those the backward created (activation gradients),
+    ``optimizer_bytes`` the optimizer's state and its step's temporaries, ``input_bytes`` the
+    batch and its labels. ``peak_at`` is the
+    path of the innermost module running when the peak was first reached ("" the model itself,
+    None outside every module, e.g. in the loss or the optimizer step); ``peak_phase`` is
+    "forward", "loss", "backward" or "optimizer". ``device``: whose step is modelled ("cuda":
+    multi-tensor optimizer kernels, torch's default there; "cpu": one tensor at a time).
+    With a budget, ``max_batch_size`` is the largest batch whose peak fits in ``budget_bytes``
+    (0 if not even the smallest batch does) and the row's figures are those at that batch (at
+    the smallest when none fits); ``next_peak_bytes`` is the peak one example above, which does
+    not fit; ``fit_capped``: the search stopped at its upper limit, more may fit.
+    """
+
+    model: str
+    mode: str  # "eval" or "train"
+    batch_size: int
+    dtype: str
+    optimizer: str | None  # "sgd" | "adam" in training, None in eval
+    peak_bytes: int
+    param_bytes: int
+    buffer_bytes: int
+    grad_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int
+    temp_bytes: int
+    peak_at: str | None
+    input_bytes: int = 0
+    peak_phase: str = "forward"
+    device: str = "cuda"
+    input_shape: tuple[int, ...] = ()  # (batch, C, H, W)
+    max_batch_size: int | None = None
+    budget_bytes: int | None = None
+    next_peak_bytes: int | None = None  # the peak at max_batch_size + 1, which does not fit
+    fit_capped: bool | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def fits(self) -> bool | None:
+        """Whether the peak fits the budget (None without one)."""
+        return None if self.budget_bytes is None else self.peak_bytes <= self.budget_bytes
 
 
 # --- minimum input size -------------------------------------------------------------------------
@@ -351,6 +413,12 @@ class Report:
     variants: tuple[VariantPair, ...] = ()
     throughput: tuple[ThroughputResult, ...] = ()
     environment: Environment | None = None
+    # Predicted peak memory: ``memory`` at the report's batch sizes (inference and training),
+    # ``memory_curve`` over a range of batch sizes (the plot); models whose step could not be
+    # predicted are listed in ``memory_failures`` ("model: reason").
+    memory: tuple[MemoryResult, ...] = ()
+    memory_curve: tuple[MemoryResult, ...] = ()
+    memory_failures: tuple[str, ...] = ()
 
 
 # --- serialisation ------------------------------------------------------------------------------

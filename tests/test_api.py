@@ -193,6 +193,12 @@ def test_report_keeps_every_model_whatever_its_source(capsys, tmp_path):
     assert [row["source"] for row in document["zoo"]] == ["torchvision", "timm", "user"]
 
 
-def test_report_takes_batch_lists_for_throughput_only(capsys, tmp_path):
+def test_report_batch_lists_set_the_memory_table(capsys, tmp_path):
     code, _, err = invoke(capsys, "report", "lenet", "-b", "8,16", "-o", str(tmp_path / "r"))
-    assert code == ExitCode.USAGE and "--batch-size only apply with --throughput" in err
+    assert code == 0, err
+    memory = json.loads((tmp_path / "r" / "report.json").read_text())["memory"]
+    assert [(r["mode"], r["batch_size"]) for r in memory] == [("eval", 8), ("eval", 16), ("train", 8), ("train", 16)]
+    code, _, err = invoke(capsys, "report", "lenet", "-b", "8", "--no-memory", "-o", str(tmp_path / "s"))
+    assert code == ExitCode.USAGE and "--batch-size only applies with --memory or --throughput" in err
+    code, _, err = invoke(capsys, "report", "lenet", "--mode", "train", "-o", str(tmp_path / "t"))
+    assert code == ExitCode.USAGE and "--mode only apply with --throughput" in err

@@ -90,6 +90,29 @@ def test_plots_are_valid_png(report_dir):
     assert image.shape[0] > 200 and image.shape[1] > 200
 
 
+def test_report_memory_section(report_dir):
+    import matplotlib.image as mpimg
+
+    from archprobe.api import memory
+
+    md = (report_dir / "report.md").read_text()
+    assert "## Memory" in md and "![Peak memory vs batch size](memory.png)" in md
+    table = rows(report_dir / "memory.csv")
+    assert [(r["model"], r["mode"]) for r in table] == [(m, mode) for m in MODELS for mode in ("eval", "train")]
+    assert {r["batch_size"] for r in table} == {"32"}
+    for r in table:
+        expected = memory(r["model"], batch_size=32, train=r["mode"] == "train")
+        assert int(r["peak_bytes"]) == expected.peak_bytes and r["peak_at"] == (expected.peak_at or "")
+    curve = rows(report_dir / "memory_curve.csv")
+    googlenet = [r for r in curve if r["model"] == "googlenet" and r["mode"] == "train"]
+    assert [int(r["batch_size"]) for r in googlenet] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert int(googlenet[-1]["peak_bytes"]) == memory("googlenet", batch_size=256, train=True).peak_bytes
+    peaks = [int(r["peak_bytes"]) for r in googlenet]
+    assert peaks == sorted(peaks)
+    image = mpimg.imread(report_dir / "memory.png")
+    assert image.shape[0] > 300 and image.shape[1] > 600
+
+
 def test_existing_directory_needs_force(capsys, report_dir):
     code, err = run(capsys, "report", "lenet", "-o", str(report_dir))
     assert code == ExitCode.USAGE and "--force" in err
@@ -109,7 +132,7 @@ def test_report_with_throughput(capsys, tmp_path):
     assert "## Throughput" in (out / "report.md").read_text()
 
 
-STATIC_TABLES = ("zoo.csv", "counts.csv", "min_inputs.csv", "variants.csv")
+STATIC_TABLES = ("zoo.csv", "counts.csv", "min_inputs.csv", "variants.csv", "memory.csv", "memory_curve.csv")
 
 
 @pytest.mark.slow
@@ -122,5 +145,5 @@ def test_committed_reports_match_a_fresh_regeneration(capsys, tmp_path):
         assert (tmp_path / "fresh" / name).read_text() == (committed / name).read_text(), f"{name} is stale"
     fresh = json.loads((tmp_path / "fresh" / "report.json").read_text())
     old = json.loads((committed / "report.json").read_text())
-    for key in ("models", "zoo", "counts", "min_inputs", "variants", "notes"):
+    for key in ("models", "zoo", "counts", "min_inputs", "variants", "memory", "notes"):
         assert fresh[key] == old[key], f"report.json[{key!r}] is stale"

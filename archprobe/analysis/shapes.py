@@ -18,8 +18,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from archprobe.probe import Probe
 
 
-def layer_table(probe: "Probe", *, depth: int | None = None) -> LayerTable:
-    """The eval-mode per-layer table of the probe's model; ``depth`` folds deeper rows (None: all)."""
+def layer_table(probe: "Probe", *, depth: int | None = None, rf: bool = False) -> LayerTable:
+    """The eval-mode per-layer table of the probe's model; ``depth`` folds deeper rows (None: all);
+    ``rf`` adds each row's receptive field, effective stride and offset
+    (:mod:`archprobe.analysis.receptive`)."""
     from archprobe.analysis.costs import op_cost
     from archprobe.analysis.counting import traced
     from archprobe.analysis.trace import FORWARD
@@ -48,6 +50,7 @@ def layer_table(probe: "Probe", *, depth: int | None = None) -> LayerTable:
             flops[call.parent] += flops[call.index]
             params[call.parent] += params[call.index]
 
+    fields = _field_columns(t) if rf else {}
     rows = tuple(
         LayerRow(
             layer="  " * c.depth + (c.path.rsplit(".", 1)[-1] if c.path else probe.name),
@@ -60,6 +63,7 @@ def layer_table(probe: "Probe", *, depth: int | None = None) -> LayerTable:
             path=c.path,
             depth=c.depth,
             output_shapes=tuple(c.output_shapes),
+            **fields.get(c.index, {}),
         )
         for c in t.calls
         if c.depth <= limit
@@ -75,3 +79,18 @@ def layer_table(probe: "Probe", *, depth: int | None = None) -> LayerTable:
         unsupported_ops=tuple(unsupported),
         notes=probe.notes,
     )
+
+
+def _field_columns(t) -> dict[int, dict]:
+    """Each call's receptive-field fields of :class:`LayerRow`, by call index."""
+    from archprobe.analysis.receptive import GLOBAL, Field, Flat, layer_fields
+
+    columns = {}
+    for index, state in layer_fields(t).items():
+        field = state.field if isinstance(state, Flat) else state
+        if isinstance(field, Field):
+            columns[index] = {"receptive_field": field.size, "effective_stride": field.jump,
+                              "rf_offset": field.start, "rf_global": False}
+        else:
+            columns[index] = {"rf_global": True if state is GLOBAL else None}
+    return columns

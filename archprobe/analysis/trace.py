@@ -83,6 +83,7 @@ class ModuleCall:
     parent: int
     own_params: int  # parameters owned directly, counted at the module's first call only
     output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    output_ids: list[int] = field(default_factory=list)  # the TensorRef ids of its output tensors
 
 
 @dataclass
@@ -126,6 +127,16 @@ def _batch_norm_fast(func, args, kwargs):
         return NotImplemented  # let the real kernel raise its own error
     stats = x.new_empty((channels,))
     return (_empty_like(x), stats, x.new_empty((channels,)))
+
+
+def _batch_norm_inference_fast(func, args, kwargs):
+    # Under inference_mode ``batch_norm`` reaches the dispatch modes whole; on meta it then runs
+    # its Python decomposition (~1 ms). Its one output is the input's shape.
+    x, weight = args[0], args[1] if len(args) > 1 else kwargs.get("weight")
+    channels = x.shape[1] if x.dim() > 1 else 1
+    if weight is not None and weight.numel() != channels:
+        return NotImplemented
+    return _empty_like(x)
 
 
 def _batch_norm_backward_fast(func, args, kwargs):
@@ -187,13 +198,35 @@ def _conv_fast(func, args, kwargs):
     return x.new_empty((x.shape[0], weight.shape[0], *spatial))
 
 
+def _outer_to_inner(t: torch.Tensor) -> bool:
+    """Strides that shrink from the outermost dimension inwards (contiguous, or a slice of a
+    contiguous tensor): an elementwise result of such tensors is contiguous."""
+    strides = [st for st, n in zip(t.stride(), t.shape) if n > 1]
+    return all(a >= b for a, b in zip(strides, strides[1:]))
+
+
+def _elementwise_pair_fast(func, args, kwargs):
+    # ``add`` and ``threshold_backward`` on meta are Python references (~0.3 ms); DenseNet's
+    # backward sums thousands of gradient slices. Answer two tensors of one shape and dtype laid
+    # out outer to inner (the result is a contiguous tensor of that shape); anything else goes
+    # to the real kernel.
+    a, b = args[0], args[1]
+    if (kwargs.keys() - {"alpha"} or not isinstance(b, torch.Tensor) or not b.is_meta
+            or a.shape != b.shape or a.dtype != b.dtype or not _outer_to_inner(a) or not _outer_to_inner(b)):
+        return NotImplemented
+    return a.new_empty(a.shape)
+
+
 # On the meta device some kernels are Python reference implementations costing milliseconds
 # per call; where the output shapes are plainly the input's, produce them directly.
 _FAST_META: dict[Any, Callable] = {
     torch.ops.aten.convolution.default: _conv_fast,
     torch.ops.aten.native_batch_norm.default: _batch_norm_fast,
     torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_fast,
+    torch.ops.aten.batch_norm.default: _batch_norm_inference_fast,
     torch.ops.aten.cat.default: _cat_fast,
+    torch.ops.aten.add.Tensor: _elementwise_pair_fast,
+    torch.ops.aten.threshold_backward.default: _elementwise_pair_fast,
 }
 
 
@@ -369,6 +402,7 @@ def trace(
     def post_hook(_module, _inputs, output):
         index = stack.pop()
         calls[index].output_shapes = _shapes(output)
+        calls[index].output_ids = [id(t) for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
 
     if track_modules:
         for module in model.modules():

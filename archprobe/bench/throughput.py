@@ -38,8 +38,8 @@ from archprobe.probe import Mode, Probe
 from archprobe.results import Ceiling, Environment, ThroughputResult
 from archprobe.runtime.backends import is_oom, make_backend
 from archprobe.runtime.load import load_between, sample
-from archprobe.runtime.precision import autocast, check_dtype, grad_scaler
-from archprobe.runtime.step import ClassificationLoss, TrainStep, seeded, synthetic_targets
+from archprobe.runtime.precision import autocast, check_dtype
+from archprobe.runtime.step import OPTIMIZERS, TrainStep, seeded, synthetic_targets, train_step
 from archprobe.runtime.timing import MAX_ITERS, Clock, run_timed, summarize
 from archprobe.user_code import running_user_code
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
 
 MODES = (Mode.EVAL, Mode.TRAIN)
-OPTIMIZER = "SGD(lr=0.001, momentum=0.9)"
+OPTIMIZER = OPTIMIZERS["sgd"]
 SPREAD_WARNING = 0.10  # IQR / median above this: "spread"
 BUSY_CORES = 0.25  # other processes keeping more than this many cores busy: "busy"
 STEAL_WARNING = 0.05  # more than this share of CPU time stolen: "steal"
@@ -133,13 +133,9 @@ def build_workload(spec: "ModelSpec", device, config: ThroughputConfig,
 
         return Workload(infer, inference_context)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
+    step = train_step(model, device, config.dtype, "sgd")
     with torch.no_grad(), cast():  # one forward for the shapes of the synthetic labels
         targets = synthetic_targets(model(x), probe.batch_size, generator)
-    step = TrainStep(model, torch.optim.SGD(params, lr=1e-3, momentum=0.9), ClassificationLoss(),
-                     scaler=grad_scaler(device, config.dtype), autocast=cast)
     return Workload(lambda: step(x, targets)[0], contextlib.nullcontext, step)
 
 

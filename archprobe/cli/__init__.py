@@ -37,6 +37,7 @@ def cli(debug: bool) -> None:
       archprobe params alexnet vgg16 nin googlenet
       archprobe shapes googlenet --depth 2
       archprobe min-input googlenet
+      archprobe memory resnet50 --train --fit 24GiB
       archprobe throughput --device cpu
       archprobe report -o reports/
     """
@@ -45,6 +46,7 @@ def cli(debug: bool) -> None:
 def _register_commands() -> None:
     # Each module adds its command(s) to ``cli`` on import; they import torch only when run.
     from archprobe.cli import (  # noqa: F401
+        memory_cmd,
         min_input_cmd,
         report_cmd,
         static_cmd,

@@ -94,6 +94,23 @@ class IntList(click.ParamType):
         return tuple(sizes)
 
 
+class ByteSize(click.ParamType):
+    """``24GiB``, ``1.5GB``, ``512MiB`` or a number of bytes -> a positive number of bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        from archprobe.errors import UsageError
+        from archprobe.units import parse_bytes
+
+        try:
+            return parse_bytes(value)
+        except UsageError as exc:
+            self.fail(exc.message, param, ctx)
+
+
 def flatten_lists(values) -> tuple[int, ...]:
     """Repeated ``IntList`` options as one tuple, first occurrence first."""
     return tuple(dict.fromkeys(v for group in values for v in group))

@@ -12,7 +12,7 @@ from archprobe.cli.options import NonEmptyPath, Seconds, batch_sizes_option, fla
 from archprobe.cli.throughput_cmd import MODE_CHOICES
 from archprobe.errors import as_interrupted
 
-THROUGHPUT_ONLY = ("devices", "batch_sizes", "mode", "min_time")
+THROUGHPUT_ONLY = ("devices", "mode", "min_time")
 ROWS_FILE = "throughput.csv"
 
 
@@ -27,21 +27,26 @@ ROWS_FILE = "throughput.csv"
 @click.option("--device", "devices", multiple=True, default=("cpu",), show_default=True,
               type=click.Choice(["cpu", "cuda", "all"]), help="With --throughput: device (repeatable).")
 @batch_sizes_option("32")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="Predict peak memory (inference and training at --batch-size, and a curve over batch sizes).")
 @click.option("--mode", type=click.Choice(MODE_CHOICES), default="both", show_default=True,
               help="With --throughput: eval (inference), train or both.")
 @click.option("--min-time", type=Seconds(minimum=0.01), default=2.0, show_default=True,
               help="With --throughput: seconds of timed iterations per row.")
 @click.pass_context
 def report_command(ctx, models, out_dir, force, input_size, in_channels, num_classes, throughput, devices,
-                   batch_sizes, mode, min_time):
+                   batch_sizes, memory, mode, min_time):
     """Write the comparison of MODELS (default: the whole zoo) into a directory.
 
     \b
     The directory gets:
       report.md           the readable report (zoo, params and MACs/FLOPs, minimum input
-                          sizes, ImageNet models vs their variants, throughput, environment)
+                          sizes, ImageNet models vs their variants, predicted peak memory,
+                          throughput, environment)
       *.csv, report.json  every table, integers unrounded
-      *.png               params vs GMACs; throughput bars when measured
+      *.png               params vs MACs; peak memory vs batch size; throughput bars
+                          when measured
+    --batch-size sets the batches of the memory table (and of throughput, when measured).
     Every table keeps every model given (zoo, tv:, timm: or file.py:factory).
 
     The report is built in a hidden directory beside DIR and swapped in whole when done, so
@@ -65,9 +70,10 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
         given = [p for p in THROUGHPUT_ONLY
                  if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
         if given:
-            flags = ", ".join("--" + ("device" if p == "devices" else "batch-size" if p == "batch_sizes"
-                                      else p.replace("_", "-")) for p in given)
+            flags = ", ".join("--" + ("device" if p == "devices" else p.replace("_", "-")) for p in given)
             raise click.UsageError(f"{flags} only apply with --throughput")
+        if not memory and ctx.get_parameter_source("batch_sizes") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--batch-size only applies with --memory or --throughput")
     check_directory(out_dir, force=force)  # fail before the long work (and any model code), not after it
     specs = resolve_specs(models or ("*",), input_size, in_channels, num_classes)
     with staged_directory(out_dir, replace=force) as stage:
@@ -76,7 +82,8 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
                                        mode, min_time) if throughput else None)
         try:
             with _progress(len(specs)) as advance:
-                report = api.report(specs, measure=measure, on_progress=advance)
+                report = api.report(specs, measure=measure, on_progress=advance, memory=memory,
+                                    memory_batch_sizes=flatten_lists(batch_sizes))
             written = write_report_files(report, stage.path)
             commit_report(stage, out_dir, force=force)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the old report stays; rows are kept

@@ -72,8 +72,10 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, tra
 @batch_size_option
 @click.option("--depth", "-d", type=click.IntRange(min=0), default=3, show_default=True,
               help="Fold rows nested deeper than this into their parent.")
+@click.option("--rf", is_flag=True,
+              help="Add each layer's receptive field, effective stride and first unit's centre (input pixels).")
 @output_options
-def shapes_command(model, input_size, in_channels, num_classes, batch_size, depth, fmt, output):
+def shapes_command(model, input_size, in_channels, num_classes, batch_size, depth, rf, fmt, output):
     """Per-layer output shapes, parameters, MACs and FLOPs of MODEL (eval mode).
 
     Functional ops inside forward (torch.cat, F.max_pool2d, residual adds) are counted
@@ -81,10 +83,18 @@ def shapes_command(model, input_size, in_channels, num_classes, batch_size, dept
     under it), so the rows sum to the totals; rows deeper than --depth are folded into
     their parent.
 
+    --rf adds what one unit of each layer's output sees: the receptive field (HxW input
+    pixels), the effective stride (input pixels between neighbouring units) and the
+    centre of the first unit's field, from the kernels, strides, paddings and dilations
+    of the traced convolutions and pools; merged branches (cat, add) see the union.
+    'global': every unit sees the whole input (after global pooling, or a fully
+    connected layer over the whole map).
+
     \b
     Examples:
       archprobe shapes googlenet
       archprobe shapes googlenet-d2l --depth 1
+      archprobe shapes alexnet --rf
       archprobe shapes resnet18 --input-size 3x64x64 --format json
     """
     from archprobe import api
@@ -95,7 +105,12 @@ def shapes_command(model, input_size, in_channels, num_classes, batch_size, dept
     specs = resolve_specs([model], input_size, in_channels, num_classes)
     if len(specs) != 1:
         raise click.BadParameter(f"{model!r} names {len(specs)} models; 'shapes' takes one", param_hint="MODEL")
-    table = api.layers(specs[0], batch_size=batch_size, depth=depth)
+    table = api.layers(specs[0], batch_size=batch_size, depth=depth, rf=rf)
     total = (f"total: {table.params:,} params ({table.params_forward:,} used in forward), "
              f"{table.macs:,} MACs, {table.flops:,} FLOPs for input {'x'.join(map(str, table.input_shape))}")
-    emit(render(list(table.rows), fmt, [total, *_notes([table], fmt)]), output)
+    notes = [total, *_notes([table], fmt)]
+    if rf:
+        from archprobe.report.notes import RECEPTIVE_FIELDS
+
+        notes.append(RECEPTIVE_FIELDS)
+    emit(render(list(table.rows), fmt, notes), output)

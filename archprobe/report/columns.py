@@ -26,6 +26,8 @@ KINDS = (
     "ratio",  # x-fold
     "list",  # comma-joined
     "bool",
+    "path",  # a module path: "" is the model itself, None no module
+    "pair",  # (h, w) -> 195x195, 15.5x15.5
 )
 
 
@@ -38,6 +40,9 @@ class Column:
     header: str
     kind: str = "text"
     get: Callable[[Any], Any] | None = None
+    # shown instead of "-" where the value is None and the result's ``flag`` field is true
+    flag: str | None = None
+    flag_text: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -45,6 +50,9 @@ class Column:
 
     def value(self, result: Any) -> Any:
         return self.get(result) if self.get is not None else getattr(result, self.field)
+
+    def flagged(self, result: Any) -> bool:
+        return self.flag is not None and self.value(result) is None and bool(getattr(result, self.flag))
 
 
 def _per_dimension_minima(result: r.MinInputResult) -> str | None:
@@ -54,7 +62,16 @@ def _per_dimension_minima(result: r.MinInputResult) -> str | None:
 
 
 def _cols(*specs: tuple) -> tuple[Column, ...]:
-    return tuple(Column(*spec) for spec in specs)
+    """``(field, header[, kind[, get | flag[, flag_text]]])`` per column."""
+    columns = []
+    for field, header, *rest in specs:
+        kind = rest[0] if rest else "text"
+        extra = rest[1:]
+        if extra and callable(extra[0]):
+            columns.append(Column(field, header, kind, get=extra[0]))
+        else:
+            columns.append(Column(field, header, kind, None, *extra))
+    return tuple(columns)
 
 
 COLUMNS: dict[type, tuple[Column, ...]] = {
@@ -74,6 +91,9 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     r.LayerRow: _cols(
         ("layer", "Layer"), ("type", "Type"), ("output_shape", "Output shape", "shape"),
         ("params", "Params", "count"), ("macs", "MACs", "ops"), ("flops", "FLOPs", "ops"),
+        # the --rf set: shown when computed
+        ("receptive_field", "Receptive field", "pair", "rf_global", "global"),
+        ("effective_stride", "Eff. stride", "pair"), ("rf_offset", "First centre", "pair"),
     ),
     r.LayerSize: _cols(
         ("depth", "Depth", "int"), ("layer", "Layer"), ("type", "Type"),
@@ -95,6 +115,14 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("single_process_examples_per_sec", "1-process ex/s", "rate"),  # data-parallel rows
         ("scaling_efficiency", "Scaling eff.", "percent"),
         ("warnings", "Warnings", "list", lambda row: row.warnings or None),
+    ),
+    r.MemoryResult: _cols(
+        ("model", "Model"), ("mode", "Mode"), ("batch_size", "Batch", "int"), ("dtype", "Dtype"),
+        ("optimizer", "Optimizer"), ("peak_bytes", "Peak", "bytes"), ("param_bytes", "Params", "bytes"),
+        ("buffer_bytes", "Buffers", "bytes"), ("grad_bytes", "Grads", "bytes"),
+        ("optimizer_bytes", "Opt. state", "bytes"), ("activation_bytes", "Activations", "bytes"),
+        ("temp_bytes", "Temp", "bytes"), ("input_bytes", "Input", "bytes"), ("peak_at", "Peak at", "path"),
+        ("peak_phase", "Phase"), ("budget_bytes", "Budget", "bytes"), ("max_batch_size", "Max batch", "int"),
     ),
     r.VariantPair: _cols(
         ("family", "Family"), ("imagenet", "ImageNet model"), ("imagenet_input", "ImageNet input", "shape"),

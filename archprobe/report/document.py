@@ -16,7 +16,7 @@ from typing import Sequence
 
 from archprobe.errors import UsageError
 from archprobe.report.frames import machine_frame, records, render
-from archprobe.report.notes import idle_notes, parameter_note
+from archprobe.report.notes import idle_notes, memory_notes, parameter_note
 from archprobe.report.writers import Stage, check_directory_writable, staged_directory, write_atomic
 from archprobe.results import Report
 
@@ -48,6 +48,12 @@ CONVENTIONS_MD = """\
   batch / median; *Util.* = matmul-class FLOP/s over the device's measured matmul/convolution
   ceiling; setup and warnings recorded with every row.
 - **Units**: one unit per column with at least three significant digits; bytes in KiB/MiB/GiB.
+- **Memory**: the peak of live tensor bytes of one step, predicted on meta/fake tensors with
+  torch's `MemTracker` (no weights allocated): inference = one eval forward under
+  `inference_mode`; training = one steady-state SGD (momentum 0.9) step (zero_grad, forward,
+  cross-entropy, backward, optimizer step) with the optimizer state present, float32, the
+  optimizer's multi-tensor kernels as on CUDA. Allocator rounding and caching, cuDNN/cuBLAS
+  workspaces and the CUDA context come on top.
 """
 
 
@@ -92,6 +98,21 @@ def markdown(report: Report, images: Sequence[str]) -> str:
             "GPUs: conv2, conv4 and conv5 as groups=2 convolutions, LRN, 227x227 input).",
         )
     )
+    if report.memory or report.memory_failures:
+        batches = sorted({r.batch_size for r in report.memory})
+        failures = [f"not predicted: {f}" for f in report.memory_failures]
+        if report.memory:
+            parts.append(_section(
+                "Memory",
+                report.memory,
+                memory_notes(report.memory) + failures,
+                f"Predicted peak memory of inference and of one training step at batch "
+                f"{', '.join(map(str, batches))}, and what it is made of at the peak.",
+            ))
+        else:
+            parts.append("## Memory\n\n" + "\n".join(f"- {f}" for f in failures) + "\n")
+        if "memory.png" in images:
+            parts.append("![Peak memory vs batch size](memory.png)\n")
     if report.throughput:
         parts.append(_section("Throughput", report.throughput))
         if "throughput.png" in images:
@@ -105,8 +126,9 @@ def markdown(report: Report, images: Sequence[str]) -> str:
     return "\n".join(p for p in parts if p)
 
 
-TABLES = ("zoo", "counts", "min_inputs", "variants", "throughput")
-PLOTS = ("params_vs_macs.png", "throughput.png")
+TABLES = ("zoo", "counts", "min_inputs", "variants", "throughput", "memory", "memory_curve")
+JSON_TABLES = tuple(t for t in TABLES if t != "memory_curve")  # the plot's points: memory_curve.csv
+PLOTS = ("params_vs_macs.png", "memory.png", "throughput.png")
 # Every name a report directory holds: --force replaces a directory holding only these.
 REPORT_FILES = frozenset({"report.md", "report.json", *PLOTS, *(f"{name}.csv" for name in TABLES)})
 
@@ -164,14 +186,19 @@ def write_report_files(report: Report, directory: Path) -> list[Path]:
     if report.counts:
         written.append(write_atomic(directory / "params_vs_macs.png", plots.params_vs_macs(report.counts, families)))
         images.append("params_vs_macs.png")
+    if report.memory_curve:
+        written.append(write_atomic(directory / "memory.png", plots.memory_vs_batch(report.memory_curve)))
+        images.append("memory.png")
     if any(r.status == "ok" for r in report.throughput):
         written.append(write_atomic(directory / "throughput.png", plots.throughput_bars(report.throughput)))
         images.append("throughput.png")
-    document = {name: records(getattr(report, name)) for name in TABLES}
+    document = {name: records(getattr(report, name)) for name in JSON_TABLES}
     document["models"] = list(report.models)
     document["environment"] = records([report.environment])[0] if report.environment else None
     notes = count_notes(report)
     document["notes"] = {"counts": notes} if notes else {}
+    if report.memory_failures:
+        document["notes"]["memory"] = list(report.memory_failures)
     written.append(write_atomic(directory / "report.json", json.dumps(document, indent=2) + "\n"))
     written.append(write_atomic(directory / "report.md", markdown(report, images)))
     return written

@@ -77,6 +77,10 @@ def format_value(value: Any, kind: str, unit: tuple[float, str] | None = None) -
         return ", ".join(str(v) for v in value) if value else "-"
     if kind == "bool":
         return "yes" if value else "no"
+    if kind == "path":
+        return value or "(model)"
+    if kind == "pair":
+        return "x".join(f"{v:g}" for v in value)
     return str(value)
 
 
@@ -85,10 +89,12 @@ def human_rows(results: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
     Counts, operations and bytes get one unit per column, chosen from that column's values."""
     if not results:
         return [], []
-    columns = [c for c in columns_of(type(results[0])) if any(c.value(r) is not None for r in results)]
+    columns = [c for c in columns_of(type(results[0]))
+               if any(c.value(r) is not None or c.flagged(r) for r in results)]
     headers = [c.header for c in columns]
     units = {c.field: column_unit([c.value(r) for r in results], c.kind) for c in columns if c.kind in SCALED_KINDS}
-    rows = [[format_value(c.value(r), c.kind, units.get(c.field)) for c in columns] for r in results]
+    rows = [[c.flag_text if c.flagged(r) else format_value(c.value(r), c.kind, units.get(c.field)) for c in columns]
+            for r in results]
     return headers, rows
 
 

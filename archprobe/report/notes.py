@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from archprobe.results import MinInputResult, ModelCounts, ThroughputResult
+from archprobe.results import MemoryResult, MinInputResult, ModelCounts, ThroughputResult
 
 CONVENTIONS = (
     "MACs: multiply-accumulates of conv/linear/matmul only (torchvision's _ops convention); "
@@ -204,3 +204,50 @@ def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
                      " rank's step time; Scaling eff. = Examples/s / (ranks x 1-process ex/s), one process at the same"
                      " per-rank batch and threads measured in this run")
     return notes
+
+
+def _binary_bytes(n: int) -> str:
+    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n:,} B"
+
+
+def memory_notes(results: Sequence[MemoryResult]) -> list[str]:
+    """What the peak is and leaves out, and each fit's boundary in words."""
+    if not results:
+        return []
+    notes = [
+        "Peak: live tensor bytes of one step, predicted without allocating (torch's MemTracker on meta/fake "
+        "tensors). eval: one forward under inference_mode; train: zero_grad, forward, cross-entropy, backward, "
+        "optimizer step, with the optimizer state and the last step's gradients present. Activations: made by the "
+        "forward; Temp: made by the backward; Opt. state: the optimizer's state and its step's temporaries; "
+        "Peak at: the innermost module running. "
+        "Not counted: allocator rounding and caching, cuDNN/cuBLAS workspaces, the CUDA context.",
+    ]
+    for r in results:
+        if r.budget_bytes is None:
+            continue
+        where = f"{r.model} ({r.mode}, {r.dtype}{', ' + r.optimizer if r.optimizer else ''})"
+        budget = _binary_bytes(r.budget_bytes)
+        if not r.max_batch_size:
+            notes.append(f"{where}: does not fit in {budget} even at batch {r.batch_size} "
+                         f"(peak {_binary_bytes(r.peak_bytes)})")
+        elif r.fit_capped:
+            notes.append(f"{where}: batch {r.max_batch_size} (the largest tried) fits in {budget} "
+                         f"(peak {_binary_bytes(r.peak_bytes)}); larger batches were not tried")
+        else:
+            above = f"; batch {r.max_batch_size + 1} needs {_binary_bytes(r.next_peak_bytes)}" \
+                if r.next_peak_bytes is not None else ""
+            notes.append(f"{where}: the largest batch that fits in {budget} is {r.max_batch_size} "
+                         f"(peak {_binary_bytes(r.peak_bytes)}){above}")
+    return notes
+
+
+RECEPTIVE_FIELDS = (
+    "Receptive field: the input pixels (HxW) one output unit of the layer sees, padding included; Eff. stride: "
+    "input pixels between neighbouring units; First centre: the centre of the first unit's field (pixel centres "
+    "at 0, 1, 2, ...; negative in the padding). Merged branches (cat, add) see the union of their fields; "
+    "'global': every unit sees the whole input (after global pooling or a fully connected layer over the map); "
+    "'-': not followed (non-spatial input, resampling, padding or permuting ops)."
+)

@@ -184,3 +184,46 @@ def throughput_bars(rows: Sequence) -> bytes:
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", which="major", alpha=0.3)
     return _png(fig)
+
+
+def _byte_label(value: float, _position=None) -> str:
+    """Plain tick labels in decimal units: 1 MB, 10 MB, 1 GB (the tables' MB are 10^6 bytes)."""
+    for scale, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+        if value >= scale:
+            return f"{value / scale:g} {unit}"
+    return f"{value:g} B"
+
+
+def memory_vs_batch(rows: Sequence) -> bytes:
+    """Predicted peak memory against batch size, inference and training side by side, log
+    scales, one line per model."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    plt = _figure()
+    modes = [m for m in ("eval", "train") if any(r.mode == m for r in rows)]
+    models = list(dict.fromkeys(r.model for r in rows))
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 5.5), sharey=True, squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for ax, mode in zip(axes[0], modes):
+        for i, model in enumerate(models):
+            points = sorted((r.batch_size, r.peak_bytes) for r in rows if r.model == model and r.mode == mode)
+            if points:
+                ax.plot(*zip(*points), marker=MARKERS[i % len(MARKERS)], markersize=4,
+                        linestyle=styles[(i // 10) % len(styles)], label=model)
+        batches = sorted({r.batch_size for r in rows})
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(batches))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10))
+        ax.yaxis.set_major_formatter(FuncFormatter(_byte_label))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("batch size")
+        ax.set_title("inference (eval forward)" if mode == "eval" else "training step (SGD, momentum)")
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0][0].set_ylabel("predicted peak memory (live tensor bytes)")
+    axes[0][-1].legend(fontsize=7, title="model", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                       ncol=2 if len(models) > 18 else 1)
+    fig.suptitle("Peak memory vs batch size (float32)")
+    return _png(fig)

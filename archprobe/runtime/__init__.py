@@ -9,4 +9,5 @@ and multi-process runs.
   environment  the setup a number was measured under
   sink         rows appended to a CSV file as they arrive
   signals      SIGINT and SIGTERM as one interrupt; signals held back during short writes
+  memory       the peak memory of one real step (what the memory prediction is checked against)
 """

@@ -2,13 +2,17 @@
 
 A step is ``zero_grad(set_to_none=True)``, the forward under autocast, the loss, the backward
 and the optimizer step (through the gradient scaler for float16). Throughput times it on
-synthetic on-device data; training experiments run it on real batches.
+synthetic on-device data; training experiments run it on real batches; the memory analysis
+runs it on fake tensors (and on real ones to check the prediction).
 """
 
 from __future__ import annotations
 
 import contextlib
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Sequence
+
+from archprobe.errors import UsageError
+from archprobe.runtime.precision import autocast, grad_scaler
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -89,6 +93,36 @@ class TrainStep:
             loss.backward()
             self.optimizer.step()
         return loss, out
+
+
+# The optimizers a step can use, as :func:`make_optimizer` builds them.
+OPTIMIZERS = {"sgd": "SGD(lr=0.001, momentum=0.9)", "adam": "Adam(lr=0.001)"}
+
+
+def make_optimizer(name: str, params: Sequence["torch.Tensor"], *, foreach: bool | None = None) -> "torch.optim.Optimizer":
+    """The optimizer ``name`` (a key of :data:`OPTIMIZERS`) over ``params``.
+
+    ``foreach=None`` takes torch's default for the parameters' device (the multi-tensor kernels
+    on CUDA, one tensor at a time on the CPU); the memory analysis sets it to model a device.
+    """
+    import torch
+
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=foreach)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=1e-3, foreach=foreach)
+    raise UsageError(f"unknown optimizer {name!r}: use {', '.join(OPTIMIZERS)}", param="optimizer")
+
+
+def train_step(model: "nn.Module", device: "torch.device", dtype: str, optimizer: str = "sgd", *,
+               foreach: bool | None = None) -> TrainStep:
+    """The training step of ``model`` on ``device``: the optimizer ``optimizer`` over its trainable
+    parameters, cross-entropy, autocast for ``dtype`` and a gradient scaler for float16."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    return TrainStep(model, make_optimizer(optimizer, params, foreach=foreach), ClassificationLoss(),
+                     scaler=grad_scaler(device, dtype), autocast=autocast(device, dtype))
 
 
 def synthetic_targets(out: Any, batch: int, generator: "torch.Generator") -> list:

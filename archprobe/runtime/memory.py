@@ -1,0 +1,115 @@
+"""The peak memory of one real step: what the memory prediction is checked against.
+
+The step is the prediction's (:mod:`archprobe.analysis.memory`): an eval-mode forward under
+``inference_mode``, or a steady-state training step of :func:`~archprobe.runtime.step.train_step`
+(one step runs first; the second is measured), with real weights and synthetic data on the device.
+
+* CPU: the peak of live tensor bytes, counted at dispatch level by :class:`LiveTensorBytes`
+  (every storage an op returns, until it is freed), starting from the tensors alive before the
+  step (parameters, buffers, gradients, optimizer state, the batch and its labels).
+* CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``: everything the
+  caching allocator handed out, workspaces and rounding included.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from typing import TYPE_CHECKING, Iterable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+if TYPE_CHECKING:  # pragma: no cover
+    from archprobe.probe import Probe
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """A dispatch mode that counts the bytes of the tensor storages alive and keeps their peak.
+
+    Every storage an op returns is counted once (views and in-place results share their
+    input's) until it is freed; ``alive`` are the tensors that exist before the mode is entered.
+    """
+
+    def __init__(self, alive: Iterable[torch.Tensor] = ()):
+        super().__init__()
+        self.current = 0
+        self._live: dict[int, int] = {}  # storage data pointer -> bytes
+        for tensor in alive:
+            self._add(tensor)
+        self.peak = self.current
+
+    def _add(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key, size = storage.data_ptr(), storage.nbytes()
+        if size == 0 or key in self._live:
+            return
+        self._live[key] = size
+        self.current += size
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        self.current -= self._live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self._add(value)
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def measure_step_peak(probe: "Probe", *, optimizer: str = "sgd", dtype: str = "float32", backend=None) -> int:
+    """The peak bytes of one step of the probe's model (built on a real device) at its batch
+    size and mode: live tensor bytes on the CPU, the allocator's peak (``memory_begin`` /
+    ``memory_end`` of the device's :class:`~archprobe.runtime.backends.Backend`) on CUDA."""
+    from archprobe.runtime.backends import make_backend
+    from archprobe.runtime.precision import autocast
+    from archprobe.runtime.step import seeded, synthetic_targets, train_step
+
+    device = torch.device(probe.device)
+    model = probe.model.train(probe.train)
+    cast = autocast(device, dtype)
+    with seeded(device):
+        torch.manual_seed(0)
+        x = torch.randn(probe.shape, device=device)
+        generator = torch.Generator(device=device).manual_seed(0)
+        step = train_step(model, device, dtype, optimizer) if probe.train else None
+        if step is not None:
+            with torch.no_grad(), cast():
+                targets = synthetic_targets(model(x), probe.batch_size, generator)
+            step(x, targets)  # the first step: optimizer state and gradients as in steady state
+
+    def run() -> None:
+        if step is None:
+            with torch.inference_mode(), cast():
+                model(x)
+        else:
+            step(x, targets)
+
+    gc.collect()
+    backend = backend or make_backend(str(device))
+    if backend.kind == "cuda":
+        backend.memory_begin()
+        run()
+        backend.synchronize()
+        return int(backend.memory_end()["peak_cuda_allocated_bytes"])
+    counter = LiveTensorBytes(_alive(model, step, x, targets if step is not None else ()))
+    with counter:  # no reference to the gradients is held here: zero_grad frees them
+        run()
+    return counter.peak
+
+
+def _alive(model: "torch.nn.Module", step, x: torch.Tensor, targets) -> Iterable[torch.Tensor]:
+    """The tensors alive before a step: parameters, buffers, gradients, optimizer state, the
+    batch and its labels."""
+    yield from model.parameters()
+    yield from model.buffers()
+    yield x
+    yield from (t for t in targets if t is not None)
+    if step is not None:
+        yield from (p.grad for p in model.parameters() if p.grad is not None)
+        for state in step.optimizer.state.values():
+            yield from (v for v in state.values() if isinstance(v, torch.Tensor))

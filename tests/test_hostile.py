@@ -453,7 +453,8 @@ def test_report_force_leaves_no_stale_file(capsys, tmp_path, spec):
     code, _, err = invoke(capsys, "report", spec("tiny"), "-o", out_dir, "--force")
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "counts.csv", "min_inputs.csv", "params_vs_macs.png", "report.json", "report.md", "zoo.csv"]
+        "counts.csv", "memory.csv", "memory.png", "memory_curve.csv", "min_inputs.csv", "params_vs_macs.png",
+        "report.json", "report.md", "zoo.csv"]
     assert json.loads((out_dir / "report.json").read_text())["models"] == [spec("tiny")]
     assert leftovers(tmp_path) == []
 
@@ -499,7 +500,7 @@ def test_a_second_writer_meanwhile_is_not_overwritten_without_force(capsys, tmp_
     code, _, err = invoke(capsys, "report", spec("second_writer"), "--input-size", "8", "-o", out_dir)
     assert code == ExitCode.USAGE
     second, ours = err.split("\n", 1)  # the second writer (same process) says what it wrote
-    assert second.startswith("wrote 6 files to ")
+    assert second.startswith("wrote 9 files to ")
     assert one_error_line(ours).endswith("was written by another run meanwhile; use --force to overwrite it")
     assert json.loads((out_dir / "report.json").read_text())["models"] == [spec("tiny")]  # the other's, whole
     assert leftovers(tmp_path) == []

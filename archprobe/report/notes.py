@@ -77,7 +77,7 @@ def parameter_note(results: Sequence[ModelCounts]) -> str | None:
         return None
     sentences = ["Where the parameters live: " + "; ".join(_where_parameters_live(r) for r in results) + "."]
     flattening = [r for r in results if r.flattened_map]
-    others = [r for r in results if not r.flattened_map and r.linear_share < 0.5]
+    others = [r for r in results if not r.flattened_map and r.linear_share < 0.5 and r.params > 0]
     if flattening and others and min(r.params for r in flattening) > max(r.params for r in others):
         lo = min(r.params for r in flattening) / max(r.params for r in others)
         hi = max(r.params for r in flattening) / min(r.params for r in others)

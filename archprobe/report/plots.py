@@ -106,14 +106,17 @@ def place_labels(ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[
     return [placed[i] for i in range(len(labels))]
 
 
-def _numbered_footnote(fig, placed: Sequence[tuple[str, object | None]]) -> None:
-    """List the points that carry a number (or nothing) instead of their name, under the axes."""
+def _numbered_footnote(fig, placed: Sequence[tuple[str, object | None]], hidden: Sequence[str] = ()) -> None:
+    """List under the axes the points that carry a number (or nothing) instead of their name, and
+    the models that could not be drawn (a zero on a log axis)."""
     numbered = [(artist.get_text(), name) for name, artist in placed
                 if artist is not None and artist.get_text() != name]
     unlabelled = [name for name, artist in placed if artist is None]
     lines = [f"{num}: {name}" for num, name in sorted(numbered, key=lambda p: int(p[0]))]
     if unlabelled:
         lines.append("not labelled (no room): " + ", ".join(unlabelled))
+    if hidden:
+        lines.append("not drawn (no parameters or no MACs): " + ", ".join(hidden))
     if lines:
         per_line = 4
         rows = ["    ".join(lines[i:i + per_line]) for i in range(0, len(lines), per_line)]
@@ -124,6 +127,8 @@ def params_vs_macs(counts: Sequence, families: dict[str, str]) -> bytes:
     """Parameters against MACs, log scales, one marker per family, every point named."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(10, 7))
+    hidden = [c.model for c in counts if c.macs <= 0 or c.params <= 0]  # no place on log axes
+    counts = [c for c in counts if c.macs > 0 and c.params > 0]
     family_names = sorted({families.get(c.model, "other") for c in counts})
     for i, family in enumerate(family_names):
         points = [c for c in counts if families.get(c.model, "other") == family]
@@ -143,7 +148,7 @@ def params_vs_macs(counts: Sequence, families: dict[str, str]) -> bytes:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, title="family", loc="upper left")
     placed = place_labels(ax, xs, ys, [c.model for c in counts])
-    _numbered_footnote(fig, placed)
+    _numbered_footnote(fig, placed, hidden)
     return _png(fig)
 
 

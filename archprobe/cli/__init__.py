@@ -38,6 +38,7 @@ def cli(debug: bool) -> None:
       archprobe min-input googlenet
       archprobe throughput --device cpu
       archprobe report -o reports/
+      archprobe train lenet --dataset fake --epochs 3
     """
 
 
@@ -48,6 +49,7 @@ def _register_commands() -> None:
         report_cmd,
         static_cmd,
         throughput_cmd,
+        train_cmd,
         zoo_cmd,
     )
 

@@ -89,6 +89,25 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     ),
 }
 
+# --- training experiments (archprobe train) ---
+COLUMNS[r.TrainRun] = _cols(
+    ("model", "Model"), ("device", "Device"), ("status", "Status"), ("params", "Params", "count"),
+    ("macs", "MACs", "macs"), ("epochs_done", "Epochs", "int"), ("test_acc", "Test acc", "float"),
+    ("best_test_acc", "Best test acc", "float"), ("examples_per_sec", "Examples/s", "rate"),
+    ("train_seconds", "Train s", "float"), ("speedup", "Speedup", "ratio"),
+)
+COLUMNS[r.EpochRow] = _cols(
+    ("model", "Model"), ("device", "Device"), ("epoch", "Epoch", "int"), ("train_loss", "Train loss", "float"),
+    ("train_acc", "Train acc", "float"), ("test_acc", "Test acc", "float"),
+    ("examples_per_sec", "Examples/s", "rate"), ("epoch_seconds", "Epoch s", "float"),
+)
+COLUMNS[r.Recipe] = _cols(
+    ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "LR"), ("momentum", "Momentum"),
+    ("weight_decay", "Weight decay"), ("batch_size", "Batch", "int"), ("epochs", "Epochs", "int"),
+    ("resize", "Resize", "int"), ("init", "Init"), ("label_smoothing", "Label smoothing"),
+    ("source", "Source"), ("overrides", "Changed", "list"),
+)
+
 
 def columns_of(result_type: type) -> tuple[Column, ...]:
     """The displayed columns of a result type (a type without an entry shows none)."""

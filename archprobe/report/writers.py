@@ -6,16 +6,25 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, BinaryIO, Callable
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], Any]) -> Path:
+    """Write ``data`` (text, bytes, or a function that writes to the open binary file) to a
+    temporary file beside ``path``, flush it to disk, then rename it over ``path``: a reader
+    or a crash sees the old file or the new one, never half of one."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
+    mode = "w" if isinstance(data, str) else "wb"
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
-            fh.write(data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, target)
     except BaseException:

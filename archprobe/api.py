@@ -397,23 +397,22 @@ def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist"
     ``device`` None: CUDA if it is usable, else the CPU (the book's ``try_gpu()``).
     """
     from archprobe.runtime.backends import cuda_usable, resolve_devices
-    from archprobe.training.datasets import load_dataset
-    from archprobe.training.recipes import default_recipe, with_overrides
+    from archprobe.training.datasets import dataset_info, load_dataset
 
     items = expand_all(models)
     if not items:
-        raise UsageError("name at least one model to train (see 'archprobe list')", param="models")
+        raise UsageError("name at least one model to train (see 'archprobe list')")
     if device is None:
         device = "cuda" if cuda_usable() else "cpu"
     devices, notes = resolve_devices([device] if isinstance(device, str) else list(device))
     if not devices:
         raise UsageError("no device to train on", param="device")
-    data = load_dataset(dataset, data_root, download=download, limit_train=limit_train, limit_test=limit_test)
+    recipes = training_recipes(items, dataset=dataset, **overrides)  # a typo fails before the data loads
+    data = load_dataset(dataset_info(dataset).name, data_root, download=download, limit_train=limit_train,
+                        limit_test=limit_test)
     channels, height, _ = data.shape
     jobs = []
-    for model in items:
-        spec = _data_spec(model, channels, data.num_classes)
-        recipe = with_overrides(default_recipe(spec), **overrides)
+    for model, recipe in zip(items, recipes):
         spec = _data_spec(model, channels, data.num_classes, side=recipe.resize or height)
         check_sizes([spec], [Mode.TRAIN], recipe.batch_size)
         jobs.append(TrainJob(spec, recipe, count(spec)))
@@ -441,7 +440,7 @@ def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output:
     def epoch_done(row: EpochRow, so_far: TrainRun) -> None:
         if output is not None:
             output.write_epoch(row)
-            output.write_summary(done + [so_far])
+            output.write_summary(done + [replace(so_far, status="running")])
         if on_epoch is not None:
             on_epoch(row, so_far)
 

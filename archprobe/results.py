@@ -334,7 +334,7 @@ class TrainRun:
 
     ``status``: ``"ok"``, ``"diverged"`` (the loss stopped being finite; the run stopped),
     ``"oom"`` (out of memory at the recipe's batch size, which is never changed), ``"error"``
-    or ``"interrupted"``. ``test_acc`` is the last finished epoch's, ``best_test_acc`` the best
+    or ``"interrupted"``; ``train.json`` says ``"running"`` while a run is under way. ``test_acc`` is the last finished epoch's, ``best_test_acc`` the best
     of them; ``train_seconds`` sums the epochs' training time and ``examples_per_sec`` is all
     training examples over it. ``macs``: multiply-accumulates of one example's forward pass at
     ``input_shape``. ``speedup``: CUDA over CPU examples/sec for the same model and recipe.

@@ -203,7 +203,7 @@ def train_notes(runs: Sequence[TrainRun], data: str | None = None) -> list[str]:
         env = r.environment
         setup = [env.device_name]
         if device == "cpu":
-            setup.append(f"{r.threads} threads")
+            setup.append(f"{r.threads} thread{'s' if r.threads != 1 else ''}")
         if r.cudnn_benchmark is not None:
             setup.append(f"cudnn.benchmark {'on' if r.cudnn_benchmark else 'off'}")
         versions = f"torch {env.torch_version}"

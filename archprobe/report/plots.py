@@ -104,5 +104,5 @@ def training_curves(runs: Sequence) -> bytes:
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=8)
     dataset = with_epochs[0].dataset if with_epochs else ""
-    fig.suptitle(f"Training on {dataset}" if dataset else "Training")
+    fig.suptitle(f"Training on {dataset}" if dataset else "Training", y=1.03)
     return _png(fig)

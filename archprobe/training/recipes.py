@@ -36,10 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 OPTIMIZERS = ("sgd", "adam")
 INITS = ("default", "xavier")
 
-TANGSHUSEN = "Dive-into-DL-PyTorch (tangshusen.me) §{section}: train_ch5, Adam"
-D2L_GOOGLENET = ("d2l.ai 2nd ed. §8.4 (GoogLeNet), seed 000's runs: train_ch6, SGD, "
-                 "Xavier-uniform Conv2d/Linear weights")
-ARCHPROBE_DEFAULT = "archprobe default (not from the book): SGD momentum 0.9, weight decay 5e-4"
+TANGSHUSEN = "Dive-into-DL-PyTorch §{section}, train_ch5"
+D2L_GOOGLENET = "d2l.ai 2nd ed. §8.4, train_ch6 (seed 000)"
+ARCHPROBE_DEFAULT = "archprobe default, not from the book"
 
 # model: (optimizer, lr, batch size, epochs, resize, init, source)
 BOOK_RECIPES: dict[str, tuple] = {

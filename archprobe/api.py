@@ -383,8 +383,11 @@ def training_recipes(models: Iterable[ModelLike], *, dataset: str = "fashion-mni
     from archprobe.training.datasets import dataset_info
     from archprobe.training.recipes import default_recipe, with_overrides
 
+    items = expand_all(models)
+    if not items:
+        raise UsageError("name at least one model to train (see 'archprobe list')")
     info = dataset_info(dataset)
-    specs = [_data_spec(m, info.channels, info.num_classes) for m in expand_all(models)]
+    specs = [_data_spec(m, info.channels, info.num_classes) for m in items]
     return [with_overrides(default_recipe(spec), **overrides) for spec in specs]
 
 
@@ -400,14 +403,12 @@ def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist"
     from archprobe.training.datasets import dataset_info, load_dataset
 
     items = expand_all(models)
-    if not items:
-        raise UsageError("name at least one model to train (see 'archprobe list')")
+    recipes = training_recipes(items, dataset=dataset, **overrides)  # a typo fails before the data loads
     if device is None:
         device = "cuda" if cuda_usable() else "cpu"
     devices, notes = resolve_devices([device] if isinstance(device, str) else list(device))
     if not devices:
         raise UsageError("no device to train on", param="device")
-    recipes = training_recipes(items, dataset=dataset, **overrides)  # a typo fails before the data loads
     data = load_dataset(dataset_info(dataset).name, data_root, download=download, limit_train=limit_train,
                         limit_test=limit_test)
     channels, height, _ = data.shape
@@ -512,10 +513,19 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
             written as each epoch ends; ``resume`` continues its runs from their last finished
             epoch up to ``epochs`` in all, ``force`` replaces them.
         limit_train, limit_test: use only the first N examples of each split.
+        workers: ``DataLoader`` workers, used only for a data set too large for the device.
+        threads: CPU threads (default: the number of physical cores).
+        on_epoch: called with each finished epoch's :class:`EpochRow` and the run so far.
 
     Returns:
         A :class:`TrainRun` per model and device (``status`` ``ok``, ``diverged``, ``oom`` or
         ``error``; a failing run never stops the others).
+
+    Raises:
+        UsageError: bad input (unknown model or data set, missing data, a size a model cannot
+            take, a recipe value no training can use), before anything trains.
+        TrainingInterrupted: on Ctrl-C, a ``KeyboardInterrupt`` whose ``run`` holds the
+            interrupted run's finished epochs (on disk too, with ``output``).
     """
     from archprobe.training.outputs import RunDirectory
     from archprobe.training.runner import TrainRunner

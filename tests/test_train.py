@@ -10,7 +10,6 @@ their results reproducible.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
@@ -34,7 +33,7 @@ from archprobe.training import datasets as ds
 from archprobe.training.formats import CorruptDataError, read_cifar_batch
 from archprobe.training.loader import DeviceData, fits_on_device
 from archprobe.training.recipes import BOOK_RECIPES, default_recipe, with_overrides
-from archprobe.training.runner import TrainingInterrupted, TrainRunner, xavier_init
+from archprobe.training.runner import TrainRunner, xavier_init
 from archprobe.zoo import list_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -269,7 +268,8 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(capsys, tmp_path, mon
     final, expected = _weights(cut), _weights(whole)
     assert final.keys() == expected.keys()
     assert all(torch.equal(final[k], expected[k]) for k in final)
-    assert [json.loads(open(cut / "train.json").read())[0]["epochs"][i]["epoch"] for i in range(4)] == [1, 2, 3, 4]
+    (on_disk,) = json.loads((cut / "train.json").read_text())
+    assert on_disk["status"] == "ok" and [e["epoch"] for e in on_disk["epochs"]] == [1, 2, 3, 4]
     assert len((cut / "train.csv").read_text().splitlines()) == 1 + 4
     assert (cut / "train.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

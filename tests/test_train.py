@@ -14,8 +14,10 @@ import gzip
 import json
 import os
 import pickle
+import signal
 import sys
 import textwrap
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from archprobe.errors import ExitCode, UsageError
 from archprobe.results import EpochRow, Recipe, TrainRun
 from archprobe.runtime.backends import CudaBackend
 from archprobe.training import datasets as ds
+from archprobe.training.checkpoint import deferred_interrupt
 from archprobe.training.formats import CorruptDataError, read_cifar_batch
 from archprobe.training.loader import DeviceData, fits_on_device
 from archprobe.training.recipes import BOOK_RECIPES, default_recipe, with_overrides
@@ -274,6 +277,17 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(capsys, tmp_path, mon
     assert (cut / "train.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_ctrl_c_waits_until_an_epoch_s_files_are_written():
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the handler has run by now; the block goes on
+            written.append("checkpoint and row")
+    assert written == ["checkpoint and row"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_resume_refuses_another_recipe_and_extends_epochs(tmp_path):
     api.train("lenet", epochs=1, output=tmp_path, **SMALL)
     with pytest.raises(UsageError, match=r"was trained with lr 0.003 \(now 0.01\)"):
@@ -502,3 +516,15 @@ def test_train_run_round_trips_through_a_frame():
                    epochs=(EpochRow("m", "cpu", "fake", 1, 0.5, 0.8, 0.7, 100.0, 2.0, 1.0, 100),))
     frame = api.to_frame([run])
     assert frame.loc[0, "model"] == "m" and frame.loc[0, "status"] == "ok"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_speedup_and_resume(tmp_path):
+    options = {**SMALL, "device": "all"}
+    cpu_run, cuda_run = api.train("lenet", epochs=2, output=tmp_path, **options)
+    assert cpu_run.device == "cpu" and cuda_run.device == "cuda" and cuda_run.ok
+    assert cuda_run.speedup == pytest.approx(cuda_run.examples_per_sec / cpu_run.examples_per_sec)
+    assert cuda_run.test_acc > 0.1 and cuda_run.cudnn_benchmark is True
+    _, resumed = api.train("lenet", epochs=3, output=tmp_path, resume=True, **options)
+    assert resumed.resumed_from == 2 and [r.epoch for r in resumed.epochs] == [1, 2, 3]

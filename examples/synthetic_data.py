@@ -15,12 +15,18 @@ import argparse
 
 from archprobe.training.datasets import write_structured_dataset
 
-parser = argparse.ArgumentParser(description="Write a synthetic data set in a real on-disk format.")
-parser.add_argument("root")
-parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist", "cifar10"])
-parser.add_argument("--train", type=int, default=60000, help="training images (default: %(default)s)")
-parser.add_argument("--test", type=int, default=10000, help="test images (default: %(default)s)")
-parser.add_argument("--gzip", action="store_true", help="write .gz IDX files, as the downloads are")
-args = parser.parse_args()
-directory = write_structured_dataset(args.root, args.dataset, train=args.train, test=args.test, gzip=args.gzip)
-print(f"wrote {args.train:,} training and {args.test:,} test images (synthetic) to {directory}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write a synthetic data set in a real on-disk format.")
+    parser.add_argument("root")
+    parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist", "cifar10"])
+    parser.add_argument("--train", type=int, default=60000, help="training images (default: %(default)s)")
+    parser.add_argument("--test", type=int, default=10000, help="test images (default: %(default)s)")
+    parser.add_argument("--gzip", action="store_true", help="write .gz IDX files, as the downloads are")
+    args = parser.parse_args()
+    directory = write_structured_dataset(args.root, args.dataset, train=args.train, test=args.test, gzip=args.gzip)
+    print(f"wrote {args.train:,} training and {args.test:,} test images (synthetic) to {directory}")
+
+
+if __name__ == "__main__":
+    main()

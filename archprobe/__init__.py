@@ -8,6 +8,7 @@ The Python API (the command line is a second face over the same functions)::
     ap.min_input("alexnet").min_size             # (63, 63)
     ap.memory("resnet50", train=True, fit="24GiB").max_batch_size
     ap.to_frame([ap.count("alexnet"), ap.count("vgg16")])
+    ap.train("lenet", dataset="fake", epochs=3)  # the book's experiments on real data sets
 
 Importing archprobe does not import torch; the functions import it when called.
 """
@@ -22,6 +23,7 @@ from archprobe.api import min_input as min_input
 from archprobe.api import probe as probe
 from archprobe.api import throughput as throughput
 from archprobe.api import to_frame as to_frame
+from archprobe.api import train as train
 from archprobe.errors import ArchprobeError as ArchprobeError
 from archprobe.errors import InputSizeError as InputSizeError
 from archprobe.errors import ModelCodeError as ModelCodeError
@@ -29,14 +31,18 @@ from archprobe.errors import SpecError as SpecError
 from archprobe.errors import UsageError as UsageError
 from archprobe.probe import Mode as Mode
 from archprobe.probe import Probe as Probe
+from archprobe.results import EpochRow as EpochRow
 from archprobe.results import LayerTable as LayerTable
 from archprobe.results import MemoryResult as MemoryResult
 from archprobe.results import MinInputResult as MinInputResult
 from archprobe.results import ModelCounts as ModelCounts
+from archprobe.results import Recipe as Recipe
 from archprobe.results import ThroughputResult as ThroughputResult
+from archprobe.results import TrainRun as TrainRun
 
 __all__ = [
     "ArchprobeError",
+    "EpochRow",
     "InputSizeError",
     "ModelCodeError",
     "LayerTable",
@@ -45,8 +51,10 @@ __all__ = [
     "Mode",
     "ModelCounts",
     "Probe",
+    "Recipe",
     "SpecError",
     "ThroughputResult",
+    "TrainRun",
     "UsageError",
     "__version__",
     "count",
@@ -57,4 +65,5 @@ __all__ = [
     "probe",
     "throughput",
     "to_frame",
+    "train",
 ]

@@ -13,18 +13,22 @@ module takes 224x224 and the channel count of its first input-consuming layer, a
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
 from archprobe.errors import ArchprobeError, SpecError, UsageError
 from archprobe.probe import Mode, Probe
 from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 from archprobe.results import (
+    EpochRow,
     LayerTable,
     MemoryResult,
     MinInputResult,
     ModelCounts,
+    Recipe,
     Report,
     ThroughputResult,
+    TrainRun,
     VariantPair,
     ZooEntry,
 )
@@ -34,6 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from archprobe.bench.throughput import ThroughputConfig, ThroughputRunner
+    from archprobe.training.datasets import ImageData
+    from archprobe.training.outputs import RunDirectory
+    from archprobe.training.runner import TrainRunner
     from archprobe.zoo.spec import ModelSpec
 
 ModelLike = Union[str, "nn.Module", "ModelSpec"]
@@ -81,12 +88,17 @@ def as_spec(model: ModelLike, *, input_size=None, in_channels: int | None = None
 def resolve_all(models: Iterable[ModelLike], **options) -> list["ModelSpec"]:
     """Every model resolved up front, so a typo fails before any work starts; zoo globs expand
     and repeated names are kept once."""
+    return [as_spec(m, **options) for m in expand_all(models)]
+
+
+def expand_all(models: Iterable[ModelLike]) -> list[ModelLike]:
+    """Zoo globs in spec strings expanded; repeated names kept once (specs and modules as given)."""
     items: list[ModelLike] = []
     for model in models:
         items.extend(expand([model]) if isinstance(model, str) else [model])
     if all(isinstance(m, str) for m in items):
         items = expand(items)  # drops repeats across arguments too ("alexnet ALEXNET")
-    return [as_spec(m, **options) for m in items]
+    return items
 
 
 def probe(model: ModelLike, input_size=None, *, batch_size: int = 1, train: bool | Mode = False,
@@ -506,3 +518,208 @@ def report_memory(p: Probe, batch_sizes: Sequence[int]) -> tuple[list[MemoryResu
         table += [r for r in rows if r.batch_size in batch_sizes]
         curve += [r for r in rows if r.batch_size in points]
     return table, curve
+
+
+# --- training experiments -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One model ready to train: its spec settled to the data (channels, classes, input side),
+    its recipe, and its counts at that input."""
+
+    spec: "ModelSpec"
+    recipe: Recipe
+    counts: ModelCounts | None
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything a training sweep needs, checked before the first epoch starts."""
+
+    data: "ImageData"
+    devices: tuple[str, ...]
+    jobs: tuple[TrainJob, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _data_spec(model: ModelLike, channels: int, classes: int, side: int | None = None) -> "ModelSpec":
+    """``model`` built for the data set: zoo and library models take its channels and classes;
+    a user factory takes those of them it accepts (its own defaults hold otherwise)."""
+    size = (channels, side, side) if side else None
+    if not isinstance(model, str):
+        return as_spec(model, input_size=size)
+    options = {"in_channels": channels, "num_classes": classes}
+    while True:
+        try:
+            return as_spec(model, input_size=size, **options)
+        except UsageError as exc:
+            if exc.param not in options:
+                raise
+            del options[exc.param]
+
+
+def training_recipes(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist",
+                     **overrides: Any) -> list[Recipe]:
+    """The recipe each model trains with: the book's for Dive-into-DL zoo models (archprobe's
+    labelled default otherwise), with every override that is not None applied.
+
+    Overrides are :class:`Recipe` fields: ``optimizer``, ``lr``, ``batch_size``, ``epochs``,
+    ``resize``, ``momentum``, ``weight_decay``, ``label_smoothing``, ``init``, ``dtype``,
+    ``seed``.
+    """
+    from archprobe.training.datasets import dataset_info
+    from archprobe.training.recipes import default_recipe, with_overrides
+
+    items = expand_all(models)
+    if not items:
+        raise UsageError("name at least one model to train (see 'archprobe list')")
+    info = dataset_info(dataset)
+    specs = [_data_spec(m, info.channels, info.num_classes) for m in items]
+    return [with_overrides(default_recipe(spec), **overrides) for spec in specs]
+
+
+def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist", data_root=None,
+                  download: bool = False, device: str | Sequence[str] | None = None,
+                  limit_train: int | None = None, limit_test: int | None = None, **overrides: Any) -> TrainPlan:
+    """Load the data set, settle each model to it with its recipe, and check every input size
+    and device before anything trains (bad input raises a one-line ``UsageError``).
+
+    ``device`` None: CUDA if it is usable, else the CPU (the book's ``try_gpu()``).
+    """
+    from archprobe.runtime.backends import cuda_usable, resolve_devices
+    from archprobe.training.datasets import dataset_info, load_dataset
+
+    items = expand_all(models)
+    recipes = training_recipes(items, dataset=dataset, **overrides)  # a typo fails before the data loads
+    if device is None:
+        device = "cuda" if cuda_usable() else "cpu"
+    devices, notes = resolve_devices([device] if isinstance(device, str) else list(device))
+    if not devices:
+        raise UsageError("no device to train on", param="device")
+    data = load_dataset(dataset_info(dataset).name, data_root, download=download, limit_train=limit_train,
+                        limit_test=limit_test)
+    channels, height, _ = data.shape
+    jobs = []
+    for model, recipe in zip(items, recipes):
+        spec = _data_spec(model, channels, data.num_classes, side=recipe.resize or height)
+        check_sizes([spec], [Mode.TRAIN], recipe.batch_size)
+        jobs.append(TrainJob(spec, recipe, count(spec)))
+    return TrainPlan(data=data, devices=tuple(devices), jobs=tuple(jobs), notes=tuple(notes))
+
+
+def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output: "RunDirectory | None" = None,
+                resume: bool = False, workers: int = 0,
+                on_start: Callable[[TrainJob, str], None] | None = None,
+                on_epoch: Callable[[EpochRow, TrainRun], None] | None = None,
+                on_batch: Callable[[int, int], None] | None = None) -> Iterator[TrainRun]:
+    """Train every job of ``plan`` on every device (CPU first), yielding each run as it ends.
+
+    With ``output``, each epoch's row, ``train.json`` and the model's checkpoint are written
+    as the epoch ends, and the curves when the sweep ends or is interrupted. A CUDA run gets
+    its ``speedup`` over the same model's CPU run. Ctrl-C raises
+    :class:`archprobe.training.runner.TrainingInterrupted` (a ``KeyboardInterrupt``) with the
+    interrupted run, after writing it.
+    """
+    from archprobe.training.runner import TrainingInterrupted, TrainRunner
+
+    runner = runner or TrainRunner()
+    done: list[TrainRun] = []
+
+    def epoch_done(row: EpochRow, so_far: TrainRun) -> None:
+        if output is not None:
+            output.write_epoch(row)
+            output.write_summary(done + [replace(so_far, status="running")])
+        if on_epoch is not None:
+            on_epoch(row, so_far)
+
+    try:
+        for job in plan.jobs:
+            for device in plan.devices:
+                if on_start is not None:
+                    on_start(job, device)
+                checkpoint = output.checkpoint(job.spec.name, device) if output is not None else None
+                run = runner.run(job.spec, device, plan.data, job.recipe, counts=job.counts, checkpoint=checkpoint,
+                                 resume=resume, workers=workers, on_epoch=epoch_done, on_batch=on_batch)
+                done.append(with_train_speedup(run, done))
+                if output is not None:
+                    output.write_summary(done)
+                yield done[-1]
+    except TrainingInterrupted as interrupted:
+        done.append(interrupted.run)
+        if output is not None:
+            output.write_summary(done)
+        raise
+    finally:
+        if output is not None:
+            output.write_curves(done)
+            output.close()
+
+
+def _model_list(models: ModelLike | Iterable[ModelLike]) -> list[ModelLike]:
+    from torch import nn
+
+    from archprobe.zoo.spec import ModelSpec
+
+    # an nn.Sequential is iterable too: a model is one model, not its layers
+    return [models] if isinstance(models, (str, ModelSpec, nn.Module)) else list(models)
+
+
+def with_train_speedup(run: TrainRun, previous: Iterable[TrainRun]) -> TrainRun:
+    """Set ``speedup`` on a CUDA run from the same model's CPU run among ``previous``."""
+    if not run.device.startswith("cuda") or not run.examples_per_sec:
+        return run
+    for other in previous:
+        if other.device == "cpu" and other.model == run.model and other.examples_per_sec:
+            return replace(run, speedup=run.examples_per_sec / other.examples_per_sec)
+    return run
+
+
+def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mnist", data_root=None,
+          download: bool = False, device: str | Sequence[str] | None = None, output=None, resume: bool = False,
+          force: bool = False, workers: int = 0, threads: int | None = None, limit_train: int | None = None,
+          limit_test: int | None = None, on_epoch: Callable[[EpochRow, TrainRun], None] | None = None,
+          **overrides: Any) -> list[TrainRun]:
+    """Train models on a real data set the book's way and return one run per model and device.
+
+    Each Dive-into-DL zoo model trains with the book's recipe (:func:`training_recipes`);
+    keyword overrides (``epochs=``, ``lr=``, ``optimizer=``, ``batch_size=``, ``resize=``,
+    ``label_smoothing=``, ...) change it, and every run records the recipe it used. Images are
+    scaled to [0, 1] and resized on the device. Per epoch: train loss (mean per example),
+    train and test accuracy, examples/sec (training examples / training time, evaluation
+    excluded: the book's definition) and the epoch's seconds.
+
+    Args:
+        models: zoo names, spec strings, specs or modules (a live module trains as a fresh twin;
+            its own weights are never touched).
+        dataset: ``fashion-mnist``, ``mnist``, ``cifar10`` or ``fake`` (generated in memory).
+        data_root: where the data sets are (default ``~/.cache/archprobe/data``); nothing is
+            downloaded unless ``download`` is true.
+        device: ``cpu``, ``cuda``, ``all`` (each available device), or a list of them; default:
+            CUDA if usable, else the CPU.
+        output: a directory for ``train.csv``, ``train.json``, ``train.png`` and checkpoints,
+            written as each epoch ends; ``resume`` continues its runs from their last finished
+            epoch up to ``epochs`` in all, ``force`` replaces them.
+        limit_train, limit_test: use only the first N examples of each split.
+        workers: ``DataLoader`` workers, used only for a data set too large for the device.
+        threads: CPU threads (default: the number of physical cores).
+        on_epoch: called with each finished epoch's :class:`EpochRow` and the run so far.
+
+    Returns:
+        A :class:`TrainRun` per model and device (``status`` ``ok``, ``diverged``, ``oom`` or
+        ``error``; a failing run never stops the others).
+
+    Raises:
+        UsageError: bad input (unknown model or data set, missing data, a size a model cannot
+            take, a recipe value no training can use), before anything trains.
+        TrainingInterrupted: on Ctrl-C, a ``KeyboardInterrupt`` whose ``run`` holds the
+            interrupted run's finished epochs (on disk too, with ``output``).
+    """
+    from archprobe.training.outputs import RunDirectory
+    from archprobe.training.runner import TrainRunner
+
+    plan = plan_training(_model_list(models), dataset=dataset, data_root=data_root, download=download, device=device,
+                         limit_train=limit_train, limit_test=limit_test, **overrides)
+    directory = RunDirectory(output, resume=resume, force=force) if output is not None else None
+    return list(train_sweep(plan, runner=TrainRunner(threads=threads), output=directory, resume=resume,
+                            workers=workers, on_epoch=on_epoch))

@@ -380,6 +380,106 @@ class ThroughputResult:
         return f"{self.model} {self.device} {self.mode} b={self.batch_size}{ranks}"
 
 
+# --- training experiments -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model is trained: the book's defaults for zoo models, with the user's overrides.
+
+    ``resize``: the square side images are resized to on the device (None: the data set's own
+    size). ``init``: ``"xavier"`` re-initialises the weights of every ``Conv2d`` and ``Linear``
+    with ``xavier_uniform_`` (what d2l's ``train_ch6`` does); ``"default"`` keeps the builder's
+    initialisation. ``source`` says where the defaults come from; ``overrides`` names the fields
+    the user changed.
+    """
+
+    model: str
+    optimizer: str  # "sgd" | "adam"
+    lr: float
+    batch_size: int
+    epochs: int
+    resize: int | None = None
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    init: str = "default"  # "default" | "xavier"
+    dtype: str = "float32"
+    seed: int = 0
+    source: str = ""
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One finished training epoch, the book's figures (d2l ``train_ch6``).
+
+    ``train_loss``: mean per-example loss over the epoch's training batches (label smoothing
+    included); ``train_acc``: accuracy on those batches in training mode, as they were trained;
+    ``test_acc``: accuracy on the test set in eval mode after the epoch. ``examples_per_sec`` =
+    training examples / ``train_seconds`` (the time of the training batches, evaluation
+    excluded); ``epoch_seconds``: the whole epoch, evaluation included.
+    """
+
+    model: str
+    device: str
+    dataset: str
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    test_acc: float
+    examples_per_sec: float
+    epoch_seconds: float
+    train_seconds: float
+    train_examples: int
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One model trained on one device: the recipe, the setup and every finished epoch.
+
+    ``status``: ``"ok"``, ``"diverged"`` (the loss stopped being finite; the run stopped),
+    ``"oom"`` (out of memory at the recipe's batch size, which is never changed), ``"error"``
+    or ``"interrupted"``; ``train.json`` says ``"running"`` while a run is under way. ``test_acc`` is the last finished epoch's, ``best_test_acc`` the best
+    of them; ``train_seconds`` sums the epochs' training time and ``examples_per_sec`` is all
+    training examples over it. ``macs``: multiply-accumulates of one example's forward pass at
+    ``input_shape``. ``speedup``: CUDA over CPU examples/sec for the same model and recipe.
+    """
+
+    model: str
+    device: str
+    dataset: str
+    status: str
+    recipe: Recipe
+    input_shape: tuple[int, int, int]  # (C, H, W) fed to the model
+    params: int | None = None
+    macs: int | None = None
+    epochs: tuple[EpochRow, ...] = ()
+    epochs_done: int = 0
+    test_acc: float | None = None
+    best_test_acc: float | None = None
+    train_seconds: float | None = None
+    total_seconds: float | None = None
+    examples_per_sec: float | None = None
+    speedup: float | None = None
+    train_examples: int = 0  # per epoch
+    test_examples: int = 0
+    resumed_from: int | None = None  # the epoch a resumed run continued after
+    threads: int | None = None
+    cudnn_benchmark: bool | None = None
+    environment: Environment | None = None
+    error: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} on {self.device}"
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ def cli(debug: bool) -> None:
       archprobe memory resnet50 --train --fit 24GiB
       archprobe throughput --device cpu
       archprobe report -o reports/
+      archprobe train lenet --dataset fake --epochs 3
     """
 
 
@@ -51,6 +52,7 @@ def _register_commands() -> None:
         report_cmd,
         static_cmd,
         throughput_cmd,
+        train_cmd,
         zoo_cmd,
     )
 

@@ -131,6 +131,24 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("d2l_params", "Variant params", "count"), ("d2l_macs", "Variant MACs", "ops"),
         ("params_ratio", "Variant/ImageNet params", "percent"),
     ),
+    # training experiments (archprobe train)
+    r.TrainRun: _cols(
+        ("model", "Model"), ("device", "Device"), ("status", "Status"), ("params", "Params", "count"),
+        ("macs", "MACs", "ops"), ("epochs_done", "Epochs", "int"), ("test_acc", "Test acc", "float"),
+        ("best_test_acc", "Best test acc", "float"), ("examples_per_sec", "Examples/s", "rate"),
+        ("train_seconds", "Train s", "float"), ("speedup", "Speedup", "ratio"),
+    ),
+    r.EpochRow: _cols(
+        ("model", "Model"), ("device", "Device"), ("epoch", "Epoch", "int"), ("train_loss", "Train loss", "float"),
+        ("train_acc", "Train acc", "float"), ("test_acc", "Test acc", "float"),
+        ("examples_per_sec", "Examples/s", "rate"), ("epoch_seconds", "Epoch s", "float"),
+    ),
+    r.Recipe: _cols(
+        ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "LR"), ("momentum", "Momentum"),
+        ("weight_decay", "Weight decay"), ("batch_size", "Batch", "int"), ("epochs", "Epochs", "int"),
+        ("resize", "Resize", "int"), ("init", "Init"), ("label_smoothing", "Label smoothing"),
+        ("source", "Source"), ("overrides", "Changed", "list"),
+    ),
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from archprobe.results import MemoryResult, MinInputResult, ModelCounts, ThroughputResult
+from archprobe.results import EpochRow, MemoryResult, MinInputResult, ModelCounts, Recipe, ThroughputResult, TrainRun
 
 CONVENTIONS = (
     "MACs: multiply-accumulates of conv/linear/matmul only (torchvision's _ops convention); "
@@ -251,3 +251,102 @@ RECEPTIVE_FIELDS = (
     "'global': every unit sees the whole input (after global pooling or a fully connected layer over the map); "
     "'-': not followed (non-spatial input, resampling, padding or permuting ops)."
 )
+
+
+# --- training experiments (archprobe train) -----------------------------------------------------
+
+
+def epoch_line(row: EpochRow, epochs: int) -> str:
+    """One finished epoch, in the book's words (``loss …, train acc …, test acc …``)."""
+    return (f"{row.model} on {row.device}, epoch {row.epoch}/{epochs}: loss {row.train_loss:.3f}, "
+            f"train acc {row.train_acc:.3f}, test acc {row.test_acc:.3f}, "
+            f"{row.examples_per_sec:,.1f} examples/sec, {row.epoch_seconds:.1f} s")
+
+
+def recipe_line(recipe: Recipe, input_shape: Sequence[int] | None = None) -> str:
+    """A recipe in one line: optimizer, batch, epochs, input, initialisation, source, changes."""
+    from archprobe.training.recipes import describe
+
+    parts = [describe(recipe), f"batch {recipe.batch_size}", f"{recipe.epochs} epochs"]
+    if input_shape is not None:
+        parts.append("input " + "x".join(map(str, input_shape)))
+    elif recipe.resize:
+        parts.append(f"resized to {recipe.resize}x{recipe.resize}")
+    parts.append("Xavier init" if recipe.init == "xavier" else "default init")
+    if recipe.label_smoothing:
+        parts.append(f"label smoothing {recipe.label_smoothing:g}")
+    if recipe.dtype != "float32":
+        parts.append(f"{recipe.dtype} autocast")
+    text = f"{recipe.model}: {', '.join(parts)}, seed {recipe.seed}; {recipe.source}"
+    if recipe.overrides:
+        text += f"; changed: {', '.join(recipe.overrides)}"
+    return text
+
+
+def book_results_note(models: Sequence[str]) -> list[str]:
+    """What the book reached on Fashion-MNIST with each Dive-into-DL model's recipe."""
+    from archprobe.training.recipes import BOOK_RESULTS
+
+    return [f"{m}: the book reached train acc {BOOK_RESULTS[m][0]:.3f}, test acc {BOOK_RESULTS[m][1]:.3f} "
+            f"with its recipe on Fashion-MNIST ({BOOK_RESULTS[m][2]})"
+            for m in dict.fromkeys(models) if m in BOOK_RESULTS]
+
+
+RECIPE_CONVENTIONS = (
+    "Init: xavier = xavier_uniform_ on every Conv2d and Linear weight (d2l's train_ch6), default = the "
+    "builder's own. Resize '-': the data set's own size. Images are scaled to [0, 1] (the book's ToTensor) "
+    "and resized bilinearly on the device."
+)
+
+
+def recipe_notes(recipes: Sequence[Recipe]) -> list[str]:
+    """Under the recipe table: what the book reached with them, and the conventions."""
+    return book_results_note([r.model for r in recipes]) + [RECIPE_CONVENTIONS]
+
+
+def train_notes(runs: Sequence[TrainRun], data: str | None = None) -> list[str]:
+    """Under the comparison table: faults, the data, each recipe, the setup per device, the
+    book's numbers to compare with, and the definitions."""
+    notes: list[str] = []
+    for r in runs:
+        after = f"after {r.epochs_done} finished epoch{'s' if r.epochs_done != 1 else ''}"
+        if r.status == "diverged":
+            notes.append(f"diverged: {r.label}: {r.error}; the run stopped {after}")
+        elif r.status == "oom":
+            notes.append(f"oom: {r.label}: out of memory at batch size {r.recipe.batch_size}, which is never "
+                         f"changed ({r.error})")
+        elif r.status == "error":
+            notes.append(f"error: {r.label}: {r.error}")
+        elif r.status == "interrupted":
+            notes.append(f"interrupted: {r.label} {after}")
+        if r.resumed_from:
+            notes.append(f"{r.label}: resumed after epoch {r.resumed_from}")
+        notes.extend(f"{r.label}: {n}" for n in r.notes)
+    if data:
+        notes.append(f"Data: {data}")
+    seen: dict[str, TrainRun] = {}
+    for r in runs:
+        seen.setdefault(r.model, r)
+    notes.extend(recipe_line(r.recipe, r.input_shape) for r in seen.values())
+    devices: dict[str, TrainRun] = {}
+    for r in runs:
+        if r.environment is not None:
+            devices.setdefault(r.device, r)
+    for device, r in devices.items():
+        env = r.environment
+        setup = [env.device_name]
+        if device == "cpu":
+            setup.append(f"{r.threads} thread{'s' if r.threads != 1 else ''}")
+        if r.cudnn_benchmark is not None:
+            setup.append(f"cudnn.benchmark {'on' if r.cudnn_benchmark else 'off'}")
+        versions = f"torch {env.torch_version}"
+        if device != "cpu":
+            versions += f", CUDA {env.cuda_version}, cuDNN {env.cudnn_version}"
+        notes.append(f"{device}: {', '.join(setup)}; {versions}")
+    notes.extend(book_results_note([r.model for r in runs]))
+    if runs:
+        notes.append("Test acc: after the last finished epoch; Best: the best epoch's. Examples/s: training "
+                     "examples / training time (evaluation excluded), the book's definition; Train s: the "
+                     "training time of all epochs" + ("; Speedup: CUDA over CPU examples/s"
+                                                      if any(r.speedup for r in runs) else ""))
+    return notes

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Any, BinaryIO, Callable, Iterator, TextIO
 
 from archprobe.errors import UsageError
 from archprobe.runtime.signals import signals_deferred
@@ -126,8 +126,9 @@ def check_directory_writable(directory: str | os.PathLike, *, param: str | None)
         raise UsageError(f"cannot write in {existing}: {exc.strerror}", param=param) from exc
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Replace the file at ``path`` (a symlink's target) with ``data``, atomically and durably.
+def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], Any]) -> Path:
+    """Replace the file at ``path`` (a symlink's target) with ``data`` (text, bytes, or a function
+    that writes to the open binary file, e.g. ``torch.save``), atomically and durably.
 
     A temp file beside it is written, fsynced and renamed over it, then the directory is
     fsynced; SIGINT and SIGTERM are held back meanwhile, so no half-written or temp file is
@@ -144,7 +145,10 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
+                if callable(payload):
+                    payload(fh)
+                else:
+                    fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
                 os.fchmod(fh.fileno(), mode)  # mkstemp makes 0600 files

@@ -1,0 +1,12 @@
+"""Training experiments on real data sets, the book's way (uses the runtime).
+
+  formats   the on-disk formats: IDX files (MNIST, Fashion-MNIST) and CIFAR-10's pickled batches
+  datasets  which data sets exist, where their files live, loading them; a synthetic stand-in
+  recipes   each zoo model's default recipe (the book's, with its source) and the user's overrides
+  loader    a data set on the training device as uint8 tensors; batches resized and scaled there
+  runner    one model on one device: the epochs, NaN and out-of-memory handling, resuming
+  outputs   the run directory: per-epoch CSV, checkpoints, train.json, the curves
+
+The package is named ``training`` (not ``train``) because ``archprobe.train`` is the API
+function: importing a subpackage of that name would replace the function on the package.
+"""

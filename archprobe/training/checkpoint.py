@@ -1,0 +1,81 @@
+"""Checkpoints after every epoch, and the one block a Ctrl-C must not cut in half.
+
+A checkpoint holds the model, the optimizer (and gradient scaler), the finished epochs' rows,
+the recipe and data it was trained with, and the random states (CPU, the CUDA device, the
+shuffle generator), so a resumed run continues exactly where the saved one stopped. It is
+written to a temporary file, flushed to disk and renamed over the last one
+(:func:`archprobe.report.writers.write_atomic`), and read back with ``weights_only=True``
+(tensors and plain values only: loading it runs no code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from archprobe.errors import ArchprobeError
+from archprobe.report.writers import write_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+FORMAT = 1
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    import torch
+
+    return write_atomic(path, lambda fh: torch.save({"format": FORMAT, **payload}, fh))
+
+
+def load_checkpoint(path: str | os.PathLike, device: "torch.device | str") -> dict[str, Any] | None:
+    """The checkpoint at ``path`` with its tensors on ``device``; None where there is none."""
+    import torch
+
+    if not os.path.exists(path):
+        return None
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is named, not guessed at
+        raise ArchprobeError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ArchprobeError(f"{path} is not an archprobe training checkpoint (format {FORMAT})")
+    return payload
+
+
+def rng_states(device: "torch.device", shuffle: "torch.Generator") -> dict[str, Any]:
+    """Every random state a training epoch draws from."""
+    import torch
+
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda, "shuffle": shuffle.get_state()}
+
+
+def restore_rng_states(states: dict[str, Any], device: "torch.device", shuffle: "torch.Generator") -> None:
+    import torch
+
+    torch.set_rng_state(states["cpu"].cpu())
+    if device.type == "cuda" and states.get("cuda") is not None:
+        torch.cuda.set_rng_state(states["cuda"].cpu(), device)
+    shuffle.set_state(states["shuffle"].cpu())
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) until the block ends, so an epoch's checkpoint and its rows
+    are written together or not at all. Outside the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple] = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])

@@ -284,8 +284,9 @@ class Ceiling:
 class ThroughputResult:
     """One model x device x mode x batch row, in base units (times in ms, rates per second).
 
-    ``peak_memory_bytes`` is the displayed memory figure: peak CUDA memory allocated on CUDA,
-    the peak RSS increase over the row on CPU (the device-specific fields follow).
+    ``peak_memory_bytes`` is the displayed memory figure: peak CUDA memory allocated on CUDA;
+    on CPU the peak of live tensor bytes of one step (weights, buffers, gradients, optimizer
+    state, the batch, activations and temporaries), counted on a step run after the timed ones.
     ``speedup`` is CUDA over CPU examples/sec for the same model, mode, batch and settings
     (set on the CUDA row when both were measured).
 
@@ -337,7 +338,7 @@ class ThroughputResult:
     # --- memory
     peak_cuda_allocated_bytes: int | None = None
     peak_cuda_reserved_bytes: int | None = None
-    peak_rss_delta_bytes: int | None = None
+    peak_live_tensor_bytes: int | None = None  # CPU: the step's peak of live tensor bytes
     # --- setup
     input_shape: str = ""  # CxHxW of one example
     channels_last: bool = False

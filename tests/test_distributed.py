@@ -127,7 +127,7 @@ def timing(**overrides) -> bd.GroupTiming:
     values = dict(step_max_s=(0.010, 0.012, 0.011, 0.020), rank_median_s=(0.0105, 0.0112),
                   rank_devices=("h cpu Fake CPU", "h cpu Fake CPU"), world_size=2, local_world_size=2, nnodes=1,
                   warmup_iters=5, threads=1, cudnn_benchmark=None,
-                  memory={"peak_rss_delta_bytes": 2_000, "peak_memory_bytes": 2_000})
+                  memory={"peak_memory_bytes": 2_000})
     return bd.GroupTiming(**{**values, **overrides})
 
 

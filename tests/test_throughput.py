@@ -179,7 +179,29 @@ def test_measure_both_modes_real_clock(mode):
     assert r.threads == physical_cores() and r.device_name and r.torch_version == torch.__version__
     assert r.optimizer == (tp.OPTIMIZER if mode == "train" else None)
     assert r.input_shape == "3x8x8"
-    assert r.peak_rss_delta_bytes is not None and r.peak_memory_bytes == r.peak_rss_delta_bytes
+    assert r.peak_live_tensor_bytes > 0 and r.peak_memory_bytes == r.peak_live_tensor_bytes
+
+
+def test_cpu_peak_memory_is_the_steps_own_and_never_below_weights_and_gradients():
+    # the peak of live tensor bytes of one step: a training row holds at least the weights, their
+    # gradients and SGD's momentum buffers, and the figure does not depend on what ran before
+    spec = resolve("resnet18-d2l", input_size="1x32x32")
+    param_bytes = 4 * sum(p.numel() for p in spec.build("cpu").parameters())
+    config = dict(warmup=1, warmup_time=0.0, min_iters=2, min_time=0.0, utilisation=False)
+    alone = list(sweep([spec], ["cpu"], ["eval", "train"], [4], ThroughputConfig(**config)))
+    after = list(sweep([resolve("alexnet-d2l"), spec], ["cpu"], ["eval", "train"], [4],
+                       ThroughputConfig(**config)))[2:]
+    for first, second in zip(alone, after):
+        assert first.peak_memory_bytes == second.peak_memory_bytes  # byte for byte, whatever ran before
+    eval_row, train_row = alone
+    assert eval_row.peak_memory_bytes > param_bytes
+    assert train_row.peak_memory_bytes >= 3 * param_bytes  # weights + gradients + momentum
+    assert train_row.peak_memory_bytes > eval_row.peak_memory_bytes
+    # the same figure the memory analysis checks its predictions against
+    from archprobe.runtime.memory import measure_step_peak
+
+    probe = Probe.build(spec, batch_size=4, mode="train", device="cpu")
+    assert measure_step_peak(probe) == train_row.peak_memory_bytes
 
 
 def test_threads_set_and_restored():
@@ -399,7 +421,7 @@ def test_cuda_backend_full_row_with_fakes():
     assert cudnn.benchmark is False  # restored
     assert r.samples == 5 and r.median_ms == pytest.approx(0.5)  # one clock read per event record
     assert (r.peak_cuda_allocated_bytes, r.peak_cuda_reserved_bytes, r.peak_memory_bytes) == (123_000, 456_000, 123_000)
-    assert r.peak_rss_delta_bytes is None
+    assert r.peak_live_tensor_bytes is None
     timed = cuda.log[cuda.log.index("reset_peak"):]
     assert timed.count("sync") == 2  # after warm-up and before reading the events: none per step
     assert timed[-1] == "empty_cache"  # memory released after the row

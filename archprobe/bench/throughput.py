@@ -21,7 +21,8 @@ Methodology (design.md, "Throughput methodology"):
   disturb the rows). A row above the ceiling shows no utilisation and a ``ceiling_low`` warning.
 * The machine: other processes' CPU use and CPU steal are sampled around each row; a busy
   machine, steal or a wide spread put a warning code in the row.
-* Memory: peak CUDA allocated/reserved on CUDA; on CPU the peak RSS increase over the row.
+* Memory: peak CUDA allocated/reserved on CUDA; on CPU the peak of live tensor bytes of one
+  more step after the timed ones (the process's RSS would depend on what ran before).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from archprobe.probe import Mode, Probe
 from archprobe.results import Ceiling, Environment, ThroughputResult
 from archprobe.runtime.backends import is_oom, make_backend
 from archprobe.runtime.load import load_between, sample
+from archprobe.runtime.memory import live_peak
 from archprobe.runtime.precision import autocast, check_dtype
 from archprobe.runtime.step import OPTIMIZERS, TrainStep, seeded, synthetic_targets, train_step
 from archprobe.runtime.timing import MAX_ITERS, Clock, run_timed, summarize
@@ -95,6 +97,14 @@ class Workload:
     step: Callable[[], Any]
     context: Callable[[], contextlib.AbstractContextManager]  # entered around all steps
     train_step: TrainStep | None = None  # the training step ``step`` runs, in train mode
+    model: Any = None  # the module the step runs (compiled or wrapped as timed)
+    inputs: tuple = ()  # the batch and, in training, its labels
+
+    def alive(self):
+        """The tensors that exist before a step (weights, state, the batch): see runtime.memory."""
+        from archprobe.runtime.memory import alive_before_step
+
+        return alive_before_step(self.model, self.train_step, self.inputs)
 
 
 def build_workload(spec: "ModelSpec", device, config: ThroughputConfig,
@@ -131,12 +141,12 @@ def build_workload(spec: "ModelSpec", device, config: ThroughputConfig,
             with torch.inference_mode(), cast():
                 yield
 
-        return Workload(infer, inference_context)
+        return Workload(infer, inference_context, model=model, inputs=(x,))
 
     step = train_step(model, device, config.dtype, "sgd")
     with torch.no_grad(), cast():  # one forward for the shapes of the synthetic labels
         targets = synthetic_targets(model(x), probe.batch_size, generator)
-    return Workload(lambda: step(x, targets)[0], contextlib.nullcontext, step)
+    return Workload(lambda: step(x, targets)[0], contextlib.nullcontext, step, model=model, inputs=(x, targets))
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +302,10 @@ class ThroughputRunner:
                 min_iters=config.min_iters, min_time=config.min_time, max_iters=config.max_iters,
                 clock=self.clock,
             )
+            memory = {}
+            if backend.kind == "cpu":  # one more, untimed step, its live tensor bytes counted
+                peak = live_peak(work.step, work.alive())
+                memory = {"peak_live_tensor_bytes": peak, "peak_memory_bytes": peak}
         del work
         stats = summarize(times)
         return dict(
@@ -299,6 +313,7 @@ class ThroughputRunner:
             median_ms=stats.median_s * 1e3, iqr_ms=stats.iqr_s * 1e3, p10_ms=stats.p10_s * 1e3,
             p90_ms=stats.p90_s * 1e3, mean_ms=stats.mean_s * 1e3, samples=stats.samples,
             spread=stats.spread, warmup_iters=warm + (1 if config.compile else 0), compile_s=compile_s,
+            **memory,
         )
 
 

@@ -46,28 +46,6 @@ class Backend(Protocol):
     def environment(self) -> Environment: ...
 
 
-def _status_kb(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _maxrss_bytes() -> int | None:
-    try:
-        import resource
-        import sys
-
-        value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return value if sys.platform == "darwin" else value * 1024
-    except Exception:  # noqa: BLE001 - not available on every platform
-        return None
-
-
 class HostAllocator:
     """glibc malloc, held in one state for every row.
 
@@ -115,8 +93,7 @@ class HostAllocator:
 
 
 class CpuBackend:
-    """The CPU: host timing, a set (and restored) thread count, the host allocator held steady,
-    peak RSS increase."""
+    """The CPU: host timing, a set (and restored) thread count, the host allocator held steady."""
 
     kind = "cpu"
 
@@ -126,9 +103,6 @@ class CpuBackend:
         self.label = device
         self.device = torch.device(device)
         self.clock = clock
-        self._rss0: int | None = None
-        self._hwm_reset = False
-        self._maxrss0: int | None = None
         self._allocator = HostAllocator()
 
     @contextlib.contextmanager
@@ -151,31 +125,12 @@ class CpuBackend:
         pass
 
     def memory_begin(self) -> None:
-        gc.collect()
-        rss_kb = _status_kb("VmRSS")
-        self._rss0 = rss_kb * 1024 if rss_kb is not None else None
-        self._maxrss0 = _maxrss_bytes()
-        try:  # Linux: writing 5 resets the peak RSS (VmHWM) of this process
-            with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-                fh.write("5")
-            self._hwm_reset = True
-        except OSError:
-            self._hwm_reset = False
+        pass
 
     def memory_end(self) -> dict:
-        if self._rss0 is None:
-            return {}
-        if self._hwm_reset:
-            hwm_kb = _status_kb("VmHWM")
-            peak = hwm_kb * 1024 if hwm_kb is not None else None
-        else:  # the lifetime peak says something only if this row raised it
-            peak = _maxrss_bytes()
-            if peak is None or self._maxrss0 is None or peak <= self._maxrss0:
-                peak = None
-        if peak is None:
-            return {}
-        delta = max(0, peak - self._rss0)
-        return {"peak_rss_delta_bytes": delta, "peak_memory_bytes": delta}
+        # The CPU has no allocator peak worth reporting (the process RSS depends on what ran
+        # before); the runner counts the step's live tensor bytes instead (runtime.memory).
+        return {}
 
     def cleanup(self) -> None:
         gc.collect()

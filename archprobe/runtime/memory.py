@@ -6,7 +6,8 @@ The step is the prediction's (:mod:`archprobe.analysis.memory`): an eval-mode fo
 
 * CPU: the peak of live tensor bytes, counted at dispatch level by :class:`LiveTensorBytes`
   (every storage an op returns, until it is freed), starting from the tensors alive before the
-  step (parameters, buffers, gradients, optimizer state, the batch and its labels).
+  step (parameters, buffers, gradients, optimizer state, the batch and its labels). The
+  throughput engine reports the same figure for its CPU rows (:func:`live_peak`).
 * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``: everything the
   caching allocator handed out, workspaces and rounding included.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import gc
 import weakref
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -96,19 +97,28 @@ def measure_step_peak(probe: "Probe", *, optimizer: str = "sgd", dtype: str = "f
         run()
         backend.synchronize()
         return int(backend.memory_end()["peak_cuda_allocated_bytes"])
-    counter = LiveTensorBytes(_alive(model, step, x, targets if step is not None else ()))
-    with counter:  # no reference to the gradients is held here: zero_grad frees them
+    return live_peak(run, alive_before_step(model, step, (x, *(targets if step is not None else ()))))
+
+
+def live_peak(run: Callable[[], Any], alive: Iterable[torch.Tensor]) -> int:
+    """The peak live tensor bytes while ``run()`` runs, counting ``alive`` (the tensors that exist
+    before it) from the start. The caller must hold no other reference to tensors ``run`` frees
+    (a step's gradients), or they would be counted as alive to the end."""
+    counter = LiveTensorBytes(alive)
+    with counter:
         run()
     return counter.peak
 
 
-def _alive(model: "torch.nn.Module", step, x: torch.Tensor, targets) -> Iterable[torch.Tensor]:
-    """The tensors alive before a step: parameters, buffers, gradients, optimizer state, the
-    batch and its labels."""
+def alive_before_step(model: "torch.nn.Module", step, inputs: Iterable) -> Iterable[torch.Tensor]:
+    """The tensors alive before a step: parameters, buffers, gradients, optimizer state, and the
+    inputs (the batch and its labels; ``None`` entries are skipped)."""
     yield from model.parameters()
     yield from model.buffers()
-    yield x
-    yield from (t for t in targets if t is not None)
+    yield from (t for t in inputs if isinstance(t, torch.Tensor))
+    for item in inputs:  # a list of per-output labels
+        if isinstance(item, (list, tuple)):
+            yield from (t for t in item if isinstance(t, torch.Tensor))
     if step is not None:
         yield from (p.grad for p in model.parameters() if p.grad is not None)
         for state in step.optimizer.state.values():

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 from archprobe.bench.ceiling import measure_ceiling
 from archprobe.errors import ModelCodeError, UsageError
 from archprobe.probe import Mode, Probe
-from archprobe.results import Ceiling, Environment, ThroughputResult
-from archprobe.runtime.backends import is_oom, make_backend
+from archprobe.results import Ceiling, ThroughputResult
+from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.load import load_between, sample
 from archprobe.runtime.memory import live_peak
 from archprobe.runtime.precision import autocast, check_dtype
@@ -188,8 +188,8 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class ThroughputRunner:
-    """Measures rows; caches environments, meta models, FLOP counts and matmul ceilings for one run.
+class ThroughputRunner(Devices):
+    """Measures rows; caches backends, environments, meta models, MAC counts and ceilings for one run.
 
     ``measure`` never raises for a failing model: an out-of-memory error becomes an ``oom``
     row, anything else an ``error`` row. ``KeyboardInterrupt`` propagates (settings restored).
@@ -199,25 +199,13 @@ class ThroughputRunner:
                  backend_factory: Callable[[str], Any] | None = None,
                  macs_fn: Callable[[Probe], int | None] = _model_macs,
                  ceiling_fn: Callable[[str, str, int | None], Ceiling] = measure_ceiling):
+        super().__init__(backend_factory, clock)
         self.clock = clock
-        self._backend_factory = backend_factory or (lambda device: make_backend(device, clock))
         self._macs_fn = macs_fn
         self._ceiling_fn = ceiling_fn
-        self._backends: dict[str, Any] = {}
-        self._environments: dict[str, Environment] = {}
         self._meta: dict[int, Probe] = {}
         self._macs: dict[tuple, int | None] = {}
         self.ceilings: dict[tuple, Ceiling | None] = {}
-
-    def backend(self, device: str):
-        if device not in self._backends:
-            self._backends[device] = self._backend_factory(device)
-        return self._backends[device]
-
-    def environment(self, device: str) -> Environment:
-        if device not in self._environments:
-            self._environments[device] = self.backend(device).environment()
-        return self._environments[device]
 
     def meta_probe(self, spec: "ModelSpec") -> Probe:
         """The spec built once on the meta device (size checks and FLOP counts share it)."""

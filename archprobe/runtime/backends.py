@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Protocol
 
 from archprobe.errors import UsageError
 from archprobe.results import Environment
@@ -252,6 +252,29 @@ def resolve_devices(requested: Iterable[str], cuda_available: bool | None = None
     unique = list(dict.fromkeys(wanted))
     unique.sort(key=lambda d: 0 if d == "cpu" else 1)  # CPU first: speedups fill in as CUDA rows arrive
     return unique, notes
+
+
+class Devices:
+    """The backends a run uses and their environments, each made once per device.
+
+    The runners (throughput, training) inherit it; ``backend_factory`` is injectable so tests
+    can hand in fake devices.
+    """
+
+    def __init__(self, backend_factory: "Callable[[str], Any] | None" = None, clock: Clock = time.perf_counter):
+        self._backend_factory = backend_factory or (lambda device: make_backend(device, clock))
+        self._backends: dict[str, Any] = {}
+        self._environments: dict[str, Environment] = {}
+
+    def backend(self, device: str):
+        if device not in self._backends:
+            self._backends[device] = self._backend_factory(device)
+        return self._backends[device]
+
+    def environment(self, device: str) -> Environment:
+        if device not in self._environments:
+            self._environments[device] = self.backend(device).environment()
+        return self._environments[device]
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from archprobe.errors import UsageError
 from archprobe.probe import Mode, Probe
-from archprobe.results import Environment, EpochRow, ModelCounts, Recipe, TrainRun, plain
-from archprobe.runtime.backends import is_oom, make_backend
+from archprobe.results import EpochRow, ModelCounts, Recipe, TrainRun, plain
+from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.precision import autocast, grad_scaler
 from archprobe.runtime.step import ClassificationLoss, TrainStep, logits_of, seeded
 from archprobe.runtime.timing import Clock
@@ -90,7 +90,7 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class TrainRunner:
+class TrainRunner(Devices):
     """Trains one model on one device at a time; caches backends and environments.
 
     ``threads``: CPU threads (default: the physical cores, as throughput uses);
@@ -102,20 +102,8 @@ class TrainRunner:
                  backend_factory: Callable[[str], Any] | None = None):
         self.threads = threads
         self.check_every = check_every
+        super().__init__(backend_factory, clock)
         self.clock = clock
-        self._backend_factory = backend_factory or (lambda device: make_backend(device, clock))
-        self._backends: dict[str, Any] = {}
-        self._environments: dict[str, Environment] = {}
-
-    def backend(self, device: str):
-        if device not in self._backends:
-            self._backends[device] = self._backend_factory(device)
-        return self._backends[device]
-
-    def environment(self, device: str) -> Environment:
-        if device not in self._environments:
-            self._environments[device] = self.backend(device).environment()
-        return self._environments[device]
 
     def run(self, spec: "ModelSpec", device: str, data: "ImageData", recipe: Recipe, *,
             counts: ModelCounts | None = None, checkpoint: str | Path | None = None, resume: bool = False,

@@ -190,18 +190,10 @@ class Context:
         return out
 
     def all_tensor_inputs(self) -> list[tuple[str, list, list]]:
-        """``(name, dims, per-trace shapes)`` for every tensor argument, lists flattened."""
-        out = []
-        for name, key in self.op.keys.items():
-            self.consumed.add(name)
-            shapes = self.op.shapes[name]
-            if isinstance(key, list):
-                for j, k in enumerate(key):
-                    if k is not None:
-                        out.append((name, self._dims(k, [s[j] for s in shapes]), [s[j] for s in shapes]))
-            else:
-                out.append((name, self._dims(key, shapes), shapes))
-        return out
+        """``(name, dims, per-trace shapes)`` for every tensor argument, lists flattened; all of
+        them count as consumed."""
+        self.consumed.update(self.op.keys)
+        return self._inputs_for_binding()
 
     # arguments
     def raw(self, name: str):
@@ -290,7 +282,8 @@ class Context:
             " but matches no tensor dimension"
         )
 
-    def _inputs_for_binding(self):
+    def _inputs_for_binding(self) -> list[tuple[str, list, list]]:
+        """``(name, dims, per-trace shapes)`` for every tensor argument, lists flattened."""
         out = []
         for name, key in self.op.keys.items():
             shapes = self.op.shapes[name]

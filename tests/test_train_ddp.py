@@ -33,6 +33,7 @@ from archprobe.runtime import distributed as rd
 from archprobe.training import datasets as ds
 from archprobe.training.distributed import DataParallel, EpochMailbox, rank_share
 from archprobe.training.formats import write_idx
+from archprobe.training.outputs import file_label
 from archprobe.training.runner import TrainRunner
 from archprobe.zoo import resolve
 
@@ -140,8 +141,7 @@ def sampler_indices(rank: int, epoch: int, seed: int = RANKS["seed"]) -> list[in
 
 
 def weights(directory: Path, model: str) -> dict:
-    label = model.replace("/", "_").replace(":", "_").strip("_")
-    return torch.load(directory / "checkpoints" / f"{label}@cpu.pt", weights_only=True)["model_state"]
+    return torch.load(directory / "checkpoints" / f"{file_label(model)}@cpu.pt", weights_only=True)["model_state"]
 
 
 # --- the sampler's share, the mailbox, one rank in this process ----------------------------------

@@ -418,7 +418,9 @@ class EpochRow:
     included); ``train_acc``: accuracy on those batches in training mode, as they were trained;
     ``test_acc``: accuracy on the test set in eval mode after the epoch. ``examples_per_sec`` =
     training examples / ``train_seconds`` (the time of the training batches, evaluation
-    excluded); ``epoch_seconds``: the whole epoch, evaluation included.
+    excluded); ``epoch_seconds``: the whole epoch, evaluation included. ``world_size``: the
+    data-parallel ranks that trained the epoch (None: one process); the figures are then over
+    every rank's examples and ``train_seconds`` is the slowest rank's.
     """
 
     model: str

@@ -267,17 +267,10 @@ def distributed_sweep(models: Sequence[ModelLike], devices: Sequence[str], modes
     """
     from archprobe.bench import distributed as dist
     from archprobe.bench.throughput import ThroughputRunner
-    from archprobe.runtime.backends import resolve_devices
-    from archprobe.runtime.distributed import RankInfo
+    from archprobe.runtime.distributed import RankInfo, check_nprocs
 
-    if not all(isinstance(m, str) for m in models):
-        raise UsageError("a live module or a resolved spec cannot be sent to other processes: give the model as a "
-                         "spec string (a zoo name, tv:NAME, timm:NAME or file.py:factory)", param="model")
-    kinds = [str(d).strip().lower() for d in devices]
-    if len(kinds) != 1 or kinds[0] not in ("cpu", "cuda"):
-        raise UsageError(f"data-parallel ranks need one device kind, cpu or cuda, not {', '.join(kinds) or 'none'}",
-                         param="device")
-    resolve_devices(kinds)  # cuda without a usable GPU is a usage error
+    check_sendable(models)
+    kinds = [rank_device_kind(devices)]
     if join_group:
         if nprocs:
             raise UsageError("is set by the launcher when joining its group (torchrun --nproc-per-node)",
@@ -286,7 +279,7 @@ def distributed_sweep(models: Sequence[ModelLike], devices: Sequence[str], modes
     elif not nprocs:
         raise UsageError("give the numbers of processes to launch", param="nproc")
     else:
-        dist.check_nprocs(nprocs, kinds[0])
+        check_nprocs(nprocs, kinds[0])
     options = dict(input_size=input_size, in_channels=in_channels, num_classes=num_classes)
     names = expand(models)
     specs = [as_spec(m, **options) for m in names]
@@ -298,6 +291,26 @@ def distributed_sweep(models: Sequence[ModelLike], devices: Sequence[str], modes
                                 on_start=on_start)
     return dist.local_sweep(pairs, options, kinds[0], modes, batch_sizes, nprocs, config, timeout_s=timeout,
                             runner=runner, on_start=on_start)
+
+
+def check_sendable(models: Iterable[ModelLike]) -> None:
+    """A ``UsageError`` unless every model is a spec string, which other processes can resolve."""
+    if not all(isinstance(m, str) for m in models):
+        raise UsageError("a live module or a resolved spec cannot be sent to other processes: give the model as a "
+                         "spec string (a zoo name, tv:NAME, timm:NAME or file.py:factory)", param="model")
+
+
+def rank_device_kind(devices: Sequence[str]) -> str:
+    """The one device kind data-parallel ranks run on, ``cpu`` or ``cuda`` (a ``UsageError`` for
+    none, several, ``all``, or cuda without a usable GPU)."""
+    from archprobe.runtime.backends import resolve_devices
+
+    kinds = [str(d).strip().lower() for d in devices]
+    if len(kinds) != 1 or kinds[0] not in ("cpu", "cuda"):
+        raise UsageError(f"data-parallel ranks need one device kind, cpu or cuda, not {', '.join(kinds) or 'none'}",
+                         param="device")
+    resolve_devices(kinds)  # cuda without a usable GPU is a usage error
+    return kinds[0]
 
 
 def writes_output(join_group: bool) -> bool:
@@ -531,6 +544,7 @@ class TrainJob:
     spec: "ModelSpec"
     recipe: Recipe
     counts: ModelCounts | None
+    text: str | None = None  # the spec string it was resolved from (what other processes resolve again)
 
 
 @dataclass(frozen=True)
@@ -541,9 +555,16 @@ class TrainPlan:
     devices: tuple[str, ...]
     jobs: tuple[TrainJob, ...]
     notes: tuple[str, ...] = ()
+    # where the data came from, for processes that load it again
+    data_root: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    # data-parallel training: ranks per run (None: one process) and the process-group timeout
+    nproc: int | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
 
-def _data_spec(model: ModelLike, channels: int, classes: int, side: int | None = None) -> "ModelSpec":
+def data_spec(model: ModelLike, channels: int, classes: int, side: int | None = None) -> "ModelSpec":
     """``model`` built for the data set: zoo and library models take its channels and classes;
     a user factory takes those of them it accepts (its own defaults hold otherwise)."""
     size = (channels, side, side) if side else None
@@ -575,17 +596,19 @@ def training_recipes(models: Iterable[ModelLike], *, dataset: str = "fashion-mni
     if not items:
         raise UsageError("name at least one model to train (see 'archprobe list')")
     info = dataset_info(dataset)
-    specs = [_data_spec(m, info.channels, info.num_classes) for m in items]
+    specs = [data_spec(m, info.channels, info.num_classes) for m in items]
     return [with_overrides(default_recipe(spec), **overrides) for spec in specs]
 
 
 def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist", data_root=None,
                   download: bool = False, device: str | Sequence[str] | None = None,
-                  limit_train: int | None = None, limit_test: int | None = None, **overrides: Any) -> TrainPlan:
+                  limit_train: int | None = None, limit_test: int | None = None, nproc: int | None = None,
+                  timeout: float = DEFAULT_TIMEOUT_S, **overrides: Any) -> TrainPlan:
     """Load the data set, settle each model to it with its recipe, and check every input size
     and device before anything trains (bad input raises a one-line ``UsageError``).
 
-    ``device`` None: CUDA if it is usable, else the CPU (the book's ``try_gpu()``).
+    ``device`` None: CUDA if it is usable, else the CPU (the book's ``try_gpu()``). ``nproc``:
+    train each model on that many data-parallel ranks of one device kind (see :func:`train`).
     """
     from archprobe.runtime.backends import cuda_usable, resolve_devices
     from archprobe.training.datasets import dataset_info, load_dataset
@@ -594,7 +617,14 @@ def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist"
     recipes = training_recipes(items, dataset=dataset, **overrides)  # a typo fails before the data loads
     if device is None:
         device = "cuda" if cuda_usable() else "cpu"
-    devices, notes = resolve_devices([device] if isinstance(device, str) else list(device))
+    requested = [device] if isinstance(device, str) else list(device)
+    if nproc is not None:
+        from archprobe.runtime.distributed import check_nprocs
+
+        check_sendable(items)
+        requested = [rank_device_kind(requested)]
+        check_nprocs([nproc], requested[0])
+    devices, notes = resolve_devices(requested)
     if not devices:
         raise UsageError("no device to train on", param="device")
     data = load_dataset(dataset_info(dataset).name, data_root, download=download, limit_train=limit_train,
@@ -602,10 +632,12 @@ def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist"
     channels, height, _ = data.shape
     jobs = []
     for model, recipe in zip(items, recipes):
-        spec = _data_spec(model, channels, data.num_classes, side=recipe.resize or height)
+        spec = data_spec(model, channels, data.num_classes, side=recipe.resize or height)
         check_sizes([spec], [Mode.TRAIN], recipe.batch_size)
-        jobs.append(TrainJob(spec, recipe, count(spec)))
-    return TrainPlan(data=data, devices=tuple(devices), jobs=tuple(jobs), notes=tuple(notes))
+        jobs.append(TrainJob(spec, recipe, count(spec), text=model if isinstance(model, str) else None))
+    return TrainPlan(data=data, devices=tuple(devices), jobs=tuple(jobs), notes=tuple(notes),
+                     data_root=None if data_root is None else str(data_root), limit_train=limit_train,
+                     limit_test=limit_test, nproc=nproc, timeout_s=timeout)
 
 
 def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output: "RunDirectory | None" = None,
@@ -619,8 +651,11 @@ def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output:
     as the epoch ends, and the curves when the sweep ends or is interrupted. A CUDA run gets
     its ``speedup`` over the same model's CPU run. Ctrl-C raises
     :class:`archprobe.training.runner.TrainingInterrupted` (a ``KeyboardInterrupt``) with the
-    interrupted run, after writing it.
+    interrupted run, after writing it. With ``plan.nproc``, each run is trained by that many
+    local ranks (:func:`archprobe.training.distributed.train_on_ranks`; ``on_batch`` is not
+    called).
     """
+    from archprobe.training.distributed import train_on_ranks
     from archprobe.training.runner import TrainingInterrupted, TrainRunner
 
     runner = runner or TrainRunner()
@@ -639,8 +674,13 @@ def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output:
                 if on_start is not None:
                     on_start(job, device)
                 checkpoint = output.checkpoint(job.spec.name, device) if output is not None else None
-                run = runner.run(job.spec, device, plan.data, job.recipe, counts=job.counts, checkpoint=checkpoint,
-                                 resume=resume, workers=workers, on_epoch=epoch_done, on_batch=on_batch)
+                if plan.nproc is None:
+                    run = runner.run(job.spec, device, plan.data, job.recipe, counts=job.counts,
+                                     checkpoint=checkpoint, resume=resume, workers=workers, on_epoch=epoch_done,
+                                     on_batch=on_batch)
+                else:
+                    run = train_on_ranks(plan, job, device, runner, checkpoint=checkpoint, resume=resume,
+                                         workers=workers, on_epoch=epoch_done)
                 done.append(with_train_speedup(run, done))
                 if output is not None:
                     output.write_summary(done)
@@ -679,7 +719,7 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
           download: bool = False, device: str | Sequence[str] | None = None, output=None, resume: bool = False,
           force: bool = False, workers: int = 0, threads: int | None = None, limit_train: int | None = None,
           limit_test: int | None = None, on_epoch: Callable[[EpochRow, TrainRun], None] | None = None,
-          **overrides: Any) -> list[TrainRun]:
+          nproc: int | None = None, timeout: float = DEFAULT_TIMEOUT_S, **overrides: Any) -> list[TrainRun]:
     """Train models on a real data set the book's way and return one run per model and device.
 
     Each Dive-into-DL zoo model trains with the book's recipe (:func:`training_recipes`);
@@ -702,8 +742,16 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
             epoch up to ``epochs`` in all, ``force`` replaces them.
         limit_train, limit_test: use only the first N examples of each split.
         workers: ``DataLoader`` workers, used only for a data set too large for the device.
-        threads: CPU threads (default: the number of physical cores).
+        threads: CPU threads (default: the number of physical cores; per rank with ``nproc``,
+            default: the cores split between the ranks).
         on_epoch: called with each finished epoch's :class:`EpochRow` and the run so far.
+        nproc: train each model on this many data-parallel ranks on this machine
+            (torch.distributed's launcher, DistributedDataParallel, each rank a
+            DistributedSampler share of every epoch; gloo on ``cpu``, NCCL on ``cuda`` with one
+            GPU per rank). ``batch_size`` is then per rank; every epoch's figures are global.
+            Models must be spec strings, ``device`` one kind; a script calling this needs the
+            usual ``if __name__ == "__main__":`` guard.
+        timeout: with ``nproc``, the seconds a rank waits for its peers before the run fails.
 
     Returns:
         A :class:`TrainRun` per model and device (``status`` ``ok``, ``diverged``, ``oom`` or
@@ -719,7 +767,7 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
     from archprobe.training.runner import TrainRunner
 
     plan = plan_training(_model_list(models), dataset=dataset, data_root=data_root, download=download, device=device,
-                         limit_train=limit_train, limit_test=limit_test, **overrides)
+                         limit_train=limit_train, limit_test=limit_test, nproc=nproc, timeout=timeout, **overrides)
     directory = RunDirectory(output, resume=resume, force=force) if output is not None else None
     return list(train_sweep(plan, runner=TrainRunner(threads=threads), output=directory, resume=resume,
                             workers=workers, on_epoch=on_epoch))

@@ -419,7 +419,9 @@ class EpochRow:
     included); ``train_acc``: accuracy on those batches in training mode, as they were trained;
     ``test_acc``: accuracy on the test set in eval mode after the epoch. ``examples_per_sec`` =
     training examples / ``train_seconds`` (the time of the training batches, evaluation
-    excluded); ``epoch_seconds``: the whole epoch, evaluation included.
+    excluded); ``epoch_seconds``: the whole epoch, evaluation included. ``world_size``: the
+    data-parallel ranks that trained the epoch (None: one process); the figures are then over
+    every rank's examples and ``train_seconds`` is the slowest rank's.
     """
 
     model: str
@@ -433,6 +435,7 @@ class EpochRow:
     epoch_seconds: float
     train_seconds: float
     train_examples: int
+    world_size: int | None = None  # the data-parallel ranks that trained it (None: one process)
 
 
 @dataclass(frozen=True)
@@ -445,6 +448,12 @@ class TrainRun:
     of them; ``train_seconds`` sums the epochs' training time and ``examples_per_sec`` is all
     training examples over it. ``macs``: multiply-accumulates of one example's forward pass at
     ``input_shape``. ``speedup``: CUDA over CPU examples/sec for the same model and recipe.
+
+    Data-parallel runs (``world_size`` set; :mod:`archprobe.training.distributed`): the recipe's
+    ``batch_size`` is per rank and ``global_batch_size`` = batch_size x world_size; each rank
+    trains on its DistributedSampler share of every epoch, and an epoch's figures are global
+    (loss and accuracies summed over ranks, its training time the slowest rank's). ``threads``
+    is per rank; ``rank_devices`` names each rank's host and device, in rank order.
     """
 
     model: str
@@ -471,6 +480,11 @@ class TrainRun:
     environment: Environment | None = None
     error: str | None = None
     notes: tuple[str, ...] = ()
+    # --- data-parallel runs (torch.distributed)
+    world_size: int | None = None
+    global_batch_size: int | None = None
+    backend: str | None = None  # "gloo" or "nccl"
+    rank_devices: tuple[str, ...] | None = None  # "host device name" of each rank, rank order
 
     @property
     def ok(self) -> bool:
@@ -478,7 +492,8 @@ class TrainRun:
 
     @property
     def label(self) -> str:
-        return f"{self.model} on {self.device}"
+        ranks = f" x{self.world_size}" if self.world_size else ""
+        return f"{self.model} on {self.device}{ranks}"
 
 
 # --- the report ---------------------------------------------------------------------------------

@@ -22,6 +22,19 @@ give ``--threads N`` on a quiet machine.
 
     .venv/bin/python benchmarks/bench_train.py [--device cpu] [--threads 1] [--rounds 7]
         [--case lenet:256:none:5120] [--case googlenet-d2l:16:96:128]
+
+``--scaling``: data-parallel training on the CPU instead. Each round trains the case three
+ways through ``archprobe.api.train`` on the same IDX data: one plain process, ``nproc=1`` (one
+rank through the launcher and DDP) and ``nproc=2`` (two ranks, gloo), each with ``--threads``
+per process and the same per-rank batch (the global batch doubles with two ranks). Each run
+trains two epochs; the second's examples/sec is taken (global training examples / the slowest
+rank's training time). Printed per round and as medians: the overhead of the distributed
+path at one rank (1 - x1 / plain) and the scaling efficiency of two ranks (x2 / (2 x plain)).
+Rounds start when the machine is quiet (``bench_distributed.wait_quiet``): two ranks need both
+of this machine's cores, so any other load lowers the x2 figure first.
+
+    .venv/bin/python benchmarks/bench_train.py --scaling [--rounds 3] [--threads 1]
+        [--case lenet:64:none:10240] [--case resnet18-d2l:16:96:256]
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from archprobe.training.datasets import load_dataset, write_structured_dataset
 from archprobe.training.runner import TrainRunner
 
 CASES = ("lenet:256:none:5120", "googlenet-d2l:16:96:128")
+SCALING_CASES = ("lenet:64:none:10240", "resnet18-d2l:16:96:256")
 
 
 def measure(model: str, batch: int, resize: int | None, examples: int, device: str, threads: int | None,
@@ -63,14 +77,69 @@ def measure(model: str, batch: int, resize: int | None, examples: int, device: s
     return results
 
 
+def measure_scaling(model: str, batch: int, resize: int | None, examples: int, threads: int, rounds: int,
+                    root: str, quiet: float) -> list[dict[str, float]]:
+    from bench_distributed import wait_quiet
+
+    options = dict(dataset="fashion-mnist", data_root=root, device="cpu", threads=threads, limit_train=examples,
+                   limit_test=batch, epochs=2, batch_size=batch, resize=resize, optimizer="sgd", lr=0.001,
+                   momentum=0.9, weight_decay=0.0)
+    results = []
+    for _ in range(rounds):
+        busy = wait_quiet(quiet)
+        load = os.getloadavg()[0]
+        rates = {}
+        for nproc in (None, 1, 2):
+            (run,) = api.train(model, nproc=nproc, **options)
+            assert run.ok, run.error
+            rates[nproc] = run.epochs[-1].examples_per_sec
+        results.append({"plain": rates[None], "x1": rates[1], "x2": rates[2], "busy": busy, "load": load})
+    return results
+
+
+def scaling(args, root: str) -> None:
+    cases = [c.split(":") for c in (args.case or SCALING_CASES)]
+    print(f"cpu, {args.threads} thread(s) per process, gloo, {args.rounds} rounds; data: synthetic images in "
+          "Fashion-MNIST's IDX format; examples/sec of each run's second epoch\n")
+    summary = []
+    for model, batch, resize, examples in cases:
+        size = None if resize == "none" else int(resize)
+        rounds = measure_scaling(model, int(batch), size, int(examples), args.threads, args.rounds, root, args.quiet)
+        for r in rounds:
+            print(f"{model} b={batch}/rank: plain {r['plain']:,.1f} ex/s, x1 {r['x1']:,.1f}, x2 {r['x2']:,.1f}; "
+                  f"x1 overhead {100 * (1 - r['x1'] / r['plain']):+.1f}%, "
+                  f"x2 efficiency {100 * r['x2'] / (2 * r['plain']):.1f}% "
+                  f"[{r['busy']:.2f} CPUs busy before, load {r['load']:.1f}]", flush=True)
+        summary.append((model, batch, size or 28, rounds))
+    print("\n| model | batch/rank | input | plain ex/s | x1 ex/s | x2 ex/s | x1 overhead | x2 scaling efficiency |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model, batch, side, rounds in summary:
+        overhead = [100 * (1 - r["x1"] / r["plain"]) for r in rounds]
+        efficiency = [100 * r["x2"] / (2 * r["plain"]) for r in rounds]
+        m = {key: statistics.median(r[key] for r in rounds) for key in ("plain", "x1", "x2")}
+        print(f"| {model} | {batch} | {side} | {m['plain']:,.1f} | {m['x1']:,.1f} | {m['x2']:,.1f} | "
+              f"{statistics.median(overhead):+.1f}% ({min(overhead):+.1f} to {max(overhead):+.1f}) | "
+              f"{statistics.median(efficiency):.1f}% ({min(efficiency):.1f} to {max(efficiency):.1f}) |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--case", action="append", help="MODEL:BATCH:RESIZE|none:EXAMPLES (repeatable)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="data-parallel: one process vs nproc 1 vs nproc 2 on the CPU (see above)")
+    parser.add_argument("--quiet", type=float, default=0.3,
+                        help="with --scaling: start a round below this many busy CPUs (waits up to a minute)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
+        if args.scaling:
+            cases = [c.split(":") for c in (args.case or SCALING_CASES)]
+            write_structured_dataset(root, "fashion-mnist", train=max(int(c[3]) for c in cases),
+                                     test=max(int(c[1]) for c in cases))
+            scaling(args, root)
+            return
         cases = [c.split(":") for c in (args.case or CASES)]
         largest = max(int(c[3]) for c in cases)
         write_structured_dataset(root, "fashion-mnist", train=largest, test=max(int(c[1]) for c in cases))

@@ -31,6 +31,7 @@ from archprobe.report.notes import throughput_notes
 from archprobe.results import Environment, ThroughputResult
 from archprobe.runtime import backends
 from archprobe.runtime import distributed as rd
+from archprobe.runtime import launch
 from archprobe.runtime.backends import CudaBackend
 from archprobe.zoo.spec import ModelSpec
 
@@ -63,8 +64,8 @@ def test_devices_backends_and_thread_split():
     assert (rd.rank_device("cpu", 3), rd.backend_for("cpu")) == ("cpu", "gloo")
     assert rd.threads_per_rank(2, cores=16) == 8 and rd.threads_per_rank(3, cores=16) == 5
     assert rd.threads_per_rank(4, cores=2) == 1  # oversubscribed: still one thread each
-    assert bd.rank_threads("cpu", None, 2) == rd.threads_per_rank(2)
-    assert bd.rank_threads("cpu", 3, 2) == 3 and bd.rank_threads("cuda", None, 8) is None
+    assert rd.rank_threads("cpu", None, 2) == rd.threads_per_rank(2)
+    assert rd.rank_threads("cpu", 3, 2) == 3 and rd.rank_threads("cuda", None, 8) is None
 
 
 # --- the timing rule ----------------------------------------------------------------------------
@@ -182,11 +183,11 @@ def test_table_and_notes_of_data_parallel_rows():
 
 def test_failure_messages_from_the_launcher():
     raised = SimpleNamespace(message={"message": "ValueError: rank one broke\nmore"}, exitcode=1)
-    assert bd.failure_message(raised) == "ValueError: rank one broke"
+    assert launch.failure_message(raised) == "ValueError: rank one broke"
     killed = SimpleNamespace(message="Signal 9 (SIGKILL) received by PID 1", exitcode=-9, signal_name=lambda: "SIGKILL")
-    assert bd.failure_message(killed) == "killed by SIGKILL"
+    assert launch.failure_message(killed) == "killed by SIGKILL"
     died = SimpleNamespace(message="To enable traceback see: ...", exitcode=7)
-    assert bd.failure_message(died) == "exited with code 7 without a Python error (the process died)"
+    assert launch.failure_message(died) == "exited with code 7 without a Python error (the process died)"
     gloo = "[/w/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:1441"
     assert rd.tidy_message(gloo) == "Connection closed by peer [127.0.0.1]:1441"
     assert rd.is_collective_error(RuntimeError(gloo)) and rd.is_collective_error(dist.DistBackendError("x"))
@@ -316,8 +317,8 @@ def test_more_cuda_ranks_than_gpus_is_a_usage_error(capsys, monkeypatch):
     assert code == ExitCode.USAGE
     assert err.strip() == "error: --nproc: 2 CUDA ranks need 2 GPUs (one per rank); 1 is visible"
     with pytest.raises(UsageError, match="need 4 GPUs"):
-        bd.check_nprocs([4], "cuda", gpus=2)
-    bd.check_nprocs([2], "cuda", gpus=2)
+        rd.check_nprocs([4], "cuda", gpus=2)
+    rd.check_nprocs([2], "cuda", gpus=2)
 
 
 def test_api_needs_a_spec_string_to_send_to_ranks():

@@ -3,7 +3,7 @@
 Methodology (design.md, "Past one device"):
 
 * Ranks: ``N`` local processes started by torch.distributed's elastic launcher (the API torchrun
-  uses, :func:`launch_local`), or the processes ``torchrun`` started on one or many nodes
+  uses, :func:`archprobe.runtime.launch.launch_local`), or the processes ``torchrun`` started on one or many nodes
   (:func:`group_sweep`). gloo between CPU ranks, whose node's physical cores are split between
   them (``threads`` per rank, recorded); NCCL between GPUs, one per rank (``cuda:LOCAL_RANK``).
 * train: each rank wraps its model in ``DistributedDataParallel`` and runs the runtime's
@@ -25,14 +25,11 @@ Methodology (design.md, "Past one device"):
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import socket
-import tempfile
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
@@ -44,48 +41,33 @@ from archprobe.bench.throughput import (
     build_workload,
     row_warnings,
 )
-from archprobe.errors import UsageError
 from archprobe.probe import Mode
 from archprobe.results import ThroughputResult
 from archprobe.runtime.backends import make_backend
 from archprobe.runtime.distributed import (
     DEFAULT_TIMEOUT_S,
+    PEER_GRACE_S,
     Collectives,
     RankInfo,
     agreed_warmup,
     backend_for,
-    is_collective_error,
+    follows_a_peer,
     join_group,
     leave_group,
     process_group,
     publish_failure,
     published_failure,
     rank_device,
-    threads_per_rank,
+    rank_failed,
+    rank_threads,
     tidy_message,
     timed_iterations,
 )
+from archprobe.runtime.launch import RankFailure, launch_local
 from archprobe.runtime.timing import Clock, run_counted, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
-
-MONITOR_INTERVAL_S = 0.1  # how often the launcher looks at its ranks
-SHUTDOWN_TIMEOUT_S = 5  # the launcher's grace between SIGTERM (or SIGINT) and SIGKILL
-PEER_GRACE_S = 1.0  # a rank failing because a peer failed waits this long, so the first one is named
-QUIET_LOGGERS = ("torch.distributed", "torch.multiprocessing")
-# What the fork server imports once, so that each rank it forks starts without importing torch
-# (and DDP's torch._dynamo) again: a launch then costs about a second instead of several.
-FORKSERVER_PRELOAD = ("torch", "torch._dynamo", "archprobe.bench.distributed")
-
-
-class RankFailure(Exception):
-    """A rank of a local launch raised or died."""
-
-    def __init__(self, rank: int, message: str):
-        super().__init__(f"rank {rank}: {message}")
-        self.rank = rank
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -122,14 +104,6 @@ class GroupTiming:
 # --------------------------------------------------------------------------------------------
 # Every rank
 # --------------------------------------------------------------------------------------------
-def rank_threads(device_kind: str, threads: int | None, local_world_size: int) -> int | None:
-    """Threads per rank: as asked, else the node's physical cores split between its CPU ranks
-    (CUDA ranks keep torch's default)."""
-    if threads is not None or device_kind != "cpu":
-        return threads
-    return threads_per_rank(local_world_size)
-
-
 def time_in_group(spec: "ModelSpec", config: ThroughputConfig, device_kind: str, info: RankInfo, *,
                   clock: Clock = time.perf_counter, backend=None,
                   collectives: Collectives | None = None) -> GroupTiming | None:
@@ -201,23 +175,6 @@ def _time_rank(spec: "ModelSpec", backend, config: ThroughputConfig, collectives
     return times, warm + (1 if config.compile else 0), compile_s
 
 
-def _follows_a_peer(exc: BaseException, info: RankInfo) -> bool:
-    """Whether this rank's failure only follows another's: an error of the collective layer,
-    or any error after a peer has already published its own."""
-    return is_collective_error(exc) or published_failure(info.world_size, wait_s=0) is not None
-
-
-def _rank_failed(exc: BaseException, info: RankInfo) -> bool:
-    """Before a failing rank ends: its own failure is left in the store for rank 0 to find; a
-    failure that only follows a peer's waits, so that the launcher sees the rank that failed
-    first end first (and names it). Returns whether the failure followed a peer's."""
-    if _follows_a_peer(exc, info):
-        time.sleep(PEER_GRACE_S)
-        return True
-    publish_failure(info.rank, _one_line(exc))
-    return False
-
-
 def rank_entry(job: RankJob) -> GroupTiming | None:
     """The launcher's entrypoint, run by every rank of a local launch (module level: the rank
     processes look it up by name)."""
@@ -231,92 +188,14 @@ def rank_entry(job: RankJob) -> GroupTiming | None:
             spec = as_spec(job.model, **job.model_options)
             return time_in_group(spec, job.config, job.device, info)
     except Exception as exc:
-        _rank_failed(exc, info)
+        rank_failed(exc, info)
         raise
 
 
-# --------------------------------------------------------------------------------------------
-# The local launch (archprobe starts the ranks)
-# --------------------------------------------------------------------------------------------
-def failure_message(failure) -> str:
-    """One line from the launcher's record of a failed rank (a ``ProcessFailure``)."""
-    if isinstance(failure.message, dict) and failure.message.get("message"):
-        lines = tidy_message(str(failure.message["message"])).strip().splitlines()
-        return lines[0] if lines else "failed"
-    if failure.exitcode < 0:
-        return f"killed by {failure.signal_name()}"
-    return f"exited with code {failure.exitcode} without a Python error (the process died)"
-
-
-@contextlib.contextmanager
-def _launcher_scope() -> Iterator[None]:
-    """Keep the launcher's traces out of the output and give back what it changes in this
-    process: its signal handlers (SIGINT would otherwise stay a ``SignalException``) and the
-    variable naming them."""
-    loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
-               if name.startswith(QUIET_LOGGERS)] + [logging.getLogger(name) for name in QUIET_LOGGERS]
-    levels = [(logger, logger.level) for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL + 1)
-    handled = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)]
-    handlers = {sig: signal.getsignal(sig) for sig in handled}
-    variable = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")
-    try:
-        yield
-    finally:
-        for logger, level in levels:
-            logger.setLevel(level)
-        with contextlib.suppress(ValueError):  # not the main thread: the launcher set none either
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-        if variable is None:
-            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
-        else:
-            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = variable
-
-
-def start_method() -> str:
-    """``forkserver`` where the platform has it (its server imports :data:`FORKSERVER_PRELOAD`
-    once per process, and ranks are forked from it), else ``spawn``.
-
-    The preload list is multiprocessing's global setting; it takes effect if this process has
-    not started a fork server yet. Forked ranks see the environment the server started with.
-    """
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return "spawn"
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(FORKSERVER_PRELOAD))
-    return "forkserver"
-
-
-def launch_local(job: RankJob, nproc: int) -> GroupTiming:
-    """Run ``job`` on ``nproc`` local ranks through torch.distributed's elastic launcher.
-
-    Rendezvous on the loopback interface at a port the system picks (``127.0.0.1:0``); the
-    ranks' output goes to log files that are removed afterwards. Raises :class:`RankFailure`
-    for the first rank that failed (the launcher stops the others within ``SHUTDOWN_TIMEOUT_S``)
-    and ``KeyboardInterrupt`` on Ctrl-C, after every rank has been stopped.
-    """
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    with tempfile.TemporaryDirectory(prefix="archprobe-ranks-") as logs, _launcher_scope():
-        config = LaunchConfig(
-            min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"archprobe-{uuid.uuid4().hex[:12]}",
-            rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", local_addr="127.0.0.1", max_restarts=0,
-            monitor_interval=MONITOR_INTERVAL_S, start_method=start_method(), shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.ALL),
-        )
-        try:
-            returned = elastic_launch(config, rank_entry)(job)
-        except ChildFailedError as exc:
-            rank, failure = exc.get_first_failure()
-            raise RankFailure(rank, failure_message(failure)) from None
-        except SignalException as exc:
-            raise KeyboardInterrupt(f"stopped by {exc.sigval.name}") from None
-    return returned[0]
+def launch_ranks(job: RankJob, nproc: int) -> GroupTiming:
+    """Time ``job`` on ``nproc`` local ranks (:func:`archprobe.runtime.launch.launch_local`);
+    rank 0's :class:`GroupTiming`. Raises :class:`RankFailure` and ``KeyboardInterrupt`` as it does."""
+    return launch_local(rank_entry, job, nproc)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,28 +251,6 @@ def _label(spec: "ModelSpec", device: str, config: ThroughputConfig, world_size:
 # --------------------------------------------------------------------------------------------
 # Sweeps
 # --------------------------------------------------------------------------------------------
-def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = None) -> None:
-    """Usage errors before anything starts: world sizes below 1, more CUDA ranks than GPUs, a
-    backend this build of torch lacks."""
-    import torch
-    import torch.distributed as dist
-
-    for n in nprocs:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise UsageError(f"must be a positive number of processes, not {n!r}", param="nproc")
-    if not dist.is_available():
-        raise UsageError("this build of torch has no torch.distributed", param="nproc")
-    if device_kind == "cuda":
-        count = torch.cuda.device_count() if gpus is None else gpus
-        if max(nprocs) > count:
-            raise UsageError(f"{max(nprocs)} CUDA ranks need {max(nprocs)} GPUs (one per rank); "
-                             f"{count} {'is' if count == 1 else 'are'} visible", param="nproc")
-        if not dist.is_nccl_available():
-            raise UsageError("CUDA ranks need NCCL, which this build of torch lacks", param="nproc")
-    elif not dist.is_gloo_available():
-        raise UsageError("CPU ranks need gloo, which this build of torch lacks", param="nproc")
-
-
 def local_sweep(
     models: Sequence[tuple[str, "ModelSpec"]],
     model_options: Mapping[str, Any],
@@ -405,7 +262,7 @@ def local_sweep(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     runner: ThroughputRunner | None = None,
-    launch: Callable[[RankJob, int], GroupTiming] = launch_local,
+    launch: Callable[[RankJob, int], GroupTiming] = launch_ranks,
     on_start: Callable[[str], None] | None = None,
 ) -> Iterator[ThroughputResult]:
     """One row per model x mode x batch x world size, each from its own local launch, yielded
@@ -480,7 +337,7 @@ def group_sweep(
                         timing = time_in_group(spec, row_config, device_kind, info)
                     except Exception as exc:
                         if info.rank != 0:
-                            _rank_failed(exc, info)
+                            rank_failed(exc, info)
                             ErrorHandler().record_exception(exc)  # for torchrun's summary
                             raise
                         error = _first_failure(exc, info)
@@ -497,7 +354,7 @@ def _first_failure(exc: BaseException, info: RankInfo) -> str:
     """Rank 0's error message for a failed row of torchrun's group: its own failure, or the
     failure a peer published before it ended."""
     message = tidy_message(_one_line(exc))
-    if not _follows_a_peer(exc, info):
+    if not follows_a_peer(exc, info):
         publish_failure(info.rank, message)
         return f"rank {info.rank}: {message}"
     failed = published_failure(info.world_size, PEER_GRACE_S)

@@ -7,8 +7,10 @@ import sys
 import click
 
 from archprobe.cli import cli
+from archprobe.cli.options import Seconds
 from archprobe.errors import ExitCode
 from archprobe.report.frames import FORMATS
+from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
 
 
@@ -41,7 +43,13 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
               help="Compute dtype; bfloat16/float16 run under autocast (float16 with a gradient scaler).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader workers, used only for a data set too large for the device's memory.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: the number of physical cores).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads (default: the number of physical cores; per rank with --nproc).")
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Data-parallel: train each model on N local ranks through torch.distributed (DDP, a "
+                   "DistributedSampler share of every epoch per rank); -b and --threads are per rank.")
+@click.option("--timeout", type=Seconds(minimum=1), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="With --nproc: seconds a rank waits for its peers before the run fails.")
 @click.option("--limit-train", type=click.IntRange(min=1), metavar="N", help="Train on the first N examples only.")
 @click.option("--limit-test", type=click.IntRange(min=1), metavar="N", help="Test on the first N examples only.")
 @click.option("--show-recipe", is_flag=True, help="Show each model's recipe (with the options applied) and stop.")
@@ -53,8 +61,8 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
               help="Output format: the comparison table (table, md), the runs (json) or the epochs (csv).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-epoch lines.")
 def train_command(models, dataset, data_root, download, devices, epochs, batch_size, lr, optimizer, momentum,
-                  weight_decay, label_smoothing, resize, init, seed, dtype, workers, threads, limit_train,
-                  limit_test, show_recipe, output, resume, force, fmt, quiet):
+                  weight_decay, label_smoothing, resize, init, seed, dtype, workers, threads, nproc, timeout,
+                  limit_train, limit_test, show_recipe, output, resume, force, fmt, quiet):
     """Train MODELS on a real data set the book's way and compare them.
 
     Each Dive-into-DL zoo model trains with the book's recipe (optimizer, learning rate,
@@ -75,6 +83,14 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
     finite is 'diverged' and one out of memory 'oom' (the batch size is never changed); the
     other runs go on.
 
+    With --nproc N each model trains on N data-parallel ranks on this machine, launched as
+    'throughput --nproc' launches them: DistributedDataParallel, gloo on CPU (the cores split
+    between the ranks), NCCL on CUDA (one GPU per rank). Each rank takes its
+    DistributedSampler share of every epoch in batches of -b (the global batch is N times
+    that); the figures are global, the epoch's time the slowest rank's. Rank 0 writes the
+    checkpoints, which resume with or without --nproc. A rank that fails ends its run with
+    an error naming it.
+
     \b
     Examples:
       archprobe train lenet --dataset fake --epochs 3
@@ -83,6 +99,7 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
       archprobe train lenet -o runs/lenet --epochs 30 --resume
       archprobe train googlenet-d2l googlenet-bn-d2l --device all --limit-train 6000
       archprobe train googlenet-bn-d2l --label-smoothing 0.1 --dataset mnist --download
+      archprobe train lenet --dataset fake --device cpu --nproc 2 -b 128 -o runs/lenet-ddp
     """
     from archprobe import api
     from archprobe.report.frames import render
@@ -102,7 +119,7 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
 
     plan = api.plan_training(models, dataset=dataset, data_root=data_root, download=download,
                              device=list(devices) or None, limit_train=limit_train, limit_test=limit_test,
-                             **overrides)
+                             nproc=nproc, timeout=timeout, **overrides)
     directory = None
     if output:
         from archprobe.training.outputs import RunDirectory

@@ -193,10 +193,7 @@ def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
             text += f", {threads} thread{'s' if threads != 1 else ''} per rank"
         text += f", {r.backend}" + (f" {r.nccl_version}" if r.nccl_version else "")
         if r.rank_devices:
-            names = [d.split(" ", 2)[-1] for d in r.rank_devices]
-            hosts = {d.split(" ", 1)[0] for d in r.rank_devices}
-            counted = ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
-            text += f"; {counted} on {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+            text += f"; {_rank_devices_text(r.rank_devices)}"
         notes.append(text)
     if rows:
         notes.append("Ranks: data-parallel processes (DistributedDataParallel in train, independent in eval), each with"
@@ -204,6 +201,14 @@ def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
                      " rank's step time; Scaling eff. = Examples/s / (ranks x 1-process ex/s), one process at the same"
                      " per-rank batch and threads measured in this run")
     return notes
+
+
+def _rank_devices_text(rank_devices: Sequence[str]) -> str:
+    """``"host device name"`` per rank -> ``2x NVIDIA H100 on 1 host``."""
+    names = [d.split(" ", 2)[-1] for d in rank_devices]
+    hosts = {d.split(" ", 1)[0] for d in rank_devices}
+    counted = ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
+    return f"{counted} on {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
 
 
 def _binary_bytes(n: int) -> str:
@@ -258,7 +263,8 @@ RECEPTIVE_FIELDS = (
 
 def epoch_line(row: EpochRow, epochs: int) -> str:
     """One finished epoch, in the book's words (``loss …, train acc …, test acc …``)."""
-    return (f"{row.model} on {row.device}, epoch {row.epoch}/{epochs}: loss {row.train_loss:.3f}, "
+    ranks = f" x{row.world_size}" if row.world_size else ""
+    return (f"{row.model} on {row.device}{ranks}, epoch {row.epoch}/{epochs}: loss {row.train_loss:.3f}, "
             f"train acc {row.train_acc:.3f}, test acc {row.test_acc:.3f}, "
             f"{row.examples_per_sec:,.1f} examples/sec, {row.epoch_seconds:.1f} s")
 
@@ -336,17 +342,43 @@ def train_notes(runs: Sequence[TrainRun], data: str | None = None) -> list[str]:
         env = r.environment
         setup = [env.device_name]
         if device == "cpu":
-            setup.append(f"{r.threads} thread{'s' if r.threads != 1 else ''}")
+            setup.append(f"{r.threads} thread{'s' if r.threads != 1 else ''}" + (" per rank" if r.world_size else ""))
         if r.cudnn_benchmark is not None:
             setup.append(f"cudnn.benchmark {'on' if r.cudnn_benchmark else 'off'}")
         versions = f"torch {env.torch_version}"
         if device != "cpu":
             versions += f", CUDA {env.cuda_version}, cuDNN {env.cudnn_version}"
         notes.append(f"{device}: {', '.join(setup)}; {versions}")
+    notes.extend(data_parallel_train_notes(runs))
     notes.extend(book_results_note([r.model for r in runs]))
     if runs:
         notes.append("Test acc: after the last finished epoch; Best: the best epoch's. Examples/s: training "
                      "examples / training time (evaluation excluded), the book's definition; Train s: the "
                      "training time of all epochs" + ("; Speedup: CUDA over CPU examples/s"
                                                       if any(r.speedup for r in runs) else ""))
+    return notes
+
+
+def data_parallel_train_notes(runs: Sequence[TrainRun]) -> list[str]:
+    """The data-parallel runs' setup (ranks, backend, devices) and how their figures are made;
+    nothing for single-process runs."""
+    runs = [r for r in runs if r.world_size]
+    notes = []
+    setups: dict[tuple, TrainRun] = {}
+    for r in runs:
+        setups.setdefault((r.device, r.world_size, r.threads), r)
+    for (device, world, threads), r in setups.items():
+        text = f"{device} x{world}: {world} rank{'s' if world != 1 else ''} ({r.backend})"
+        if device == "cpu" and threads:
+            text += f", {threads} thread{'s' if threads != 1 else ''} per rank"
+        if r.rank_devices:
+            text += f"; {_rank_devices_text(r.rank_devices)}"
+        notes.append(text)
+    if runs:
+        notes.append("Ranks: data-parallel processes (DistributedDataParallel), each training on its "
+                     "DistributedSampler share of every epoch in batches of the recipe's batch size (Global batch = "
+                     "batch x ranks; DDP averages the gradients). An epoch's loss and train accuracy are over every "
+                     "rank's examples, its training time is the slowest rank's (Examples/s = all ranks' training "
+                     "examples / that time), and the test accuracy is over the whole test set, shared between the "
+                     "ranks")
     return notes

@@ -10,4 +10,6 @@ and multi-process runs.
   sink         rows appended to a CSV file as they arrive
   signals      SIGINT and SIGTERM as one interrupt; signals held back during short writes
   memory       the peak memory of one real step (what the memory prediction is checked against)
+  distributed  a rank's place, device, threads and process group; the collectives; failures
+  launch       local ranks through torch.distributed's elastic launcher (throughput, training)
 """

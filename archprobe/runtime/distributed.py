@@ -23,15 +23,19 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from archprobe.errors import UsageError
+from archprobe.errors import UsageError, first_line
 from archprobe.runtime.environment import physical_cores
 from archprobe.runtime.timing import Clock
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 DEFAULT_TIMEOUT_S = 300.0  # the process-group timeout: the longest a rank waits for its peers
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 FAILURE_KEY = "archprobe/failed/"  # + rank: the one-line message of a rank's own failure
+PEER_GRACE_S = 1.0  # a rank failing because a peer failed waits this long, so the first one is named
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,36 @@ def threads_per_rank(local_world_size: int, cores: int | None = None) -> int:
     return max(1, (cores or physical_cores()) // max(1, local_world_size))
 
 
+def rank_threads(device_kind: str, threads: int | None, local_world_size: int) -> int | None:
+    """Threads per rank: as asked, else the node's physical cores split between its CPU ranks
+    (CUDA ranks keep torch's default)."""
+    if threads is not None or device_kind != "cpu":
+        return threads
+    return threads_per_rank(local_world_size)
+
+
+def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = None) -> None:
+    """Usage errors before anything starts: world sizes below 1, more CUDA ranks than GPUs, a
+    backend this build of torch lacks."""
+    import torch
+    import torch.distributed as dist
+
+    for n in nprocs:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise UsageError(f"must be a positive number of processes, not {n!r}", param="nproc")
+    if not dist.is_available():
+        raise UsageError("this build of torch has no torch.distributed", param="nproc")
+    if device_kind == "cuda":
+        count = torch.cuda.device_count() if gpus is None else gpus
+        if max(nprocs) > count:
+            raise UsageError(f"{max(nprocs)} CUDA ranks need {max(nprocs)} GPUs (one per rank); "
+                             f"{count} {'is' if count == 1 else 'are'} visible", param="nproc")
+        if not dist.is_nccl_available():
+            raise UsageError("CUDA ranks need NCCL, which this build of torch lacks", param="nproc")
+    elif not dist.is_gloo_available():
+        raise UsageError("CPU ranks need gloo, which this build of torch lacks", param="nproc")
+
+
 def join_group(backend: str, device: str, timeout_s: float) -> None:
     """Join the default process group (``env://``: the launcher's rendezvous) from ``device``.
 
@@ -107,8 +141,8 @@ def process_group(backend: str, device: str, timeout_s: float) -> Iterator[None]
 
 
 class Collectives:
-    """The few collectives the timing rule needs, on the device the backend communicates from
-    (the rank's GPU for NCCL, the CPU for gloo)."""
+    """The few collectives the data-parallel runners need, on the device the backend
+    communicates from (the rank's GPU for NCCL, the CPU for gloo)."""
 
     def __init__(self, device: str):
         import torch
@@ -123,6 +157,21 @@ class Collectives:
         tensor = torch.tensor(list(values), dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return tensor.tolist()
+
+    def sum(self, tensor: "torch.Tensor") -> "torch.Tensor":
+        """The element-wise sum over ranks of ``tensor`` (on this device), as a new tensor."""
+        import torch.distributed as dist
+
+        total = tensor.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    def broadcast(self, tensors: Iterable["torch.Tensor"], src: int = 0) -> None:
+        """Overwrite ``tensors`` (on this device) with rank ``src``'s, in place."""
+        import torch.distributed as dist
+
+        for tensor in tensors:
+            dist.broadcast(tensor, src)
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's ``value`` (picklable), in rank order."""
@@ -217,3 +266,20 @@ def published_failure(world_size: int, wait_s: float, clock: Clock = time.monoto
         if clock() >= deadline:
             return None
         time.sleep(0.05)
+
+
+def follows_a_peer(exc: BaseException, info: RankInfo) -> bool:
+    """Whether this rank's failure only follows another's: an error of the collective layer,
+    or any error after a peer has already published its own."""
+    return is_collective_error(exc) or published_failure(info.world_size, wait_s=0) is not None
+
+
+def rank_failed(exc: BaseException, info: RankInfo) -> bool:
+    """Before a failing rank ends: its own failure is left in the store for rank 0 to find; a
+    failure that only follows a peer's waits, so that the launcher sees the rank that failed
+    first end first (and names it). Returns whether the failure followed a peer's."""
+    if follows_a_peer(exc, info):
+        time.sleep(PEER_GRACE_S)
+        return True
+    publish_failure(info.rank, first_line(exc))
+    return False

@@ -5,6 +5,7 @@
   recipes   each zoo model's default recipe (the book's, with its source) and the user's overrides
   loader    a data set on the training device as uint8 tensors; batches resized and scaled there
   runner    one model on one device: the epochs, NaN and out-of-memory handling, resuming
+  distributed  the same run on N data-parallel ranks (DDP, DistributedSampler), launched locally
   outputs   the run directory: per-epoch CSV, checkpoints, train.json, the curves
 
 The package is named ``training`` (not ``train``) because ``archprobe.train`` is the API

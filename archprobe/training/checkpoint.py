@@ -1,21 +1,20 @@
-"""Checkpoints after every epoch, and the one block a Ctrl-C must not cut in half.
+"""Checkpoints after every epoch.
 
 A checkpoint holds the model, the optimizer (and gradient scaler), the finished epochs' rows,
 the recipe and data it was trained with, and the random states (CPU, the CUDA device, the
-shuffle generator), so a resumed run continues exactly where the saved one stopped. It is
-written to a temporary file, flushed to disk and renamed over the last one
-(:func:`archprobe.report.writers.write_atomic`), and read back with ``weights_only=True``
-(tensors and plain values only: loading it runs no code).
+shuffle generator; of every rank in a data-parallel run), so a resumed run continues exactly
+where the saved one stopped. It is written to a temporary file, flushed to disk and renamed
+over the last one (:func:`archprobe.report.writers.write_atomic`), and read back with
+``weights_only=True`` (tensors and plain values only: loading it runs no code). The runner
+writes it and the epoch's rows in one block that SIGINT and SIGTERM wait for
+(:func:`archprobe.runtime.signals.signals_deferred`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from archprobe.errors import ArchprobeError
 from archprobe.report.writers import write_atomic
@@ -62,20 +61,3 @@ def restore_rng_states(states: dict[str, Any], device: "torch.device", shuffle: 
     if device.type == "cuda" and states.get("cuda") is not None:
         torch.cuda.set_rng_state(states["cuda"].cpu(), device)
     shuffle.set_state(states["shuffle"].cpu())
-
-
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[None]:
-    """Hold back SIGINT (Ctrl-C) until the block ends, so an epoch's checkpoint and its rows
-    are written together or not at all. Outside the main thread, a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[tuple] = []
-    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(*received[0])

@@ -9,8 +9,10 @@ crosses the host-device link but the indices.
 
 A data set that would take more than a quarter of the device's free memory stays on the host
 in pinned memory, and batches come through a ``DataLoader`` with ``workers`` processes.
-Either way the shuffle is a ``torch.randperm`` from one CPU generator, so the order of
-examples depends only on the seed, not on the device or the placement.
+Either way the examples are served in the order the runner gives: an index tensor made on the
+CPU from the seed (one process: a ``torch.randperm``; a data-parallel rank: its
+``DistributedSampler`` share), so the order depends only on the seed, not on the device or the
+placement.
 """
 
 from __future__ import annotations
@@ -89,9 +91,6 @@ class DeviceData:
     def test_examples(self) -> int:
         return len(self.test_labels)
 
-    def batches_per_epoch(self, batch_size: int) -> int:
-        return -(-self.train_examples // batch_size)
-
     def prepare(self, images: "torch.Tensor") -> "torch.Tensor":
         """uint8 images on the device -> float32 in [0, 1], resized (bilinear) where asked."""
         import torch.nn.functional as F
@@ -101,18 +100,17 @@ class DeviceData:
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         return x
 
-    def train(self, batch_size: int, generator: "torch.Generator") -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
-        """One epoch of shuffled training batches (the last one may be smaller, as the book's)."""
-        import torch
-
-        order = torch.randperm(self.train_examples, generator=generator)
+    def train(self, batch_size: int, order: "torch.Tensor") -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
+        """The training examples ``order`` (int64 indices on the CPU) in batches; the last one
+        may be smaller, as the book's."""
         yield from self._batches(self.train_images, self.train_labels, order, batch_size)
 
-    def test(self, batch_size: int) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
-        """The test set in order."""
+    def test(self, batch_size: int, order: "torch.Tensor | None" = None) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
+        """The test examples ``order`` in batches; by default the whole test set in order."""
         import torch
 
-        yield from self._batches(self.test_images, self.test_labels, torch.arange(self.test_examples), batch_size)
+        order = torch.arange(self.test_examples) if order is None else order
+        yield from self._batches(self.test_images, self.test_labels, order, batch_size)
 
     def _batches(self, images, labels, order, batch_size):
         if self.placement == "device":

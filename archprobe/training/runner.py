@@ -12,6 +12,12 @@ Faults end the run, never the sweep: a loss that stops being finite (checked eve
 ``check_every`` batches and at the end of each epoch) is ``diverged``; an out-of-memory error
 is ``oom`` (the batch size is never changed); anything else is ``error``. Ctrl-C raises
 :class:`TrainingInterrupted`, which carries the run so far.
+
+How the data and the work are shared is the runner's :class:`Replicas`: one process
+(:class:`SingleProcess`, the default) or one rank of a data-parallel group
+(:class:`archprobe.training.distributed.DataParallel`), which wraps the model in
+``DistributedDataParallel``, serves the rank its ``DistributedSampler`` share of each epoch and
+sums the epoch's figures over the ranks. The loop is the same.
 """
 
 from __future__ import annotations
@@ -20,22 +26,17 @@ import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from archprobe.errors import UsageError
 from archprobe.probe import Mode, Probe
 from archprobe.results import EpochRow, ModelCounts, Recipe, TrainRun, plain
 from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.precision import autocast, grad_scaler
+from archprobe.runtime.signals import signals_deferred
 from archprobe.runtime.step import ClassificationLoss, TrainStep, logits_of, seeded
 from archprobe.runtime.timing import Clock
-from archprobe.training.checkpoint import (
-    deferred_interrupt,
-    load_checkpoint,
-    restore_rng_states,
-    rng_states,
-    save_checkpoint,
-)
+from archprobe.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from archprobe.training.loader import DeviceData
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,6 +85,96 @@ def make_optimizer(recipe: Recipe, params) -> "torch.optim.Optimizer":
     return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
+class Replicas(Protocol):
+    """How the model, the data and the figures are shared between the processes of a run."""
+
+    rank: int  # this process's rank; only rank 0 writes checkpoints
+    world_size: int | None  # None: one process, no process group
+
+    def setup(self, run: TrainRun, backend) -> dict[str, Any]:
+        """The fields of the run that describe the group (none for one process)."""
+        ...
+
+    def wrap(self, model: "nn.Module") -> "nn.Module":
+        """The model the training step runs (``model`` is built, initialised and on the device)."""
+        ...
+
+    def unwrap(self, model: "nn.Module") -> "nn.Module":
+        """The model itself, from what :meth:`wrap` returned."""
+        ...
+
+    def start_epoch(self) -> None: ...
+
+    def train_order(self, examples: int, epoch: int, shuffle: "torch.Generator") -> "torch.Tensor":
+        """The training examples this process takes in ``epoch`` (1-based), in order."""
+        ...
+
+    def test_order(self, examples: int) -> "torch.Tensor | None":
+        """The test examples this process evaluates (None: all of them, in order)."""
+        ...
+
+    def total(self, values: "torch.Tensor") -> "torch.Tensor":
+        """``values`` summed over the processes (a new tensor)."""
+        ...
+
+    def slowest(self, seconds: float) -> float:
+        """The longest of the processes' ``seconds``."""
+        ...
+
+    def share_buffers(self, model: "nn.Module") -> None:
+        """Give every process rank 0's buffers (BatchNorm statistics) before evaluating."""
+        ...
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's ``value``, in rank order (a collective: every process calls it)."""
+        ...
+
+    @property
+    def failures_are_local(self) -> bool:
+        """Whether a failure may end the run alone; False where peers would wait for this process."""
+        ...
+
+
+class SingleProcess:
+    """One process holds the model and the whole data set; the shuffle is one ``randperm``."""
+
+    rank = 0
+    world_size = None
+    failures_are_local = True
+
+    def setup(self, run: TrainRun, backend) -> dict[str, Any]:
+        return {}
+
+    def wrap(self, model):
+        return model
+
+    def unwrap(self, model):
+        return model
+
+    def start_epoch(self) -> None:
+        pass
+
+    def train_order(self, examples, epoch, shuffle):
+        import torch
+
+        return torch.randperm(examples, generator=shuffle)
+
+    def test_order(self, examples):
+        return None
+
+    def total(self, values):
+        return values
+
+    def slowest(self, seconds):
+        return seconds
+
+    def share_buffers(self, model) -> None:
+        pass
+
+    def gather(self, value):
+        return [value]
+
+
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     lines = str(exc).strip().splitlines()
     text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
@@ -95,15 +186,16 @@ class TrainRunner(Devices):
 
     ``threads``: CPU threads (default: the physical cores, as throughput uses);
     ``check_every``: batches between two checks that the loss is still finite (each check
-    waits for the device).
+    waits for the device); ``replicas``: how the work is shared (default: one process).
     """
 
     def __init__(self, *, threads: int | None = None, check_every: int = 50, clock: Clock = time.perf_counter,
-                 backend_factory: Callable[[str], Any] | None = None):
+                 backend_factory: Callable[[str], Any] | None = None, replicas: Replicas | None = None):
         self.threads = threads
         self.check_every = check_every
         super().__init__(backend_factory, clock)
         self.clock = clock
+        self.replicas = replicas or SingleProcess()
 
     def run(self, spec: "ModelSpec", device: str, data: "ImageData", recipe: Recipe, *,
             counts: ModelCounts | None = None, checkpoint: str | Path | None = None, resume: bool = False,
@@ -118,19 +210,25 @@ class TrainRunner(Devices):
         does not interrupt, together with the checkpoint.
         """
         backend = self.backend(device)
-        run = TrainRun(
-            model=spec.name, device=device, dataset=data.name, status="ok", recipe=recipe,
-            input_shape=tuple(spec.input_shape), params=counts.params if counts else None,
-            macs=counts.macs if counts else None, environment=self.environment(device),
-        )
+        run = self.new_run(spec, device, data, recipe, counts)
         with backend.settings(threads=self.threads) as applied:
-            run = replace(run, threads=applied["threads"], cudnn_benchmark=applied["cudnn_benchmark"])
+            run = replace(run, threads=applied["threads"], cudnn_benchmark=applied["cudnn_benchmark"],
+                          **self.replicas.setup(run, backend))
             try:
                 with seeded(backend.device):  # the caller's random state is restored afterwards
                     return self._train(run, spec, backend, data, recipe, checkpoint, resume, workers, placement,
                                        on_epoch, on_batch)
             finally:
                 backend.cleanup()
+
+    def new_run(self, spec: "ModelSpec", device: str, data: "ImageData", recipe: Recipe,
+                counts: ModelCounts | None = None) -> TrainRun:
+        """The record of a run about to start: the model, data, recipe and environment, no epochs."""
+        return TrainRun(
+            model=spec.name, device=device, dataset=data.name, status="ok", recipe=recipe,
+            input_shape=tuple(spec.input_shape), params=counts.params if counts else None,
+            macs=counts.macs if counts else None, environment=self.environment(device),
+        )
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -139,6 +237,7 @@ class TrainRunner(Devices):
         import torch
 
         device = backend.device
+        replicas = self.replicas
         rows: list[EpochRow] = []
         try:
             torch.manual_seed(recipe.seed)
@@ -151,8 +250,9 @@ class TrainRunner(Devices):
             if not params:
                 raise UsageError(f"{spec.name} has no trainable parameters")
             scaler = grad_scaler(device, recipe.dtype)
-            step = TrainStep(model, make_optimizer(recipe, params), ClassificationLoss(recipe.label_smoothing),
-                             scaler=scaler, autocast=autocast(device, recipe.dtype))
+            step = TrainStep(replicas.wrap(model), make_optimizer(recipe, params),
+                             ClassificationLoss(recipe.label_smoothing), scaler=scaler,
+                             autocast=autocast(device, recipe.dtype))
             batches = DeviceData(data, device, recipe.resize, workers=workers, placement=placement)
             shuffle = torch.Generator().manual_seed(recipe.seed)
             run = replace(run, train_examples=batches.train_examples, test_examples=batches.test_examples,
@@ -160,15 +260,17 @@ class TrainRunner(Devices):
             saved = load_checkpoint(checkpoint, device) if resume and checkpoint else None
             if saved is not None:
                 rows = self._restore(saved, run, step, shuffle, device, checkpoint)
-                run = replace(run, resumed_from=len(rows))
+                run = replace(run, resumed_from=len(rows), notes=run.notes + self._world_change_note(saved))
             run = _summarised(run, rows)
             for epoch in range(len(rows) + 1, recipe.epochs + 1):
                 row = self._epoch(epoch, run, step, batches, backend, shuffle, on_batch)
                 rows.append(row)
                 run = _summarised(run, rows)
-                with deferred_interrupt():
-                    if checkpoint:
-                        save_checkpoint(checkpoint, self._payload(run, rows, step, shuffle, device))
+                # every rank takes part in the payload (its random states); rank 0 writes it
+                payload = self._payload(run, rows, step, shuffle, device) if checkpoint else None
+                with signals_deferred():  # the checkpoint and the epoch's rows together, or neither
+                    if payload is not None and replicas.rank == 0:
+                        save_checkpoint(checkpoint, payload)
                     if on_epoch is not None:
                         on_epoch(row, run)
             return run
@@ -179,6 +281,8 @@ class TrainRunner(Devices):
         except Diverged as exc:
             return replace(_summarised(run, rows), status="diverged", error=str(exc))
         except Exception as exc:  # noqa: BLE001 - the run records the failure; the sweep goes on
+            if not replicas.failures_are_local:
+                raise  # the rank ends, so that the launcher stops its peers and names it
             status = "oom" if is_oom(exc) else "error"
             return replace(_summarised(run, rows), status=status, error=_one_line(exc))
 
@@ -186,89 +290,109 @@ class TrainRunner(Devices):
                on_batch: BatchCallback | None) -> EpochRow:
         import torch
 
-        recipe, device = run.recipe, backend.device
+        recipe, device, replicas = run.recipe, backend.device, self.replicas
+        replicas.start_epoch()
         backend.synchronize()
         started = self.clock()
+        order = replicas.train_order(batches.train_examples, epoch, shuffle)
         timer = backend.timer()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
-        total = batches.batches_per_epoch(recipe.batch_size)
+        total = -(-len(order) // recipe.batch_size)
         marks = [timer.mark()]
-        for index, (x, y) in enumerate(batches.train(recipe.batch_size, shuffle), 1):
+        for index, (x, y) in enumerate(batches.train(recipe.batch_size, order), 1):
             loss, out = step(x, y)
             with torch.no_grad():
                 loss_sum += loss.detach().float() * len(y)
                 correct += (logits_of(out, len(y))[0].argmax(dim=1) == y).sum()
             seen += len(y)
-            if index % self.check_every == 0 and not bool(torch.isfinite(loss_sum)):
-                raise Diverged(epoch, index, float(loss_sum))
+            if index % self.check_every == 0:  # the processes agree: a NaN on any of them is in the sum
+                so_far = float(replicas.total(loss_sum))
+                if not math.isfinite(so_far):
+                    raise Diverged(epoch, index, so_far)
             if on_batch is not None:
                 on_batch(index, total)
         marks.append(timer.mark())
         (train_seconds,) = timer.intervals(marks)
-        train_loss = float(loss_sum) / seen
+        train_seconds = replicas.slowest(train_seconds)
+        sums = torch.stack([loss_sum.double(), correct.double(), torch.tensor(seen, dtype=torch.float64, device=device)])
+        loss_total, correct_total, seen_total = replicas.total(sums).tolist()
+        seen = int(seen_total)
+        train_loss = loss_total / seen
         if not math.isfinite(train_loss):
             raise Diverged(epoch, None, train_loss)
         test_acc = self._evaluate(step, batches, recipe)
         backend.synchronize()
         return EpochRow(
             model=run.model, device=run.device, dataset=run.dataset, epoch=epoch, train_loss=train_loss,
-            train_acc=int(correct) / seen, test_acc=test_acc,
+            train_acc=int(correct_total) / seen, test_acc=test_acc,
             examples_per_sec=seen / train_seconds if train_seconds > 0 else math.inf,
             epoch_seconds=self.clock() - started, train_seconds=train_seconds, train_examples=seen,
+            world_size=replicas.world_size,
         )
 
     def _evaluate(self, step: TrainStep, batches: DeviceData, recipe: Recipe) -> float:
-        """Test accuracy in eval mode (d2l's ``evaluate_accuracy_gpu``)."""
+        """Test accuracy in eval mode (d2l's ``evaluate_accuracy_gpu``), over every test example
+        once: each process evaluates its share with rank 0's buffers, and the counts are summed."""
         import torch
 
-        model = step.model
+        model = self.replicas.unwrap(step.model)
+        self.replicas.share_buffers(model)
         model.eval()
         correct = torch.zeros((), dtype=torch.int64, device=batches.device)
         try:
             with torch.inference_mode(), step.autocast():
-                for x, y in batches.test(recipe.batch_size):
+                for x, y in batches.test(recipe.batch_size, self.replicas.test_order(batches.test_examples)):
                     correct += (logits_of(model(x), len(y))[0].argmax(dim=1) == y).sum()
         finally:
             model.train()
-        return int(correct) / batches.test_examples
+        return int(self.replicas.total(correct)) / batches.test_examples
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _payload(run: TrainRun, rows: list[EpochRow], step: TrainStep, shuffle, device) -> dict:
-        return {
+    def _payload(self, run: TrainRun, rows: list[EpochRow], step: TrainStep, shuffle, device) -> dict:
+        """The checkpoint: the model itself (unwrapped from DDP, so any number of processes can
+        resume it), the optimizer, the rows, and the random states (``rng``: this process's,
+        rank 0's in the file; ``rank_rng``: every rank's, in a data-parallel run)."""
+        states = rng_states(device, shuffle)
+        payload = {
             "model": run.model, "device": run.device, "dataset": run.dataset,
             "train_examples": run.train_examples, "test_examples": run.test_examples,
             "recipe": plain(run.recipe), "epoch": len(rows), "epochs": [asdict(r) for r in rows],
-            "model_state": step.model.state_dict(), "optimizer_state": step.optimizer.state_dict(),
+            "model_state": self.replicas.unwrap(step.model).state_dict(),
+            "optimizer_state": step.optimizer.state_dict(),
             "scaler_state": step.scaler.state_dict() if step.scaler is not None else None,
-            "rng": rng_states(device, shuffle),
+            "rng": states, "world_size": run.world_size,
         }
+        if run.world_size:
+            payload["rank_rng"] = self.replicas.gather(states)
+        return payload
 
-    @staticmethod
-    def _restore(saved: dict, run: TrainRun, step: TrainStep, shuffle, device, path) -> list[EpochRow]:
+    def _restore(self, saved: dict, run: TrainRun, step: TrainStep, shuffle, device, path) -> list[EpochRow]:
         """Load a checkpoint into the run's model and optimizer, after checking it was trained
-        the same way; returns its epochs' rows."""
-        recipe = plain(run.recipe)
-        mismatched = [f"{key} {saved['recipe'].get(key)!r} (now {recipe[key]!r})"
-                      for key in RESUME_KEYS if saved["recipe"].get(key) != recipe[key]]
-        for key in ("dataset", "train_examples", "test_examples"):
-            if saved.get(key) != getattr(run, key):
-                mismatched.append(f"{key} {saved.get(key)!r} (now {getattr(run, key)!r})")
-        if mismatched:
-            raise UsageError(f"{path} was trained with {', '.join(mismatched)}; resume with the same recipe "
-                             "and data, or train into another directory", param="resume")
-        if saved["epoch"] > run.recipe.epochs:
-            raise UsageError(f"{path} already holds {saved['epoch']} epochs, more than the {run.recipe.epochs} "
-                             "asked for", param="epochs")
-        step.model.load_state_dict(saved["model_state"])
+        the same way; returns its epochs' rows. Each process takes its own saved random states
+        where the checkpoint has them (a rank the saved run did not have keeps its fresh ones)."""
+        check_resumable(saved, run, path)
+        self.replicas.unwrap(step.model).load_state_dict(saved["model_state"])
         step.optimizer.load_state_dict(saved["optimizer_state"])
         if step.scaler is not None and saved.get("scaler_state"):
             step.scaler.load_state_dict(saved["scaler_state"])
-        restore_rng_states(saved["rng"], device, shuffle)
+        states = saved.get("rank_rng") or [saved["rng"]]
+        if self.replicas.rank < len(states):
+            restore_rng_states(states[self.replicas.rank], device, shuffle)
         return [EpochRow(**row) for row in saved["epochs"]]
+
+    def _world_change_note(self, saved: dict) -> tuple[str, ...]:
+        before, now = saved.get("world_size"), self.replicas.world_size
+        if before == now:
+            return ()
+
+        def processes(n: int | None) -> str:
+            return "one process" if n is None else f"{n} rank{'s' if n != 1 else ''}"
+
+        return (f"resumed a checkpoint of {processes(before)} on {processes(now)}: the global batch, the order "
+                "of the examples and the random streams change from here",)
 
     @staticmethod
     def _placement_note(batches: DeviceData, workers: int) -> tuple[str, ...]:
@@ -276,6 +400,23 @@ class TrainRunner(Devices):
             return (f"the data set stays in host memory (too large for a quarter of the free device memory); "
                     f"batches come through a DataLoader with {workers} workers",)
         return ()
+
+
+def check_resumable(saved: dict, run: TrainRun, path) -> None:
+    """A :class:`UsageError` unless checkpoint ``saved`` was trained with ``run``'s recipe and
+    data and holds no more epochs than the run asks for."""
+    recipe = plain(run.recipe)
+    mismatched = [f"{key} {saved['recipe'].get(key)!r} (now {recipe[key]!r})"
+                  for key in RESUME_KEYS if saved["recipe"].get(key) != recipe[key]]
+    for key in ("dataset", "train_examples", "test_examples"):
+        if saved.get(key) != getattr(run, key):
+            mismatched.append(f"{key} {saved.get(key)!r} (now {getattr(run, key)!r})")
+    if mismatched:
+        raise UsageError(f"{path} was trained with {', '.join(mismatched)}; resume with the same recipe "
+                         "and data, or train into another directory", param="resume")
+    if saved["epoch"] > run.recipe.epochs:
+        raise UsageError(f"{path} already holds {saved['epoch']} epochs, more than the {run.recipe.epochs} "
+                         "asked for", param="epochs")
 
 
 def _summarised(run: TrainRun, rows: list[EpochRow]) -> TrainRun:

@@ -304,6 +304,20 @@ def test_load_sampling_sees_another_busy_process():
     assert load.process_cores < 0.2  # this process slept
 
 
+def test_load_sampling_counts_a_finished_child_as_this_run():
+    # the ceiling runs in a child process during a row: its CPU time is the run's, not another's
+    import subprocess
+    import sys
+
+    from archprobe.runtime.load import load_between, sample
+
+    start = sample()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1: pass"], check=True)
+    load = load_between(start, sample())
+    assert load.process_cores > 0.5
+    assert load.other_cores is not None and load.other_cores < 0.5
+
+
 # --- faults -----------------------------------------------------------------------------------
 def test_oom_recorded_and_sweep_continues_without_changing_batch():
     oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

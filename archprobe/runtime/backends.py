@@ -50,8 +50,9 @@ class HostAllocator:
     """glibc malloc, held in one state for every row.
 
     By default glibc raises its mmap and trim thresholds whenever a large block is freed, so a
-    row's speed depends on what ran before it in the process (a 16 MiB matrix freed earlier made
-    a later model ~17% faster). While rows run, the thresholds are fixed (mmap above 32 MiB, the
+    row's speed depends on what ran before it in the process (two 16 MiB tensors freed first made
+    googlenet-d2l eval 12% faster at one thread; under this policy the two agree within 1%:
+    ``benchmarks/bench_throughput_overhead.py --checks allocator``). While rows run, the thresholds are fixed (mmap above 32 MiB, the
     largest glibc allows; no trimming of the heap top), and each row starts from a trimmed heap:
     its warm-up then grows the heap to the step's own steady state, whatever ran before. After the
     row, trimming returns to glibc's default threshold so the process can give memory back.

@@ -3,7 +3,8 @@
 A run slowed by other work can still show a tight spread, so the spread alone does not reveal a
 busy machine. Sampling ``/proc/stat`` (the CPUs this process may run on) and this process's CPU
 time before and after a row tells how many of those cores other processes kept busy meanwhile,
-and how much time the hypervisor stole. Where ``/proc`` cannot be read (not Linux) the figures are ``None``.
+and how much time the hypervisor stole. This process's own time includes its finished child
+processes (the ceiling's GEMMs run in one), which are the run's work, not another's. Where ``/proc`` cannot be read (not Linux) the figures are ``None``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 @dataclass(frozen=True)
 class CpuSample:
     wall_s: float
-    process_s: float  # CPU time of this process (all its threads), user + system
+    process_s: float  # CPU time of this process (all its threads) and its finished children, user + system
     busy_s: float | None  # CPU time of every process on every CPU (not idle, not iowait, not steal)
     steal_s: float | None
     total_s: float | None  # every state of every CPU
@@ -29,7 +30,7 @@ class Load:
     """CPU use between two samples; cores are averages over the wall time."""
 
     other_cores: float | None  # cores kept busy by other processes
-    process_cores: float  # cores this process used
+    process_cores: float  # cores this process (and its finished children) used
     steal_share: float | None  # share of all CPU time stolen by the hypervisor
     load_average: float | None  # the 1-minute load average at the end
 
@@ -65,7 +66,7 @@ def sample() -> CpuSample:
     stat = _proc_stat()
     return CpuSample(
         wall_s=time.perf_counter(),
-        process_s=times.user + times.system,
+        process_s=times.user + times.system + times.children_user + times.children_system,
         busy_s=stat[0] if stat else None,
         steal_s=stat[1] if stat else None,
         total_s=stat[2] if stat else None,

@@ -52,11 +52,11 @@ class HostAllocator:
     By default glibc raises its mmap and trim thresholds whenever a large block is freed, so a
     row's speed depends on what ran before it in the process (two 16 MiB tensors freed first made
     googlenet-d2l eval 12% faster at one thread; under this policy the two agree within 1%:
-    ``benchmarks/bench_throughput_overhead.py --checks allocator``). While rows run, the thresholds are fixed (mmap above 32 MiB, the
-    largest glibc allows; no trimming of the heap top), and each row starts from a trimmed heap:
-    its warm-up then grows the heap to the step's own steady state, whatever ran before. After the
-    row, trimming returns to glibc's default threshold so the process can give memory back.
-    Elsewhere than glibc this does nothing.
+    ``benchmarks/bench_throughput_overhead.py --checks allocator``). While rows run, the
+    thresholds are fixed (mmap above 32 MiB, the largest glibc allows; no trimming of the heap
+    top), and each row starts from a trimmed heap: its warm-up then grows the heap to the step's
+    own steady state, whatever ran before. After the row, trimming returns to glibc's default
+    threshold so the process can give memory back. Elsewhere than glibc this does nothing.
     """
 
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3

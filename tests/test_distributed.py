@@ -151,6 +151,9 @@ def test_row_arithmetic_examples_efficiency_and_utilisation():
     assert row.utilisation == pytest.approx(2e6 / median / 2e9)  # over two ranks' ceilings
     assert row.peak_memory_bytes == 2_000 and row.threads == 1 and row.optimizer
     assert row.label == "tiny cpu train b=8 x2"
+    assert any(n.startswith("Util. = matmul-class FLOP/s (2 x MACs of conv/linear/matmul) over the cpu x2 "
+                            "(2 ranks of cpu, 1 thread) float32 ceiling 2.0 GFLOP/s") and n.endswith("times the ranks)")
+               for n in throughput_notes([row]))
 
     failed = bd.distributed_row(tiny_spec(), "cpu", config, FAKE_ENV, None, baseline, world_size=2,
                                 nproc_per_node=2, nnodes=1, error="rank 1: ValueError: bad")

@@ -148,7 +148,7 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
     for device, r in seen.items():
         setup = [f"{r.device_name}"]
         if r.device == "cpu" or r.threads:
-            setup.append(f"{r.threads} threads")
+            setup.append(_plural(r.threads, "thread"))
         if r.cudnn_benchmark is not None:
             setup.append(f"cudnn.benchmark {'on' if r.cudnn_benchmark else 'off'}")
         setup.append(f"{r.dtype}{' autocast' if r.dtype != 'float32' else ''}")
@@ -158,17 +158,25 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
         if device != "cpu":
             versions += f", CUDA {r.cuda_version}, cuDNN {r.cudnn_version}"
         notes.append(f"{device}: {', '.join(setup)}; {versions}")
-    ceilings = {(r.device, r.ceiling_precision, r.threads): r for r in results if r.ceiling_flops_per_sec}
-    for (device, precision, threads), r in ceilings.items():
-        where = f"{device}, {threads} threads" if device == "cpu" else device
+    ceilings = {(r.device, r.ceiling_precision, r.threads, r.world_size or 1): r
+                for r in results if r.ceiling_flops_per_sec}
+    for (device, precision, threads, ranks), r in ceilings.items():
+        where = f"{device}, {_plural(threads, 'thread')}" if device == "cpu" else device
+        if r.world_size:  # a data-parallel row: one ceiling per rank, summed
+            where = f"{device} x{ranks} ({_plural(ranks, 'rank')} of {where})"
         notes.append(f"Util. = matmul-class FLOP/s (2 x MACs of conv/linear/matmul) over the {where} {precision}"
                      f" ceiling {r.ceiling_flops_per_sec / 1e9:,.1f} GFLOP/s ({r.ceiling_shape}, the best of several"
-                     " GEMMs and convolutions measured in a separate process)")
+                     " GEMMs and convolutions measured in a separate process"
+                     + (", times the ranks)" if r.world_size else ")"))
     if results:
         notes.append("Examples/s = batch / median time per iteration; IQR = p75 - p25; "
                      "train = zero_grad, forward, cross-entropy, backward, SGD step")
     notes.extend(distributed_notes(results))
     return notes
+
+
+def _plural(n: int | None, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 RANK_SPREAD_WARNING = 0.10  # slowest rank's median over the fastest's, above 1 + this, is flagged
@@ -188,9 +196,9 @@ def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
     for r in rows:
         setups.setdefault((r.device, r.world_size, r.nnodes, r.threads), r)
     for (device, world, nodes, threads), r in setups.items():
-        text = f"{device} x{world}: {world} rank{'s' if world != 1 else ''} on {nodes} node{'s' if nodes != 1 else ''}"
+        text = f"{device} x{world}: {_plural(world, 'rank')} on {_plural(nodes, 'node')}"
         if device == "cpu" and threads:
-            text += f", {threads} thread{'s' if threads != 1 else ''} per rank"
+            text += f", {_plural(threads, 'thread')} per rank"
         text += f", {r.backend}" + (f" {r.nccl_version}" if r.nccl_version else "")
         if r.rank_devices:
             text += f"; {_rank_devices_text(r.rank_devices)}"

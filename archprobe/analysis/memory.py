@@ -235,14 +235,12 @@ class StepMemory:
 
         from archprobe.analysis.trace import FastMeta
         from archprobe.runtime.precision import autocast
-        from archprobe.runtime.step import OPTIMIZERS
+        from archprobe.runtime.step import check_optimizer
         from archprobe.zoo.twin import fake_twin, twin
 
         self.tracker_type = timeline_tracker_type()
-        if optimizer not in OPTIMIZERS:
-            raise UsageError(f"unknown optimizer {optimizer!r}: use {', '.join(OPTIMIZERS)}", param="optimizer")
         self.probe = probe
-        self.optimizer_name = optimizer
+        self.optimizer_name = check_optimizer(optimizer)
         self.dtype = check_dtype(dtype)
         self.device = check_device(device)
         try:

@@ -6,6 +6,7 @@ import click
 
 from archprobe.cli import cli
 from archprobe.cli.options import ByteSize, batch_sizes_option, flatten_lists, model_input_options, output_options
+from archprobe.runtime.step import OPTIMIZERS
 
 
 @cli.command("memory")
@@ -14,7 +15,7 @@ from archprobe.cli.options import ByteSize, batch_sizes_option, flatten_lists, m
               help="A training step (zero_grad, forward, cross-entropy, backward, optimizer step) "
                    "instead of an inference forward.")
 @batch_sizes_option("32")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd", show_default=True,
               help="With --train: SGD (lr 0.001, momentum 0.9; the throughput engine's) or Adam.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True, help="Compute dtype; bfloat16/float16 run the forward under autocast.")

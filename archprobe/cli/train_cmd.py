@@ -11,6 +11,7 @@ from archprobe.cli.options import Seconds
 from archprobe.errors import ExitCode
 from archprobe.report.frames import FORMATS
 from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
+from archprobe.runtime.step import OPTIMIZERS
 from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
 
 
@@ -28,7 +29,7 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs in all (a resumed run continues up to it).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), help="Batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), help="Optimizer.")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help="Optimizer.")
 @click.option("--momentum", type=click.FloatRange(min=0), help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="Weight decay (L2).")
 @click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),

@@ -95,23 +95,29 @@ class TrainStep:
         return loss, out
 
 
-# The optimizers a step can use, as :func:`make_optimizer` builds them.
+# The optimizers a step can use, with the settings :func:`make_optimizer` gives them by default.
 OPTIMIZERS = {"sgd": "SGD(lr=0.001, momentum=0.9)", "adam": "Adam(lr=0.001)"}
 
 
-def make_optimizer(name: str, params: Sequence["torch.Tensor"], *, foreach: bool | None = None) -> "torch.optim.Optimizer":
-    """The optimizer ``name`` (a key of :data:`OPTIMIZERS`) over ``params``.
+def check_optimizer(name: str) -> str:
+    """``name`` if it is a key of :data:`OPTIMIZERS`, else a ``UsageError``."""
+    if name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {name!r}: use {', '.join(OPTIMIZERS)}", param="optimizer")
+    return name
+
+
+def make_optimizer(name: str, params: Sequence["torch.Tensor"], *, lr: float = 1e-3, momentum: float = 0.9,
+                   weight_decay: float = 0.0, foreach: bool | None = None) -> "torch.optim.Optimizer":
+    """The optimizer ``name`` (a key of :data:`OPTIMIZERS`) over ``params`` (``momentum`` is SGD's).
 
     ``foreach=None`` takes torch's default for the parameters' device (the multi-tensor kernels
     on CUDA, one tensor at a time on the CPU); the memory analysis sets it to model a device.
     """
     import torch
 
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=foreach)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=1e-3, foreach=foreach)
-    raise UsageError(f"unknown optimizer {name!r}: use {', '.join(OPTIMIZERS)}", param="optimizer")
+    if check_optimizer(name) == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=foreach)
 
 
 def train_step(model: "nn.Module", device: "torch.device", dtype: str, optimizer: str = "sgd", *,

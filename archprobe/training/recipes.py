@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 from archprobe.errors import UsageError
 from archprobe.results import Recipe
 from archprobe.runtime.precision import check_dtype
+from archprobe.runtime.step import check_optimizer
 
 if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
 
-OPTIMIZERS = ("sgd", "adam")
 INITS = ("default", "xavier")
 
 TANGSHUSEN = "Dive-into-DL-PyTorch §{section}, train_ch5"
@@ -97,8 +97,7 @@ def with_overrides(recipe: Recipe, **overrides: Any) -> Recipe:
 
 def check_recipe(recipe: Recipe) -> None:
     """Raise a :class:`UsageError` (naming the field) for a value no training can use."""
-    if recipe.optimizer not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {recipe.optimizer!r}: use {', '.join(OPTIMIZERS)}", param="optimizer")
+    check_optimizer(recipe.optimizer)
     if recipe.init not in INITS:
         raise UsageError(f"unknown initialisation {recipe.init!r}: use {', '.join(INITS)}", param="init")
     check_dtype(recipe.dtype)

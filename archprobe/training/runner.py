@@ -34,7 +34,7 @@ from archprobe.results import EpochRow, ModelCounts, Recipe, TrainRun, plain
 from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.precision import autocast, grad_scaler
 from archprobe.runtime.signals import signals_deferred
-from archprobe.runtime.step import ClassificationLoss, TrainStep, logits_of, seeded
+from archprobe.runtime.step import ClassificationLoss, TrainStep, logits_of, make_optimizer, seeded
 from archprobe.runtime.timing import Clock
 from archprobe.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from archprobe.training.loader import DeviceData
@@ -75,14 +75,6 @@ def xavier_init(model: "nn.Module") -> None:
     for module in model.modules():
         if type(module) in (nn.Linear, nn.Conv2d):
             nn.init.xavier_uniform_(module.weight)
-
-
-def make_optimizer(recipe: Recipe, params) -> "torch.optim.Optimizer":
-    import torch
-
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
 class Replicas(Protocol):
@@ -250,7 +242,9 @@ class TrainRunner(Devices):
             if not params:
                 raise UsageError(f"{spec.name} has no trainable parameters")
             scaler = grad_scaler(device, recipe.dtype)
-            step = TrainStep(replicas.wrap(model), make_optimizer(recipe, params),
+            optimizer = make_optimizer(recipe.optimizer, params, lr=recipe.lr, momentum=recipe.momentum,
+                                       weight_decay=recipe.weight_decay)
+            step = TrainStep(replicas.wrap(model), optimizer,
                              ClassificationLoss(recipe.label_smoothing), scaler=scaler,
                              autocast=autocast(device, recipe.dtype))
             batches = DeviceData(data, device, recipe.resize, workers=workers, placement=placement)

@@ -34,6 +34,7 @@ from archprobe.runtime import distributed as rd
 from archprobe.runtime import launch
 from archprobe.runtime.backends import CudaBackend
 from archprobe.zoo.spec import ModelSpec
+from processes import alive
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_ARGS = ["--warmup", "1", "--warmup-time", "0", "--min-iters", "3", "--min-time", "0.02",
@@ -424,14 +425,6 @@ def test_ranks_that_raise_die_or_hang_become_error_rows(capsys, ranks_file):
     assert elapsed < 120  # bounded: a hang would take an hour
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_ctrl_c_stops_every_rank_and_keeps_the_rows(ranks_file, tmp_path):
     markers = tmp_path / "markers"
@@ -460,7 +453,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_rows(ranks_file, tmp_path):
     assert [(r["model"].rsplit(":", 1)[1], r["status"], r["world_size"]) for r in rows] == [("tiny", "ok", 2)]
     assert "interrupted after 1 of 2 rows" in err
     pids = [int(p.name.split("-")[1]) for p in markers.iterdir()]
-    assert len(set(pids)) == 2 and not any(_alive(pid) for pid in pids)
+    assert len(set(pids)) == 2 and not any(alive(pid) for pid in pids)
 
 
 def _free_port() -> int:

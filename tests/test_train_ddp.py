@@ -36,6 +36,7 @@ from archprobe.training.formats import write_idx
 from archprobe.training.outputs import file_label
 from archprobe.training.runner import TrainRunner
 from archprobe.zoo import resolve
+from processes import alive
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, TEST, BATCH = 512, 128, 64  # per-rank batch: 4 steps per rank and epoch with two ranks
@@ -369,14 +370,6 @@ def test_ddp_first_step_equals_one_process_with_the_global_batch(data_root, tmp_
     assert pair.epochs[0].train_loss == pytest.approx(loss.item(), rel=1e-6)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_ctrl_c_stops_every_rank_and_keeps_the_finished_epoch(data_root, models, tmp_path):
     path, log = models
@@ -405,4 +398,4 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_finished_epoch(data_root, models,
     assert saved["status"] == "interrupted" and [e["epoch"] for e in saved["epochs"]] == [1]
     assert torch.load(next((out_dir / "checkpoints").iterdir()), weights_only=True)["epoch"] == 1
     pids = [int(p.name.rsplit("-", 1)[1]) for p in log.glob("asleep-*")]
-    assert len(set(pids)) == 2 and not any(_alive(pid) for pid in pids)
+    assert len(set(pids)) == 2 and not any(alive(pid) for pid in pids)

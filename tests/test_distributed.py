@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from archprobe.runtime import distributed as rd
 from archprobe.runtime import launch
 from archprobe.runtime.backends import CudaBackend
 from archprobe.zoo.spec import ModelSpec
-from processes import alive
+from processes import alive, interrupt_when_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_ARGS = ["--warmup", "1", "--warmup-time", "0", "--min-iters", "3", "--min-time", "0.02",
@@ -435,20 +434,9 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_rows(ranks_file, tmp_path):
     env = {**os.environ, "MARKERS": str(markers), "PYTHONPATH": str(ROOT)}
     for name in rd.LAUNCH_VARIABLES:
         env.pop(name, None)
-    # a session of its own: Ctrl-C in a terminal signals the whole foreground process group
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while len(list(markers.iterdir())) < 2:  # both ranks of 'slow' are inside its forward
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == ExitCode.INTERRUPTED, err
+    # once both ranks of 'slow' are inside its forward
+    code, out, err = interrupt_when_ready(command, lambda: len(list(markers.iterdir())) >= 2, env=env, cwd=ROOT)
+    assert code == ExitCode.INTERRUPTED, err
     rows = json.loads(out)
     assert [(r["model"].rsplit(":", 1)[1], r["status"], r["world_size"]) for r in rows] == [("tiny", "ok", 2)]
     assert "interrupted after 1 of 2 rows" in err

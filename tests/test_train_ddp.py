@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -36,7 +34,7 @@ from archprobe.training.formats import write_idx
 from archprobe.training.outputs import file_label
 from archprobe.training.runner import TrainRunner
 from archprobe.zoo import resolve
-from processes import alive
+from processes import alive, interrupt_when_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, TEST, BATCH = 512, 128, 64  # per-rank batch: 4 steps per rank and epoch with two ranks
@@ -379,19 +377,9 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_finished_epoch(data_root, models,
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in rd.LAUNCH_VARIABLES:
         env.pop(name, None)
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # Ctrl-C in a terminal signals the whole process group
-    try:
-        deadline = time.monotonic() + 90
-        while len(list(log.glob("asleep-*"))) < 2:  # both ranks are in epoch 2
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == ExitCode.INTERRUPTED, err
+    # once both ranks are in epoch 2
+    code, out, err = interrupt_when_ready(command, lambda: len(list(log.glob("asleep-*"))) >= 2, env=env, cwd=ROOT)
+    assert code == ExitCode.INTERRUPTED, err
     assert "interrupted: 1 finished epochs kept" in err and "interrupted" in out
     assert len((out_dir / "train.csv").read_text().splitlines()) == 1 + 1
     (saved,) = json.loads((out_dir / "train.json").read_text())

@@ -376,9 +376,9 @@ def data_parallel_train_notes(runs: Sequence[TrainRun]) -> list[str]:
     for r in runs:
         setups.setdefault((r.device, r.world_size, r.threads), r)
     for (device, world, threads), r in setups.items():
-        text = f"{device} x{world}: {world} rank{'s' if world != 1 else ''} ({r.backend})"
+        text = f"{device} x{world}: {_plural(world, 'rank')} ({r.backend})"
         if device == "cpu" and threads:
-            text += f", {threads} thread{'s' if threads != 1 else ''} per rank"
+            text += f", {_plural(threads, 'thread')} per rank"
         if r.rank_devices:
             text += f"; {_rank_devices_text(r.rank_devices)}"
         notes.append(text)

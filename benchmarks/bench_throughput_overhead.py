@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=1.5)
     parser.add_argument("--threads", default="1,2", help="thread counts to compare at")
+    parser.add_argument("--models", default=",".join(name for name, _ in MODELS), help="overhead check: which models")
     parser.add_argument("--noise-limit", type=float, default=0.15, help="cores other processes may use")
     parser.add_argument("--checks", default="overhead,bookkeeping,order,allocator", help="which checks to run")
     parser.add_argument("--allocator-child", nargs=2, metavar=("POLICY", "BEFORE"), help=argparse.SUPPRESS)
@@ -150,6 +151,8 @@ def overhead(args) -> list:
     summary = []
     print("\n1. Overhead: archprobe vs a tight loop vs blocked_autorange")
     for name, batch in MODELS:
+        if name not in args.models.split(","):
+            continue
         spec = resolve(name)
         for threads in (int(t) for t in args.threads.split(",")):
             for mode in (Mode.EVAL, Mode.TRAIN):

@@ -90,6 +90,11 @@ def paired(rounds: list[dict], a: str, b: str) -> float:
     return statistics.median(r[a] / r[b] for r in rounds)
 
 
+def check(name: str, kept: list[dict], a: str, b: str, tolerance: float) -> tuple[str, float | None, float]:
+    """The check ``name``: the paired ratio of methods ``a`` over ``b`` (None without a quiet round)."""
+    return name, paired(kept, a, b) if kept else None, tolerance
+
+
 def run_rounds(methods: dict, rounds: int, noise_limit: float, label: str) -> list[dict]:
     kept = []
     for i in range(rounds):
@@ -166,8 +171,8 @@ def overhead(args) -> list:
                 }
                 label = f"{name} b={batch} {mode.value} {threads}t"
                 kept = run_rounds(methods, args.rounds, args.noise_limit, label)
-                checks = [(f"{label}: archprobe / tight loop", paired(kept, "archprobe", "tight loop") if kept else None, 0.03),
-                          (f"{label}: archprobe / blocked_autorange", paired(kept, "archprobe", "autorange") if kept else None, 0.03)]
+                checks = [check(f"{label}: archprobe / tight loop", kept, "archprobe", "tight loop", 0.03),
+                          check(f"{label}: archprobe / blocked_autorange", kept, "archprobe", "autorange", 0.03)]
                 report(checks)
                 summary += checks
     return summary
@@ -186,7 +191,7 @@ def bookkeeping(args) -> list:
 
     kept = run_rounds({"utilisation on": lambda: measured(True), "utilisation off": lambda: measured(False)},
                       args.rounds, args.noise_limit, "on/off")
-    checks = [("utilisation on / off", paired(kept, "utilisation on", "utilisation off") if kept else None, 0.02)]
+    checks = [check("utilisation on / off", kept, "utilisation on", "utilisation off", 0.02)]
     report(checks)
     return checks
 
@@ -195,10 +200,13 @@ def order(args) -> list:
     print("\n3. Order: googlenet-d2l first, and after resnet18 in the same sweep")
     spec = resolve("googlenet-d2l")
     config = ThroughputConfig(**GOOGLENET_EVAL, min_time=args.min_time, utilisation=False)
-    first = lambda: list(sweep([spec], ["cpu"], [Mode.EVAL], [16], config))[0].examples_per_sec  # noqa: E731
-    after = lambda: list(sweep([resolve("resnet18"), spec], ["cpu"], [Mode.EVAL], [16], config))[1].examples_per_sec  # noqa: E731
-    kept = run_rounds({"first": first, "after resnet18": after}, args.rounds, args.noise_limit, "order")
-    checks = [("after resnet18 / first", paired(kept, "after resnet18", "first") if kept else None, 0.02)]
+
+    def last_row(specs) -> float:
+        return list(sweep(specs, ["cpu"], [Mode.EVAL], [16], config))[-1].examples_per_sec
+
+    methods = {"first": lambda: last_row([spec]), "after resnet18": lambda: last_row([resolve("resnet18"), spec])}
+    kept = run_rounds(methods, args.rounds, args.noise_limit, "order")
+    checks = [check("after resnet18 / first", kept, "after resnet18", "first", 0.02)]
     report(checks)
     return checks
 
@@ -229,8 +237,7 @@ def allocator(args) -> list:
     kept = run_rounds(methods, args.rounds, args.noise_limit, "allocator")
     if kept:
         print(f"  glibc's default policy: freed / none {paired(kept, 'glibc freed', 'glibc none'):.3f}")
-    checks = [("archprobe policy: freed / none", paired(kept, "archprobe freed", "archprobe none") if kept else None,
-               0.03)]
+    checks = [check("archprobe policy: freed / none", kept, "archprobe freed", "archprobe none", 0.03)]
     report(checks)
     return checks
 

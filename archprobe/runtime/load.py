@@ -4,7 +4,8 @@ A run slowed by other work can still show a tight spread, so the spread alone do
 busy machine. Sampling ``/proc/stat`` (the CPUs this process may run on) and this process's CPU
 time before and after a row tells how many of those cores other processes kept busy meanwhile,
 and how much time the hypervisor stole. This process's own time includes its finished child
-processes (the ceiling's GEMMs run in one), which are the run's work, not another's. Where ``/proc`` cannot be read (not Linux) the figures are ``None``.
+processes (the ceiling's GEMMs run in one), which are the run's work, not another's. Where
+``/proc`` cannot be read (not Linux) the figures are ``None``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 @dataclass(frozen=True)
 class CpuSample:
     wall_s: float
-    process_s: float  # CPU time of this process (all its threads) and its finished children, user + system
+    process_s: float  # CPU time of this process (all threads) and its finished children, user + system
     busy_s: float | None  # CPU time of every process on every CPU (not idle, not iowait, not steal)
     steal_s: float | None
     total_s: float | None  # every state of every CPU

@@ -27,68 +27,58 @@ def _bias(ctx: Context, bias: list, out: list) -> None:
     ctx.check(ok, lambda i: f"bias {fmt(bias, i)} does not fit {fmt(out, i)}")
 
 
+def _matrix_product(ctx: Context, a_name: str, b_name: str) -> list:
+    a, b = ctx.tensor(a_name), ctx.tensor(b_name)
+    _inner(ctx, a, b, 1, 0)
+    return [a[0], b[1]]
+
+
+def _batched_product(ctx: Context, a_name: str, b_name: str) -> list:
+    a, b = ctx.tensor(a_name), ctx.tensor(b_name)
+    ctx.check(equal(a[0], b[0]), lambda i: "batch sizes disagree")
+    _inner(ctx, a, b, 2, 1)
+    return [a[0], a[1], b[2]]
+
+
+def _matrix_vector(ctx: Context, a_name: str, v_name: str) -> list:
+    a, v = ctx.tensor(a_name), ctx.tensor(v_name)
+    _inner(ctx, a, v, 1, 0)
+    return [a[0]]
+
+
+def _plus_bias(ctx: Context, out: list) -> list:
+    """The ``add*`` form: ``beta * self + alpha * product``, ``self`` expanded to the product."""
+    ctx.raw("beta")
+    ctx.raw("alpha")
+    _bias(ctx, ctx.tensor("self"), out)
+    return [out]
+
+
 @rule("mm")
 def mm(ctx: Context) -> list:
-    a = ctx.tensor("self")
-    b = ctx.tensor("mat2")
-    _inner(ctx, a, b, 1, 0)
-    return [[a[0], b[1]]]
+    return [_matrix_product(ctx, "self", "mat2")]
 
 
 @rule("addmm")
 def addmm(ctx: Context) -> list:
-    bias = ctx.tensor("self")
-    a = ctx.tensor("mat1")
-    b = ctx.tensor("mat2")
-    ctx.raw("beta")
-    ctx.raw("alpha")
-    _inner(ctx, a, b, 1, 0)
-    out = [a[0], b[1]]
-    _bias(ctx, bias, out)
-    return [out]
+    return _plus_bias(ctx, _matrix_product(ctx, "mat1", "mat2"))
 
 
 @rule("bmm")
 def bmm(ctx: Context) -> list:
-    a = ctx.tensor("self")
-    b = ctx.tensor("mat2")
-    ctx.check(equal(a[0], b[0]), lambda i: "batch sizes disagree")
-    _inner(ctx, a, b, 2, 1)
-    return [[a[0], a[1], b[2]]]
+    return [_batched_product(ctx, "self", "mat2")]
 
 
 @rule("baddbmm")
 def baddbmm(ctx: Context) -> list:
-    bias = ctx.tensor("self")
-    a = ctx.tensor("batch1")
-    b = ctx.tensor("batch2")
-    ctx.raw("beta")
-    ctx.raw("alpha")
-    ctx.check(equal(a[0], b[0]), lambda i: "batch sizes disagree")
-    _inner(ctx, a, b, 2, 1)
-    out = [a[0], a[1], b[2]]
-    _bias(ctx, bias, out)
-    return [out]
+    return _plus_bias(ctx, _batched_product(ctx, "batch1", "batch2"))
 
 
 @rule("mv")
 def mv(ctx: Context) -> list:
-    a = ctx.tensor("self")
-    v = ctx.tensor("vec")
-    _inner(ctx, a, v, 1, 0)
-    return [[a[0]]]
+    return [_matrix_vector(ctx, "self", "vec")]
 
 
 @rule("addmv")
 def addmv(ctx: Context) -> list:
-    bias = ctx.tensor("self")
-    a = ctx.tensor("mat")
-    v = ctx.tensor("vec")
-    ctx.raw("beta")
-    ctx.raw("alpha")
-    _inner(ctx, a, v, 1, 0)
-    out = [a[0]]
-    _bias(ctx, bias, out)
-    return [out]
-
-
+    return _plus_bias(ctx, _matrix_vector(ctx, "mat", "vec"))

@@ -27,7 +27,6 @@ Methodology (design.md, "Throughput methodology"):
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -40,9 +39,10 @@ from archprobe.results import Ceiling, ThroughputResult
 from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.load import load_between, sample
 from archprobe.runtime.memory import live_peak
-from archprobe.runtime.precision import autocast, check_dtype
-from archprobe.runtime.step import OPTIMIZERS, TrainStep, seeded, synthetic_targets, train_step
+from archprobe.runtime.precision import check_dtype
+from archprobe.runtime.step import OPTIMIZERS, seeded
 from archprobe.runtime.timing import MAX_ITERS, Clock, run_timed, summarize
+from archprobe.runtime.workload import Workload, step_workload
 from archprobe.user_code import running_user_code
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,64 +89,17 @@ class ThroughputConfig:
             raise UsageError(f"must be between 1 and {self.max_iters}, not {self.min_iters}", param="min_iters")
 
 
-# --------------------------------------------------------------------------------------------
-# Workloads: one inference or training step of a model on synthetic data
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Workload:
-    step: Callable[[], Any]
-    context: Callable[[], contextlib.AbstractContextManager]  # entered around all steps
-    train_step: TrainStep | None = None  # the training step ``step`` runs, in train mode
-    model: Any = None  # the module the step runs (compiled or wrapped as timed)
-    inputs: tuple = ()  # the batch and, in training, its labels
-
-    def alive(self):
-        """The tensors that exist before a step (weights, state, the batch): see runtime.memory."""
-        from archprobe.runtime.memory import alive_before_step
-
-        return alive_before_step(self.model, self.train_step, self.inputs)
-
-
 def build_workload(spec: "ModelSpec", device, config: ThroughputConfig,
                    wrap: Callable[[Any], Any] | None = None) -> Workload:
-    """Model with real weights on ``device``, synthetic on-device data, and the step to time.
-
-    ``wrap`` (e.g. DistributedDataParallel) wraps the model before it is compiled and the
-    optimizer is built."""
+    """The model with real weights (seeded) on ``device``, and the step of ``config`` to time
+    (:func:`archprobe.runtime.workload.step_workload`)."""
     import torch
 
     with seeded(device):
         torch.manual_seed(0)
         probe = Probe.build(spec, batch_size=config.batch_size, mode=config.mode, device=str(device))
-        generator = torch.Generator(device=device)
-        generator.manual_seed(0)
-        x = torch.randn(probe.shape, device=device, generator=generator)
-    model = probe.model
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    cast = autocast(device, config.dtype)
-    model.train(probe.train)
-    if wrap is not None:
-        model = wrap(model)
-    if config.compile:
-        model = torch.compile(model)
-
-    if not probe.train:
-        def infer():
-            return model(x)
-
-        @contextlib.contextmanager
-        def inference_context():
-            with torch.inference_mode(), cast():
-                yield
-
-        return Workload(infer, inference_context, model=model, inputs=(x,))
-
-    step = train_step(model, device, config.dtype, "sgd")
-    with torch.no_grad(), cast():  # one forward for the shapes of the synthetic labels
-        targets = synthetic_targets(model(x), probe.batch_size, generator)
-    return Workload(lambda: step(x, targets)[0], contextlib.nullcontext, step, model=model, inputs=(x, targets))
+    return step_workload(probe, dtype=config.dtype, channels_last=config.channels_last, compile=config.compile,
+                         wrap=wrap)
 
 
 # --------------------------------------------------------------------------------------------

@@ -67,37 +67,20 @@ def measure_step_peak(probe: "Probe", *, optimizer: str = "sgd", dtype: str = "f
     size and mode: live tensor bytes on the CPU, the allocator's peak (``memory_begin`` /
     ``memory_end`` of the device's :class:`~archprobe.runtime.backends.Backend`) on CUDA."""
     from archprobe.runtime.backends import make_backend
-    from archprobe.runtime.precision import autocast
-    from archprobe.runtime.step import seeded, synthetic_targets, train_step
+    from archprobe.runtime.workload import step_workload
 
-    device = torch.device(probe.device)
-    model = probe.model.train(probe.train)
-    cast = autocast(device, dtype)
-    with seeded(device):
-        torch.manual_seed(0)
-        x = torch.randn(probe.shape, device=device)
-        generator = torch.Generator(device=device).manual_seed(0)
-        step = train_step(model, device, dtype, optimizer) if probe.train else None
-        if step is not None:
-            with torch.no_grad(), cast():
-                targets = synthetic_targets(model(x), probe.batch_size, generator)
-            step(x, targets)  # the first step: optimizer state and gradients as in steady state
-
-    def run() -> None:
-        if step is None:
-            with torch.inference_mode(), cast():
-                model(x)
-        else:
-            step(x, targets)
-
-    gc.collect()
-    backend = backend or make_backend(str(device))
-    if backend.kind == "cuda":
+    work = step_workload(probe, dtype=dtype, optimizer=optimizer)
+    backend = backend or make_backend(probe.device)
+    with work.context():
+        if probe.train:
+            work.step()  # the first step: optimizer state and gradients as in steady state
+        gc.collect()
+        if backend.kind != "cuda":
+            return live_peak(work.step, work.alive())
         backend.memory_begin()
-        run()
+        work.step()
         backend.synchronize()
         return int(backend.memory_end()["peak_cuda_allocated_bytes"])
-    return live_peak(run, alive_before_step(model, step, (x, *(targets if step is not None else ()))))
 
 
 def live_peak(run: Callable[[], Any], alive: Iterable[torch.Tensor]) -> int:

@@ -62,11 +62,12 @@ class ModelCodeError(ArchprobeError):
     raised (or called ``sys.exit``). A bug to fix in that code, not in how archprobe was called."""
 
 
-def first_line(error: BaseException) -> str:
+def first_line(error: BaseException, limit: int | None = None) -> str:
     """``Type: first line of the message`` (the type alone for an empty message): one line,
-    whatever the exception holds."""
+    whatever the exception holds, cut to ``limit`` characters (ending in ``...``) if given."""
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0].strip()}" if lines else type(error).__name__
+    text = f"{type(error).__name__}: {lines[0].strip()}" if lines else type(error).__name__
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Interrupted(KeyboardInterrupt):

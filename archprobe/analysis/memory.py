@@ -38,7 +38,7 @@ import functools
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from archprobe.errors import ArchprobeError, UsageError
+from archprobe.errors import ArchprobeError, UsageError, first_line
 from archprobe.results import MemoryResult
 from archprobe.runtime.precision import check_dtype
 
@@ -347,7 +347,7 @@ class StepMemory:
             raise
         except Exception as exc:  # noqa: BLE001 - model code that cannot run without memory
             raise ArchprobeError(f"{self.probe.name}: the step could not run without memory: "
-                                 f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                                 f"{first_line(exc)}") from exc
         timeline = Timeline.of(batch_size, records)
         self.timelines[batch_size] = timeline
         return self.row(timeline)
@@ -430,11 +430,6 @@ def _phase_hooks(memory: StepMemory, tracker):
             handle.remove()
         if step is not None:
             step.loss_fn = loss_fn
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def sweep(probe: "Probe", batch_sizes, *, optimizer: str = "sgd", dtype: str = "float32",

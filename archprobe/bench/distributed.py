@@ -34,13 +34,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from archprobe.bench.throughput import (
+    ERROR_LIMIT,
     ThroughputConfig,
     ThroughputRunner,
-    _one_line,
     _optimizer_text,
     build_workload,
     row_warnings,
 )
+from archprobe.errors import first_line
 from archprobe.probe import Mode
 from archprobe.results import ThroughputResult
 from archprobe.runtime.backends import make_backend
@@ -353,7 +354,7 @@ def group_sweep(
 def _first_failure(exc: BaseException, info: RankInfo) -> str:
     """Rank 0's error message for a failed row of torchrun's group: its own failure, or the
     failure a peer published before it ended."""
-    message = tidy_message(_one_line(exc))
+    message = tidy_message(first_line(exc, limit=ERROR_LIMIT))
     if not follows_a_peer(exc, info):
         publish_failure(info.rank, message)
         return f"rank {info.rank}: {message}"

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from archprobe.bench.ceiling import measure_ceiling
-from archprobe.errors import ModelCodeError, UsageError
+from archprobe.errors import ModelCodeError, UsageError, first_line
 from archprobe.probe import Mode, Probe
 from archprobe.results import Ceiling, ThroughputResult
 from archprobe.runtime.backends import Devices, is_oom
@@ -54,6 +54,7 @@ SPREAD_WARNING = 0.10  # IQR / median above this: "spread"
 BUSY_CORES = 0.25  # other processes keeping more than this many cores busy: "busy"
 STEAL_WARNING = 0.05  # more than this share of CPU time stolen: "steal"
 RESULT_FIELDS = tuple(f.name for f in fields(ThroughputResult))
+ERROR_LIMIT = 300  # characters of a failed row's error kept in the row
 
 
 @dataclass(frozen=True)
@@ -135,12 +136,6 @@ def _optimizer_text(config: ThroughputConfig) -> str | None:
     return OPTIMIZER + (" + GradScaler" if config.dtype == "float16" else "")
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class ThroughputRunner(Devices):
     """Measures rows; caches backends, environments, meta models, MAC counts and ceilings for one run.
 
@@ -206,7 +201,7 @@ class ThroughputRunner(Devices):
                 raise
             except Exception as exc:  # noqa: BLE001 - the row records the failure
                 status = "oom" if is_oom(exc) else "error"
-                error = _one_line(exc)
+                error = first_line(exc, limit=ERROR_LIMIT)
             load = load_between(before, sample())
             row.update(other_cpu_cores=load.other_cores, process_cpu_cores=load.process_cores,
                        cpu_steal=load.steal_share, load_average=load.load_average)

@@ -28,7 +28,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from archprobe.errors import UsageError
+from archprobe.errors import UsageError, first_line
 from archprobe.probe import Mode, Probe
 from archprobe.results import EpochRow, ModelCounts, Recipe, TrainRun, plain
 from archprobe.runtime.backends import Devices, is_oom
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
 
 EpochCallback = Callable[[EpochRow, TrainRun], None]
+ERROR_LIMIT = 300  # characters of a failed run's error kept in the run
 BatchCallback = Callable[[int, int], None]  # (batches done this epoch, batches per epoch)
 # Recipe fields a resumed run must share with its checkpoint (the epoch count may grow).
 RESUME_KEYS = ("optimizer", "lr", "batch_size", "resize", "momentum", "weight_decay", "label_smoothing",
@@ -167,12 +168,6 @@ class SingleProcess:
         return [value]
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    lines = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class TrainRunner(Devices):
     """Trains one model on one device at a time; caches backends and environments.
 
@@ -278,7 +273,7 @@ class TrainRunner(Devices):
             if not replicas.failures_are_local:
                 raise  # the rank ends, so that the launcher stops its peers and names it
             status = "oom" if is_oom(exc) else "error"
-            return replace(_summarised(run, rows), status=status, error=_one_line(exc))
+            return replace(_summarised(run, rows), status=status, error=first_line(exc, limit=ERROR_LIMIT))
 
     def _epoch(self, epoch: int, run: TrainRun, step: TrainStep, batches: DeviceData, backend, shuffle,
                on_batch: BatchCallback | None) -> EpochRow:

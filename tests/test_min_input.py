@@ -1,10 +1,13 @@
 """The minimum-input solver against ground truth computed here by brute-force forward passes.
 
-Every expectation is checked by real forward passes on the meta device (``FastMeta``): for the
-zoo (eval), a sample of torchvision models (whose published ``weights.meta["min_size"]`` must
-also match), training mode with batch 1 and 2, the purpose-built nets of ``nets_tricky`` and
-random conv/pool stacks (hypothesis). Scans cover every side up to a little past the minimum
-(where passes fail early and are cheap), plus windows around every interval end.
+The truth is the CPU: the purpose-built nets of ``nets_tricky`` and random conv/pool stacks
+(hypothesis) are scanned with real CPU forwards, and for a sample of the zoo every interval end
+(and the sides around it) is run on the CPU too. The zoo's dense scans (eval, a sample of
+torchvision models whose published ``weights.meta["min_size"]`` must also match, training mode
+with batch 1 and 2) use archprobe's meta passes (``FastMeta``), which refuse what the CPU
+kernels refuse (``archprobe.analysis.device_checks``, proven op by op in
+``test_replay_rules.py``). Scans cover every side up to a little past the minimum (where passes
+fail early and are cheap), plus windows around every interval end.
 """
 
 from __future__ import annotations
@@ -39,12 +42,18 @@ SLOW = {"inception-resnet-v2", "inception-resnet-v1", "inception-v4", "densenet2
 
 
 def runs(model, shape, train: bool = False) -> bool:
-    """One forward pass on meta: does this input shape run?"""
+    """One forward pass: does this input shape run? A model on meta runs under archprobe's
+    ``FastMeta``; one with real weights (built on the CPU) runs a real CPU forward."""
     was = model.training
     model.train(train)
+    on_meta = any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     try:
-        with torch.no_grad(), FastMeta():
-            model(make_input(shape))
+        with torch.no_grad():
+            if on_meta:
+                with FastMeta():
+                    model(make_input(shape))
+            else:
+                model(torch.zeros(shape))
         return True
     except Exception:  # noqa: BLE001
         return False
@@ -134,6 +143,32 @@ def test_zoo_model_eval_matches_brute_force(name):
     assert result.anchor == spec.input_shape[1:]
     if result.min_square and result.min_square > 1:
         assert result.limiting_layer and result.limiting_reason
+
+
+# Built with real weights on the CPU: every interval end and the sides around it must agree with
+# real forwards (eval, and training with batch 1 where BatchNorm bounds the size).
+CPU_CHECKED = [("lenet", False), ("alexnet-d2l", False), ("nin-d2l", False), ("googlenet-d2l", False),
+               ("googlenet-bn-d2l", True), ("googlenet", False), ("tv:alexnet", False), ("resnet18", True),
+               ("densenet121", False), ("inception-v3", False), ("vgg11", False)]
+
+
+@pytest.mark.parametrize("name,train", CPU_CHECKED)
+def test_interval_ends_agree_with_real_cpu_forwards(name, train):
+    spec = resolve(name)
+    result = solve(spec, train=train)
+    cpu = spec.build("cpu")
+    sides = set()
+    for lo, hi in result.valid[:2]:
+        sides |= {lo - 1, lo}
+        if hi is not None:
+            sides |= {hi, hi + 1}
+    sides = sorted(s for s in sides if 1 <= s <= result.max_size)
+    assert sides
+    for s in sides:
+        assert runs(cpu, (1, spec.in_channels, s, s), train) == in_valid(result.valid, s, result.max_size), (
+            f"{name}: side {s} on the CPU")
+    h, w = result.min_size
+    assert runs(cpu, (1, spec.in_channels, h, w), train)
 
 
 D2L_EXPECTED = {
@@ -248,28 +283,29 @@ def test_tricky_nets(name):
     net = nets_tricky.TRICKY[name]
     spec = nets_tricky.spec(name)
     model = spec.build("meta")
+    cpu = spec.build("cpu")  # the truth: real forwards
     cap = net.cap
     result = solve(spec, model, max_size=cap)
-    truth = scan_intervals(model, net.input_shape[0], range(1, cap + 1))
+    truth = scan_intervals(cpu, net.input_shape[0], range(1, cap + 1))
     truth = [[lo, None if hi == cap else hi] for lo, hi in truth]
     assert truth == [list(v) for v in net.valid], "the hand-worked expectation is wrong"
     assert [list(v) for v in result.valid] == truth
     assert result.method == net.method, result.notes
     assert (result.min_height, result.min_width) == net.per_dim_min
     h, w = result.min_size  # the smallest input runs, and no smaller square does
-    assert runs(model, (1, net.input_shape[0], h, w))
+    assert runs(cpu, (1, net.input_shape[0], h, w))
     assert h * w <= truth[0][0] ** 2
     if result.method == "analytic":
         assert result.verified
         ah, aw = result.anchor
         for axis, got in (("h", result.valid_h), ("w", result.valid_w)):
-            line = scan_intervals(model, net.input_shape[0], range(1, cap + 1), axis=axis, anchor=(ah, aw))
+            line = scan_intervals(cpu, net.input_shape[0], range(1, cap + 1), axis=axis, anchor=(ah, aw))
             assert [list(v) for v in got] == [[lo, None if hi == cap else hi] for lo, hi in line], axis
     else:
         assert any("scanned" in n for n in result.notes)
     for batch, expected in net.train_valid.items():
         tr = solve(spec, model, max_size=cap, train=True, batch_size=batch)
-        truth = scan_intervals(model, net.input_shape[0], range(1, cap + 1), batch=batch, train=True)
+        truth = scan_intervals(cpu, net.input_shape[0], range(1, cap + 1), batch=batch, train=True)
         truth = [[lo, None if hi == cap else hi] for lo, hi in truth]
         assert truth == [list(v) for v in expected]
         assert [list(v) for v in tr.valid] == truth
@@ -357,7 +393,8 @@ def test_random_stacks_match_brute_force(layers, head, at, mode):
         except Exception:  # noqa: BLE001
             head = None
     model = nets_tricky.Stack(layers, head).to("meta")
-    truth = scan_intervals(model, 2, range(1, CAP + 1), batch=batch, train=train)
+    cpu = nets_tricky.Stack(layers, head)  # the truth: real forwards
+    truth = scan_intervals(cpu, 2, range(1, CAP + 1), batch=batch, train=train)
     sides = [s for lo, hi in truth for s in range(lo, hi + 1)]
     default = sides[at % len(sides)] if sides else 24  # a default that runs, where one does
     spec = ModelSpec("stack", "user", (2, default, default), None, lambda: nets_tricky.Stack(layers, head))
@@ -366,7 +403,7 @@ def test_random_stacks_match_brute_force(layers, head, at, mode):
     if result.method == "analytic":
         assert result.verified
         for axis, got in (("h", result.valid_h), ("w", result.valid_w)):
-            line = scan_intervals(model, 2, range(1, CAP + 1), batch=batch, train=train, axis=axis,
+            line = scan_intervals(cpu, 2, range(1, CAP + 1), batch=batch, train=train, axis=axis,
                                   anchor=result.anchor)
             assert [list(v) for v in got] == [[lo, None if hi == CAP else hi] for lo, hi in line], axis
 

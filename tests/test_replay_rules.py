@@ -2,11 +2,13 @@
 
 One or more tiny forwards per registered op name (``CASES``), each running that op with a
 dependence on the input size. For each case the forward is traced at two sizes, the traces are
-replayed over fixed random sizes plus edge sizes, and at every size a real pass on the meta
-device decides: the replay must say "runs" exactly where the pass runs, and where it runs the
-replayed output shapes of every op the rule handled must be the real ones. A few meta kernels
-skip a check that the CPU kernels (and the rule) make; those cases ask CPU passes instead
-(``oracle="cpu"``). A rule registered without a case fails ``test_every_rule_has_a_case``.
+replayed over fixed random sizes plus edge sizes, and at every size a real forward on the CPU
+decides: the replay must say "runs" exactly where the CPU pass runs, archprobe's meta passes
+(the trace and ``forward_runs``, which the solver's checks and scans use) must say the same, and
+where it runs the replayed output shapes of every op the rule handled must be the traced ones.
+The meta kernels are not the truth: some of them skip a check the CPU kernels make, and which
+ones changes between torch releases (``archprobe.analysis.device_checks`` makes those checks).
+A rule registered without a case fails ``test_every_rule_has_a_case``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import nn
 
 from archprobe.analysis.replay import RULES, Program, rule
 from archprobe.analysis.replay.align import INPUT
-from archprobe.analysis.trace import Trace, TraceFailure, make_input, trace
+from archprobe.analysis.trace import Trace, TraceFailure, forward_runs, make_input, trace
 
 _rng = random.Random(20240617)
 EDGES = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (4, 4), (5, 6), (6, 5), (7, 7), (8, 8), (1, 80), (80, 1),
@@ -45,8 +47,7 @@ class Lambda(nn.Module):
 class Case:
     """``op``: the registered rule name this case exercises; ``fn``: the forward as a function of
     the input, or ``module``: a factory for an ``nn.Module`` (built on meta); ``traces``: the sizes
-    the replayed program is traced at; ``oracle``: the device whose passes decide validity;
-    ``same_path=False``: the forward runs other ops at some valid sizes (validity is still compared
+    the replayed program is traced at; ``same_path=False``: the forward runs other ops at some valid sizes (validity is still compared
     there, shapes are not)."""
 
     op: str
@@ -56,7 +57,6 @@ class Case:
     traces: tuple = EVEN
     batch: int = 2
     train: bool = False
-    oracle: str = "meta"  # "cpu" where the meta kernel skips a check the rule (like CPU) makes
     same_path: bool = True  # False: some valid sizes take another path (shapes compared where not)
 
     @property
@@ -86,8 +86,6 @@ def _zeros(*size, device):
     return torch.zeros(size, device=device)
 
 
-# Meta's _adaptive_avg_pool2d/3d run an empty input and its bilinear/bicubic/trilinear upsampling an
-# empty output; CPU refuses both, and so do the rules: those cases use oracle="cpu".
 CASES = [
     # --- windows ---
     Case("convolution", module=lambda: nn.Conv2d(3, 4, (5, 3), stride=(2, 1), padding=(1, 0), dilation=(1, 2)),
@@ -115,13 +113,10 @@ CASES = [
     Case("avg_pool2d", fn=lambda x: _global_avg(F.max_pool2d(x, 3)), label="global-window"),
     Case("avg_pool2d", fn=lambda x: F.avg_pool1d(x.mean(2), 4, stride=3), label="1d"),
     Case("avg_pool3d", fn=lambda x: F.avg_pool3d(x.unsqueeze(1), (1, 4, 3), stride=(1, 3, 2), padding=(0, 1, 1))),
-    Case("_adaptive_avg_pool2d", fn=lambda x: F.adaptive_avg_pool2d(x[:, :, 6:, 2:], (2, 5)), oracle="cpu"),
-    Case("_adaptive_avg_pool2d", fn=lambda x: F.adaptive_avg_pool1d(x.flatten(2)[..., 30:], 4), label="1d",
-         oracle="cpu"),
-    Case("_adaptive_avg_pool2d", fn=lambda x: F.interpolate(x[:, :, 3:], size=(4, 5), mode="area"), label="area",
-         oracle="cpu"),
-    Case("_adaptive_avg_pool3d", fn=lambda x: F.adaptive_avg_pool3d(x[:, :, 4:].unsqueeze(1), (1, 2, 3)),
-         oracle="cpu"),
+    Case("_adaptive_avg_pool2d", fn=lambda x: F.adaptive_avg_pool2d(x[:, :, 6:, 2:], (2, 5))),
+    Case("_adaptive_avg_pool2d", fn=lambda x: F.adaptive_avg_pool1d(x.flatten(2)[..., 30:], 4), label="1d"),
+    Case("_adaptive_avg_pool2d", fn=lambda x: F.interpolate(x[:, :, 3:], size=(4, 5), mode="area"), label="area"),
+    Case("_adaptive_avg_pool3d", fn=lambda x: F.adaptive_avg_pool3d(x[:, :, 4:].unsqueeze(1), (1, 2, 3))),
     Case("adaptive_max_pool2d", fn=lambda x: F.adaptive_max_pool2d(x[..., 5:], 3)),
     Case("adaptive_max_pool3d", fn=lambda x: F.adaptive_max_pool3d(x[:, :, 3:].unsqueeze(1), (2, 2, 2))),
     # --- reductions ---
@@ -231,11 +226,9 @@ CASES = [
     Case("_upsample_nearest_exact3d",
          fn=lambda x: F.interpolate(x.unsqueeze(1), scale_factor=(2, 0.25, 0.5), mode="nearest-exact")),
     Case("upsample_linear1d", fn=lambda x: F.interpolate(x.mean(3), scale_factor=2.5, mode="linear")),
-    Case("upsample_bilinear2d", fn=lambda x: F.interpolate(x, scale_factor=0.7, mode="bilinear", align_corners=True),
-         oracle="cpu"),
-    Case("upsample_bicubic2d", fn=lambda x: F.interpolate(x, scale_factor=(0.5, 2), mode="bicubic"), oracle="cpu"),
-    Case("upsample_trilinear3d", fn=lambda x: F.interpolate(x.unsqueeze(2), scale_factor=(2, 0.5, 0.5), mode="trilinear"),
-         oracle="cpu"),
+    Case("upsample_bilinear2d", fn=lambda x: F.interpolate(x, scale_factor=0.7, mode="bilinear", align_corners=True)),
+    Case("upsample_bicubic2d", fn=lambda x: F.interpolate(x, scale_factor=(0.5, 2), mode="bicubic")),
+    Case("upsample_trilinear3d", fn=lambda x: F.interpolate(x.unsqueeze(2), scale_factor=(2, 0.5, 0.5), mode="trilinear")),
     Case("_upsample_bilinear2d_aa", fn=lambda x: F.interpolate(x, scale_factor=0.3, mode="bilinear", antialias=True)),
     Case("_upsample_bicubic2d_aa",
          fn=lambda x: F.interpolate(x, size=F.max_pool2d(x, 3).shape[2:], mode="bicubic", antialias=True)),
@@ -320,11 +313,14 @@ def test_rule_matches_forward_passes(case: Case):
     result = program.replay([h for h, _ in SIZES], [w for _, w in SIZES], keep_outputs=True)
     assert not result.ambiguities, [a.what for a in result.ambiguities]
     assert any(_size_dependent(program, result, k) for k in ops), f"aten.{case.op} does not depend on the input size"
-    cpu_model = case.build("cpu") if case.oracle == "cpu" else None
+    cpu_model = case.build("cpu")
     wrong = []
     for i, size in enumerate(SIZES):
         real = _trace(model, case, size)
-        runs = _runs_on_cpu(cpu_model, case, size) if cpu_model is not None else real is not None
+        runs = _runs_on_cpu(cpu_model, case, size)
+        if (real is not None) != runs or forward_runs(model, (case.batch, 3, *size), train=case.train) != runs:
+            wrong.append(f"{size}: {'runs' if runs else 'fails'} on the CPU, a meta pass says it "
+                         f"{'runs' if real is not None else 'fails'}")
         said = bool(result.valid[i])
         if said != runs:
             why = "" if said else f" ({result.reason(i)})"

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from archprobe.analysis.device_checks import check_op, conv_output_sides
 from archprobe.analysis.geometry import Window, named_args, window
 from archprobe.errors import ModelCodeError
 from archprobe.user_code import running_user_code
@@ -140,7 +141,7 @@ def _batch_norm_inference_fast(func, args, kwargs):
 
 
 def _batch_norm_backward_fast(func, args, kwargs):
-    grad_out, x, weight = args[0], args[1], args[2]
+    x = args[1]
     mask = args[-1]
     channels = x.shape[1] if x.dim() > 1 else 1
     return (
@@ -182,20 +183,22 @@ def _cat_fast(func, args, kwargs):
 
 def _conv_fast(func, args, kwargs):
     # The meta convolution computes its shape in Python (~0.2 ms). Answer the plain case
-    # (contiguous, not transposed, channels consistent, every output side >= 1) directly;
-    # anything else, errors included, goes to the real kernel.
-    x, weight, _bias, stride, padding, dilation, transposed, _output_padding, groups = args
-    if kwargs or transposed or not x.is_contiguous() or x.dim() != weight.dim() or x.dim() < 3:
+    # (contiguous, channels consistent, every output side >= 1) directly, and a transposed
+    # convolution's empty output, which the CPU runs and some meta kernels refuse; anything else,
+    # errors included, goes to the real kernel.
+    x, weight, _bias, stride, padding, dilation, transposed, output_padding, groups = args
+    if kwargs or x.dim() != weight.dim() or x.dim() < 3 or not isinstance(padding, (list, tuple)):
         return NotImplemented
-    if not isinstance(padding, (list, tuple)) or x.shape[1] != weight.shape[1] * groups:
-        return NotImplemented
-    spatial = []
-    for n, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation):
-        out = (n + 2 * p - d * (k - 1) - 1) // s + 1
-        if out < 1:
+    named = {"input": x, "weight": weight, "stride": stride, "padding": padding, "dilation": dilation,
+             "transposed": transposed, "output_padding": output_padding}
+    sides = conv_output_sides(named)
+    if transposed:
+        if x.shape[1] != weight.shape[0] or min(sides) < 0 or (min(sides) > 0 and not x.is_contiguous()):
             return NotImplemented
-        spatial.append(out)
-    return x.new_empty((x.shape[0], weight.shape[0], *spatial))
+        return x.new_empty((x.shape[0], weight.shape[1] * groups, *sides))
+    if not x.is_contiguous() or x.shape[1] != weight.shape[1] * groups or min(sides) < 1:
+        return NotImplemented
+    return x.new_empty((x.shape[0], weight.shape[0], *sides))
 
 
 def _outer_to_inner(t: torch.Tensor) -> bool:
@@ -231,16 +234,19 @@ _FAST_META: dict[Any, Callable] = {
 
 
 def run_op(func, args, kwargs):
-    """Run ``func``, taking the fast path for meta tensors where one exists."""
-    fast = _FAST_META.get(func)
+    """Run ``func``, taking the fast path for meta tensors where one exists; on meta, refuse
+    what the real kernels refuse (:mod:`archprobe.analysis.device_checks`)."""
     first = args[0] if args else None
     if isinstance(first, (list, tuple)) and first:  # cat: a list of tensors
         first = first[0]
-    if fast is not None and isinstance(first, torch.Tensor) and first.is_meta:
-        out = fast(func, args, kwargs)
-        if out is not NotImplemented:
-            return out
-    return func(*args, **kwargs)
+    if not (isinstance(first, torch.Tensor) and first.is_meta):
+        return func(*args, **kwargs)
+    fast = _FAST_META.get(func)
+    out = fast(func, args, kwargs) if fast is not None else NotImplemented
+    if out is NotImplemented:
+        out = func(*args, **kwargs)
+    check_op(func, args, kwargs, out)
+    return out
 
 
 class _EagerMode(TorchDispatchMode):

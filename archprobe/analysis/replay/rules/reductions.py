@@ -3,9 +3,9 @@
 The reduced dimensions (``dim``, or all of them) are dropped, or kept as 1 with ``keepdim``; the
 others pass through. Reductions with two outputs (values and indices, ``var_mean``) give the same
 shape twice. Reductions without an identity (``amax``/``amin``, ``argmax``/``argmin``,
-``aminmax``, norms of order < 0 or inf) fail on an empty reduced dimension, ``kthvalue`` where
-``k`` is not between 1 and the reduced size. (``max.dim``, ``min.dim``, ``mode`` and the medians
-of an empty dimension fail on CPU but run on meta, which decides here; they are not checked.)
+``aminmax``, ``max.dim``/``min.dim``, ``mode``, the medians, norms of order < 0 or inf) fail on
+an empty reduced dimension, as on the CPU (meta runs some of them), ``kthvalue`` where ``k`` is
+not between 1 and the reduced size.
 """
 
 from __future__ import annotations
@@ -50,10 +50,18 @@ def reduce(ctx: Context) -> list:
     return [_reduction(ctx)[2]]
 
 
-@rule("max.dim", "min.dim", "var_mean", "std_mean", "mode", "median.dim", "nanmedian.dim")
+@rule("var_mean", "std_mean")
 def reduce_to_two(ctx: Context) -> list:
-    """Reductions with two outputs of the reduced shape (values and indices, or two statistics)."""
+    """Reductions with two outputs of the reduced shape (two statistics)."""
     out = _reduction(ctx)[2]
+    return [out, list(out)]
+
+
+@rule("max.dim", "min.dim", "mode", "median.dim", "nanmedian.dim", "aminmax")
+def reduce_to_two_without_identity(ctx: Context) -> list:
+    """Values and indices (or the minimum and the maximum) of a non-empty reduced dimension."""
+    x, reduced, out = _reduction(ctx)
+    _not_empty(ctx, x, reduced)
     return [out, list(out)]
 
 
@@ -62,13 +70,6 @@ def reduce_without_identity(ctx: Context) -> list:
     x, reduced, out = _reduction(ctx)
     _not_empty(ctx, x, reduced)
     return [out]
-
-
-@rule("aminmax")
-def aminmax(ctx: Context) -> list:
-    x, reduced, out = _reduction(ctx)
-    _not_empty(ctx, x, reduced)
-    return [out, list(out)]
 
 
 @rule("linalg_vector_norm", "norm")

@@ -3,18 +3,20 @@
 ``F.interpolate`` gives ``floor(n * scale)`` per side with scale factors, else its output size
 (bound to a tensor where it varies); input and output must not be empty (as on CPU: meta's
 bilinear, bicubic and trilinear kernels run an empty output). Negative constant padding must not
-cut more than the input has; replication padding must leave at least 1, and reflection padding
-must be smaller than the side it reflects. Pixel unshuffle needs sides divisible by its factor.
+cut more than the input has; replication padding must leave at least 1 in every side (on older torch releases
+the 2-d and 3-d CPU kernels only ask it of some side: the rule asks the kernel which),
+and reflection padding must be smaller than the side it reflects. Pixel unshuffle needs sides divisible by its factor.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from archprobe.analysis.replay.align import Unsupported
-from archprobe.analysis.replay.dims import fmt, is_array, logical_and, minimum
+from archprobe.analysis.replay.dims import fmt, is_array, logical_and, logical_or, minimum
 from archprobe.analysis.replay.engine import Context, rule
 
 
@@ -78,18 +80,42 @@ def constant_pad(ctx: Context) -> list:
     return [x]
 
 
+@functools.cache
+def _replication_allows_empty_sides(spatial: int) -> bool:
+    """Does ``replication_pad{spatial}d`` on this torch's CPU kernel run an output with an empty
+    side, as long as another side is not empty? Older releases check "some side >= 1" in the 2-d
+    and 3-d forms (2.5 does), newer ones "every side >= 1". Asked of the kernel itself, on a 2x2
+    input whose width is cut to nothing (microseconds)."""
+    import torch
+    import torch.nn.functional as F
+
+    if spatial < 2:
+        return False
+    try:
+        F.pad(torch.zeros((1, 1) + (2,) * spatial), (-1, -1) + (0, 0) * (spatial - 1), mode="replicate")
+    except RuntimeError:
+        return False
+    return True
+
+
 def _pad(ctx: Context, reflect: bool) -> list:
     x = list(ctx.tensor("self"))
     pad = ctx.ints("padding")
+    spatial = len(pad) // 2
+    some_side_only = not reflect and _replication_allows_empty_sides(spatial)
     ok: Any = True
-    for j in range(len(pad) // 2):
+    some: Any = False
+    for j in range(spatial):
         p = len(x) - 1 - j
         n = x[p]
         left, right = pad[2 * j], pad[2 * j + 1]
         if reflect:
             ok = logical_and(ok, logical_and(left < n, right < n))
         x[p] = n + left + right
-        ok = logical_and(ok, logical_and(n >= 1, x[p] >= 1))
+        ok = logical_and(ok, logical_and(n >= 1, x[p] >= (0 if some_side_only else 1)))
+        some = logical_or(some, x[p] >= 1)
+    if some_side_only:
+        ok = logical_and(ok, some)
     ctx.check(ok, lambda i: "padding is too large for the input" if reflect else f"output would be {fmt(x, i, clip=True)}")
     return [x]
 

@@ -4,7 +4,7 @@ A convolution's or pool's output side is ``(n + 2 * pad - dilation * (k - 1) - 1
 (with ``ceil_mode``, rounded up unless the last window would start in the padding) and must come
 out at least 1; ``avg_pool3d`` also needs the unpadded input to hold the kernel. A transposed
 convolution's side is ``(n - 1) * stride - 2 * pad + dilation * (k - 1) + output_padding + 1``: it
-may be 0, as long as some side is positive. Adaptive pools give their output size and need a non-empty input.
+may be 0 (the CPU runs an empty output). Adaptive pools give their output size and need a non-empty input.
 The 1-d pools and the public ``adaptive_*`` and ``max_poolNd`` ops reach the trace as these (2-d
 after an ``unsqueeze``, or ``*_with_indices``, ``_adaptive_avg_poolNd``).
 Identical windows over the same arrays are computed once (:meth:`Context.memo`), so branches
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archprobe.analysis.replay.dims import as_int, fmt, is_array, logical_and, logical_or
+from archprobe.analysis.replay.dims import as_int, fmt, is_array, logical_and
 from archprobe.analysis.replay.engine import Context, rule
 
 
@@ -71,13 +71,6 @@ def convolution(ctx: Context) -> list:
                               transposed, output_padding[p])
             outs.append(o)
             ok = logical_and(ok, good)
-        if transposed:
-            # Sides of 0 run (an empty output), as long as one side is positive (meta; CPU runs
-            # an output that is empty in every side too).
-            some: Any = False
-            for o in outs:
-                some = logical_or(some, o >= 1)
-            ok = logical_and(ok, some)
         return outs, ok
 
     out, ok = ctx.memo(("conv", spatial, kernel, stride, padding, dilation, transposed, output_padding), compute)

@@ -104,7 +104,7 @@ class PartlyUsed(nn.Module):
 def test_parameters_without_gradients_get_a_whole_warm_up_step():
     steady = mem.StepMemory(Probe.build(spec_of(PartlyUsed, (16, 1, 1)), batch_size=2, mode="train"))
     r = steady.predict(2)
-    assert steady.whole_warm_up
+    assert steady.used_only
     assert r.optimizer_bytes == F32 * (16 * 4 + 4)  # no momentum for the unused layer
     assert steady.predict(3).optimizer_bytes == r.optimizer_bytes  # the warm-up is not redone
     assert steady.line() is not None and sorted(steady.timelines) == [2, 3]

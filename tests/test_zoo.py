@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.fx
 from torch import nn
 
 from archprobe.zoo import list_models, resolve
@@ -269,17 +268,16 @@ def leaves(model: nn.Module) -> list[tuple[str, str]]:
     return [(name, repr(m)) for name, m in model.named_modules() if not list(m.children())]
 
 
-def graph(model: nn.Module) -> list[tuple]:
-    """The forward pass as torch.fx sees it: modules called, functions and methods used."""
-    out = []
-    for node in torch.fx.symbolic_trace(model).graph.nodes:
-        if node.op == "call_module":
-            out.append((node.op, node.target, type(model.get_submodule(node.target)).__name__))
-        elif node.op in ("call_function", "call_method"):
-            out.append((node.op, getattr(node.target, "__name__", str(node.target))))
-        else:
-            out.append((node.op,))
-    return out
+def graph(model: nn.Module, shape) -> list[tuple]:
+    """The forward pass as the dispatcher sees it, one meta pass at ``shape`` (C, H, W): every
+    module call (path, type) and every aten op with the module it ran in, in order. (torch.fx
+    cannot trace ``F.avg_pool2d(x, x.size()[2:])`` on every torch release; a real pass can.)"""
+    from archprobe.analysis.trace import make_input, trace
+
+    record = trace(model, make_input((1, *shape)))
+    calls = [(c.path, c.type_name) for c in record.calls]
+    ops = [(record.calls[op.call].path if op.call >= 0 else None, op.overload) for op in record.ops]
+    return calls + ops
 
 
 def test_every_d2l_model_has_a_seed():
@@ -288,7 +286,7 @@ def test_every_d2l_model_has_a_seed():
 
 @pytest.mark.parametrize("name", D2L)
 def test_d2l_model_equals_seed_code(name):
-    _, ours = built(name)
+    spec, ours = built(name)
     with torch.device("meta"):
         seed = seed_models.SEED_FACTORIES[name]().eval()
     assert n_params(ours) == n_params(seed)
@@ -297,7 +295,7 @@ def test_d2l_model_equals_seed_code(name):
     ]
     assert leaves(ours) == leaves(seed)
     # functional ops (F.relu, F.avg_pool2d(x, x.size()[2:]), .view, torch.cat) are the seed's
-    assert graph(ours) == graph(seed)
+    assert graph(ours, spec.input_shape) == graph(seed, spec.input_shape)
 
 
 def test_d2l_known_counts():
@@ -310,10 +308,12 @@ def test_d2l_global_pool_is_functional():
     from archprobe.zoo._d2l_nets import GlobalAvgPool2d
 
     for name in ("nin-d2l", "googlenet-d2l", "resnet18-d2l", "densenet-d2l"):
-        model = built(name)[1]
+        spec, model = built(name)
         assert any(isinstance(m, GlobalAvgPool2d) for m in model.modules()), name
         assert not any(isinstance(m, nn.AdaptiveAvgPool2d) for m in model.modules()), name
-        assert "avg_pool2d" in [op[1] for op in graph(model) if op[0] == "call_function"], name
+        pools = {path for path, _ in model.named_modules() if isinstance(model.get_submodule(path), GlobalAvgPool2d)}
+        # the pool is a function called in the module's forward, with a window as large as the map
+        assert any(where in pools and op == "avg_pool2d.default" for where, op in graph(model, spec.input_shape)), name
 
 
 # --- our paper models -------------------------------------------------------------------------

@@ -217,8 +217,9 @@ class StepMemory:
     training step the optimizer is put in its steady state: gradients of the shapes a step leaves
     and the optimizer state one ``optimizer.step()`` on them creates (what a whole first step
     would leave, without its forward and backward). Should some trainable parameter receive no
-    gradient in the measured step, that state was too large: a whole first step runs instead and
-    the step is measured again (``whole_warm_up``). Each prediction measures one step.
+    gradient in the measured step, that state was too large: a fresh optimizer is put in the
+    steady state of the parameters that did get one (what a whole first step would leave) and the
+    step is measured again (``used_only``). Each prediction measures one step.
 
     Args:
         probe: the model, its input shape and mode (its own model is never touched).
@@ -248,6 +249,10 @@ class StepMemory:
                 self.model = twin(probe.model, "meta")
                 self.tensor_device = torch.device("meta")
                 self.tensors: Callable[[], Any] = lambda: torch.device("meta")  # factories make meta tensors
+                # The optimizer makes its step counts with ``torch.tensor``: host tensors, as on a
+                # real device, so its first step runs outside the meta device (torch 2.5's Adam
+                # reads them with ``.item()``); its other state follows the parameters.
+                self.warm_tensors: Callable[[], Any] = contextlib.nullcontext
                 self.fast_paths: Callable[[], Any] = FastMeta
             else:
                 # Fake tensors on the CPU: autocast acts on them, and they run on any machine (a
@@ -258,13 +263,14 @@ class StepMemory:
                 self.model = fake_twin(probe.model, fake_mode, "cpu")
                 self.tensor_device = torch.device("cpu")
                 self.tensors = lambda: fake_mode
+                self.warm_tensors = self.tensors  # fake constants: their ``.item()`` reads
                 self.fast_paths = contextlib.nullcontext
         except TypeError as exc:
             raise ArchprobeError(f"{probe.name}: {exc}") from exc
         self.model.train(probe.train)
         self.autocast = autocast(torch.device("cpu"), dtype)
         self.step = self._train_step() if probe.train else None
-        self.whole_warm_up = False
+        self.used_only = False
         self.timelines: dict[int, Timeline] = {}  # the measured steps, by batch size
         self._warm = False
         self._logit_shapes: list[tuple[int, ...]] | None = None
@@ -286,15 +292,17 @@ class StepMemory:
     def _parameters(self) -> list:
         return [p for group in self.step.optimizer.param_groups for p in group["params"]]
 
-    def _steady_state(self) -> None:
-        """Gradients as a step leaves them and the optimizer state one step on them creates."""
+    def _steady_state(self, used: list | None = None) -> None:
+        """Gradients as a step leaves them and the optimizer state one step on them creates
+        (``used``: only those parameters get a gradient)."""
         import torch
 
-        for param in self._parameters():
-            param.grad = torch.empty_like(param)
-        self.step.optimizer.step()
-        if self.step.scaler is not None:
-            self.step.scaler.scale(torch.ones(()))  # creates the scale and its growth tracker
+        with self.warm_tensors():
+            for param in self._parameters():
+                param.grad = torch.empty_like(param) if used is None or any(param is u for u in used) else None
+            self.step.optimizer.step()
+            if self.step.scaler is not None:
+                self.step.scaler.scale(torch.ones(()))  # creates the scale and its growth tracker
 
     def _inputs(self, batch_size: int) -> tuple["torch.Tensor", Any]:
         """A batch and, in training, synthetic labels for each logits tensor the model returns
@@ -327,21 +335,21 @@ class StepMemory:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise UsageError(f"must be a positive integer, not {batch_size!r}", param="batch_size")
         try:
+            if self.step is not None and not self._warm:
+                self._steady_state()
+                self._warm = True
             with self.tensors():
                 x, targets = self._inputs(batch_size)
-                if self.step is not None and not self._warm:
-                    self._steady_state()
-                    self._warm = True
                 records = self._measure(x, targets)
-                if (self.step is not None and not self.whole_warm_up
-                        and any(p.grad is None for p in self._parameters())):
-                    for param in self._parameters():  # some get no gradient: warm up with a whole step
-                        param.grad = None
-                    self.step = self._train_step()
-                    with self.fast_paths():
-                        self._run(x, targets)
-                    self.whole_warm_up = True
-                    self.timelines.clear()
+            if (self.step is not None and not self.used_only
+                    and any(p.grad is None for p in self._parameters())):
+                # some get no gradient: a fresh optimizer's steady state for those that do
+                used = [p for p in self._parameters() if p.grad is not None]
+                self.step = self._train_step()
+                self._steady_state(used)
+                self.used_only = True
+                self.timelines.clear()
+                with self.tensors():
                     records = self._measure(x, targets)
         except ArchprobeError:
             raise
@@ -356,8 +364,13 @@ class StepMemory:
         """Run one step under a fresh tracker that starts with everything alive before it; the
         records of the model's device (tensors an optimizer keeps on the host whatever the
         model's device, such as Adam's step counts, are not device memory)."""
+        import torch
+        from torch.utils._pytree import tree_flatten
+
         tracker = self.tracker_type(self.tensor_device)
-        tracker.track_external(self.model, *([self.step.optimizer] if self.step else []), x, targets)
+        labels = [t for t in tree_flatten(targets)[0] if isinstance(t, torch.Tensor)]
+        # only modules, optimizers and tensors: torch 2.5's tracker refuses anything else (None)
+        tracker.track_external(self.model, *([self.step.optimizer] if self.step else []), x, *labels)
         with self.fast_paths(), _phase_hooks(self, tracker), tracker:
             self._run(x, targets)
         return tracker.records

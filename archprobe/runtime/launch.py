@@ -15,6 +15,7 @@ dies becomes a :class:`RankFailure` naming it (the launcher stops the others wit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -107,12 +108,15 @@ def launch_local(entrypoint: Callable[[Any], Any], job: Any, nproc: int) -> dict
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     with tempfile.TemporaryDirectory(prefix="archprobe-ranks-") as logs, _launcher_scope():
-        config = LaunchConfig(
+        settings = dict(
             min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"archprobe-{uuid.uuid4().hex[:12]}",
             rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", local_addr="127.0.0.1", max_restarts=0,
             monitor_interval=MONITOR_INTERVAL_S, start_method=start_method((entrypoint.__module__,)),
             shutdown_timeout=SHUTDOWN_TIMEOUT_S, logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.ALL),
         )
+        # ``shutdown_timeout`` arrived after torch 2.5, whose launcher waits its own 30 s instead
+        known = {f.name for f in dataclasses.fields(LaunchConfig)}
+        config = LaunchConfig(**{k: v for k, v in settings.items() if k in known})
         try:
             return elastic_launch(config, entrypoint)(job)
         except ChildFailedError as exc:

@@ -24,7 +24,7 @@ from archprobe.report.frames import render
 from archprobe.report.notes import throughput_notes
 from archprobe.results import Ceiling, Environment, ThroughputResult
 from archprobe.runtime import backends
-from archprobe.runtime.backends import CpuBackend, CudaBackend, is_oom, resolve_devices
+from archprobe.runtime.backends import CudaBackend, is_oom, resolve_devices
 from archprobe.runtime.environment import physical_cores
 from archprobe.runtime.sink import CsvSink
 from archprobe.runtime.timing import CudaEventTimer, HostTimer, run_timed, summarize

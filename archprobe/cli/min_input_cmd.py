@@ -89,13 +89,9 @@ class _scan_progress:
 
     def update(self, done: int, total: int) -> None:
         if self.bar is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from archprobe.cli.progress import progress_bar
 
-            self.bar = Progress(
-                TextColumn(f"scanning {self.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=Console(stderr=True), transient=True,
-            )
+            self.bar = progress_bar(label=f"scanning {self.name}", remaining=True)
             self.bar.start()
             self.task = self.bar.add_task("scan", total=total)
         self.bar.update(self.task, completed=done)

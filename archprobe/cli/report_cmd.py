@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
@@ -139,12 +138,9 @@ def _progress(total: int):
 
     @contextmanager
     def bar():
-        if not sys.stderr.isatty():
-            yield lambda name: None
-            return
-        from rich.progress import Progress
+        from archprobe.cli.progress import progress_bar
 
-        with Progress(transient=True) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("analysing", total=total)
 
             def advance(name: str) -> None:

@@ -18,6 +18,7 @@ from archprobe.cli.options import (
     output_options,
     warmup_iters_option,
 )
+from archprobe.cli.progress import progress_bar
 from archprobe.errors import as_interrupted
 from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 
@@ -118,7 +119,7 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
         utilisation=utilisation,
     )
     writes = api.writes_output(distributed)
-    progress = _progress(quiet or not writes)
+    progress = progress_bar(quiet or not writes)
     if nprocs or distributed:
         nprocs = flatten_lists(nprocs)
         notes = []
@@ -177,14 +178,3 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
     if interrupted:
         where = f"; they are in {output}" if output and output != "-" else ""
         raise interrupted.with_message(f"{interrupted} after {len(results)} of {total} rows{where}")
-
-
-def _progress(quiet: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True, disable=quiet or not console.is_terminal,
-    )

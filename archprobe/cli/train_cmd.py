@@ -8,6 +8,7 @@ import click
 
 from archprobe.cli import cli
 from archprobe.cli.options import Seconds
+from archprobe.cli.progress import progress_bar
 from archprobe.errors import ExitCode
 from archprobe.report.frames import FORMATS
 from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
@@ -127,7 +128,7 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
 
         directory = RunDirectory(output, resume=resume, force=force)
     data_text = plan.data.describe()
-    progress = _progress(quiet)
+    progress = progress_bar(quiet)
     say = (lambda line: None) if quiet else (lambda line: progress.console.print(line, markup=False,
                                                                                    highlight=False, soft_wrap=True))
     for note in plan.notes:
@@ -172,14 +173,3 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
         # SystemExit, not click's Exit: with standalone_mode=False click returns Exit's code
         # from cli.main() instead of raising it, and main() would then exit with 0.
         sys.exit(ExitCode.INTERRUPTED)
-
-
-def _progress(quiet: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True, disable=quiet or not console.is_terminal,
-    )

@@ -2,8 +2,16 @@
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# The oldest supported releases (.ci/oldest.txt) in a second environment.
+OLDEST_VENV  := .venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
+# The tests whose answers depend on torch's internals: dispatch-level traces, meta kernels,
+# the replay rules, MemTracker, fake tensors, the launcher, the zoo's library builders.
+VERSION_SENSITIVE := tests/test_replay_rules.py tests/test_device_checks.py tests/test_static.py \
+	tests/test_min_input.py tests/test_memory.py tests/test_receptive.py tests/test_zoo.py tests/test_api.py \
+	tests/test_distributed.py
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-oldest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -19,6 +27,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
 
+## The version-sensitive tests on the oldest supported torch, torchvision and timm.
+test-oldest: $(OLDEST_STAMP)
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(VERSION_SENSITIVE)
+
+$(OLDEST_STAMP): pyproject.toml .ci/oldest.txt
+	test -x $(OLDEST_VENV)/bin/python || python3 -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -c .ci/oldest.txt -e '.[test]'
+	touch $(OLDEST_STAMP)
+
 ## Peer-tool comparisons (installs the optional peers).
 bench: $(STAMP)
 	$(PYTHON) -m pip install --quiet -e '.[test,bench]'
@@ -28,4 +46,4 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_memory.py --verify
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(OLDEST_VENV) build *.egg-info .pytest_cache

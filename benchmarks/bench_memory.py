@@ -11,7 +11,7 @@ level, :func:`archprobe.runtime.memory.measure_step_peak`) for one model per fam
 predicted, measured and their ratio; ``--cuda`` measures ``torch.cuda.max_memory_allocated``
 instead (a GPU machine).
 
-    .venv/bin/python benchmarks/bench_memory.py [MODEL ...] [--repeats 3] [--verify [--batch 8] [--cuda]]
+    .venv/bin/python benchmarks/bench_memory.py [MODEL ...] [--repeats 3] [--verify [--batch 8] [--cuda] [--train-only]]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def bench_speed(models: list[str], repeats: int) -> None:
     import timm  # noqa: F401 - start-up: the model libraries' imports (timm's alone is ~0.7 s) ...
     import torchvision  # noqa: F401
 
-    ap.memory("lenet", train=True)  # ... and the first meta ops
+    ap.memory("lenet", mode="train")  # ... and the first meta ops
     print(f"torch {torch.__version__}; batch 32, float32, SGD; --fit 24GiB for training; "
           f"median seconds wall/cpu of {repeats}")
     header = f"{'model':20s} {'eval s':>11s} {'train s':>11s} {'fit s':>11s} {'max batch':>10s} {'train peak GiB':>15s}"
@@ -56,8 +56,8 @@ def bench_speed(models: list[str], repeats: int) -> None:
     for name in models:
         spec = ap.api.as_spec(name)
         _, eval_wall, eval_cpu = timed(lambda: ap.memory(spec, batch_size=32), repeats)
-        train, train_wall, train_cpu = timed(lambda: ap.memory(spec, batch_size=32, train=True), repeats)
-        fitted, fit_wall, fit_cpu = timed(lambda: ap.memory(spec, train=True, fit="24GiB"), repeats)
+        train, train_wall, train_cpu = timed(lambda: ap.memory(spec, batch_size=32, mode="train"), repeats)
+        fitted, fit_wall, fit_cpu = timed(lambda: ap.memory(spec, mode="train", fit="24GiB"), repeats)
         worst = {"eval": max(worst["eval"], eval_cpu), "train": max(worst["train"], train_cpu),
                  "fit": max(worst["fit"], fit_cpu)}
         print(f"{name:20s} {eval_wall:5.2f}/{eval_cpu:<5.2f} {train_wall:5.2f}/{train_cpu:<5.2f} "
@@ -67,7 +67,7 @@ def bench_speed(models: list[str], repeats: int) -> None:
           f"(target <= {TARGET_PREDICT_S:g}), fit {worst['fit']:.2f} (target <= {TARGET_FIT_S:g})")
 
 
-def bench_verify(batch: int, cuda: bool) -> None:
+def bench_verify(batch: int, cuda: bool, models=None, modes=(Mode.EVAL, Mode.TRAIN)) -> None:
     from archprobe.analysis.memory import StepMemory
     from archprobe.runtime.memory import measure_step_peak
 
@@ -77,29 +77,36 @@ def bench_verify(batch: int, cuda: bool) -> None:
     header = f"{'model':18s} {'mode':5s} {'batch':>5s} {'predicted B':>15s} {'measured B':>15s} {'ratio':>8s}"
     print(header)
     print("-" * len(header))
-    for name, size in VERIFY:
+    for name, size in models or VERIFY:
         spec = ap.api.as_spec(name, input_size=size)
-        for mode in (Mode.EVAL, Mode.TRAIN):
+        for mode in modes:
             predicted = StepMemory(Probe.build(spec, batch_size=batch, mode=mode), device=device).predict(batch)
             measured = measure_step_peak(Probe.build(spec, batch_size=batch, mode=mode, device=device))
             print(f"{name:18s} {mode.value:5s} {batch:>5d} {predicted.peak_bytes:>15,} {measured:>15,} "
                   f"{predicted.peak_bytes / measured:>8.4f}", flush=True)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", help="zoo models to time (default: the whole zoo)")
+    parser.add_argument("models", nargs="*", help="zoo models to time, and with --verify to check "
+                        "(default: the whole zoo; for --verify one model per family)")
     parser.add_argument("--verify", action="store_true", help="also compare with real steps")
     parser.add_argument("--batch", type=int, default=8, help="batch size of the real steps (default 8)")
     parser.add_argument("--cuda", action="store_true", help="real steps on CUDA (max_memory_allocated)")
+    parser.add_argument("--train-only", action="store_true", help="verify training steps only")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per figure (median; default 3)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(1)
     if not args.no_speed:
         bench_speed(args.models or [entry.name for entry in ap.list_models()], args.repeats)
     if args.verify:
-        bench_verify(args.batch, args.cuda)
+        modes = (Mode.TRAIN,) if args.train_only else (Mode.EVAL, Mode.TRAIN)
+        bench_verify(args.batch, args.cuda, [(m, None) for m in args.models] or None, modes)
 
 
 if __name__ == "__main__":

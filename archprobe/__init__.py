@@ -6,7 +6,7 @@ The Python API (the command line is a second face over the same functions)::
     ap.count("googlenet").params                 # 6624904
     ap.count(my_module, input_size=(3, 224, 224))  # any nn.Module; its weights are never touched
     ap.min_input("alexnet").min_size             # (63, 63)
-    ap.memory("resnet50", train=True, fit="24GiB").max_batch_size
+    ap.memory("resnet50", mode="train", fit="24GiB").max_batch_size
     ap.to_frame([ap.count("alexnet"), ap.count("vgg16")])
     ap.train("lenet", dataset="fake", epochs=3)  # the book's experiments on real data sets
 

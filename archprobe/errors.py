@@ -18,15 +18,42 @@ class ExitCode(IntEnum):
     TERMINATED = 143  # SIGTERM, handled like Ctrl-C
 
 
+# What to do next, as the library says it and as the command line says it: an error names the
+# hint by key, so no library message names a command or a flag.
+HINTS = {
+    "list": ("archprobe.list_models() lists the zoo", "see 'archprobe list'"),
+    "force": ("force=True replaces it", "use --force to overwrite it"),
+    "scan": ("archprobe.min_input({model!r}) scans for the sizes it takes",
+             "run 'archprobe min-input {model}' to scan for the sizes it takes"),
+}
+
+
 class ArchprobeError(Exception):
-    """An expected failure with a one-line message meant for the user."""
+    """An expected failure with a one-line message meant for the user.
+
+    ``hint``: a key of :data:`HINTS` (with ``hint_values`` to fill it in), what to do next;
+    ``str()`` gives the library's wording, :meth:`for_command_line` the command line's.
+    """
 
     exit_code: ExitCode = ExitCode.FAILURE
 
-    def __init__(self, message: str, exit_code: ExitCode | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, exit_code: ExitCode | None = None, *, hint: str | None = None,
+                 hint_values: dict | None = None):
+        self.message = message
+        self.hint = hint
+        self.hint_values = dict(hint_values or {})
+        super().__init__(self._with_hint(message, 0))
         if exit_code is not None:
             self.exit_code = exit_code
+
+    def _with_hint(self, message: str, face: int) -> str:
+        if self.hint is None:
+            return message
+        return f"{message}; {HINTS[self.hint][face].format(**self.hint_values)}"
+
+    def for_command_line(self) -> str:
+        """The message as the command line shows it: the hint in its words."""
+        return self._with_hint(self.message, 1)
 
 
 class UsageError(ArchprobeError):
@@ -39,14 +66,16 @@ class UsageError(ArchprobeError):
 
     exit_code = ExitCode.USAGE
 
-    def __init__(self, message: str, exit_code: ExitCode | None = None, *, param: str | None = None):
-        super().__init__(f"{param}: {message}" if param else message, exit_code)
-        self.message = message
+    def __init__(self, message: str, exit_code: ExitCode | None = None, *, param: str | None = None,
+                 hint: str | None = None, hint_values: dict | None = None):
         self.param = param
+        super().__init__(message, exit_code, hint=hint, hint_values=hint_values)
 
-    def as_flag(self) -> str:
-        """The message with the argument spelt as its command-line flag."""
-        return f"--{self.param.replace('_', '-')}: {self.message}" if self.param else str(self)
+    def _with_hint(self, message: str, face: int) -> str:
+        text = super()._with_hint(message, face)
+        if not self.param:
+            return text
+        return f"--{self.param.replace('_', '-')}: {text}" if face else f"{self.param}: {text}"
 
 
 class SpecError(UsageError):
@@ -73,7 +102,7 @@ def first_line(error: BaseException, limit: int | None = None) -> str:
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or SIGTERM arrived while archprobe was working.
 
-    Raised by the command line's signal handlers (:mod:`archprobe.runtime.signals`). A
+    Raised by the command line's signal handlers (:mod:`archprobe.plumbing.signals`). A
     ``KeyboardInterrupt``, so every ``except KeyboardInterrupt`` that keeps the rows measured so
     far handles SIGTERM the same way. ``exit_code`` is 128 + the signal number (130, 143);
     ``message`` is the one line to show, set by whoever saved the work.

@@ -14,6 +14,7 @@ from math import prod
 from typing import TYPE_CHECKING
 
 from archprobe.errors import ModelCodeError, SpecError, UsageError
+from archprobe.results import Note
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -96,8 +97,9 @@ class Probe:
         return self.mode is Mode.TRAIN
 
     @property
-    def notes(self) -> tuple[str, ...]:
-        return (self.spec.input_note,) if self.spec.input_note else ()
+    def notes(self) -> tuple[Note, ...]:
+        """How the input shape was chosen, where the user did not give it."""
+        return self.spec.notes
 
     def input(self, dtype: "torch.dtype | None" = None) -> "torch.Tensor":
         """An uninitialised input batch on the probe's device (meta: no memory)."""
@@ -121,20 +123,19 @@ class Probe:
 def _settle_channels(spec: "ModelSpec", model: "nn.Module", device: str) -> "ModelSpec":
     if spec.input_shape[0] is not None:
         return spec
-    channels, layer = input_channels(model, device)
-    note = f"{channels} input channels read from {layer}"
-    if spec.input_note:
-        note = f"{spec.input_note}; {note}"
-    return replace(spec, input_shape=(channels, *spec.input_shape[1:]), input_note=note)
+    channels, path, type_name = input_channels(model, device)
+    note = Note.of("channels_read", channels=channels, layer=path, type=type_name)
+    return replace(spec, input_shape=(channels, *spec.input_shape[1:]), notes=(*spec.notes, note))
 
 
 class _Found(Exception):
-    def __init__(self, channels: int, layer: str):
-        self.channels, self.layer = channels, layer
+    def __init__(self, channels: int, where: tuple[str, str]):
+        self.channels, self.where = channels, where
 
 
-def input_channels(model: "nn.Module", device: str = "meta") -> tuple[int, str]:
-    """The channel count of the first layer that consumes the input, and that layer's name.
+def input_channels(model: "nn.Module", device: str = "meta") -> tuple[int, str, str]:
+    """The channel count of the first layer that consumes the input, and that layer's path
+    ("" for the model itself) and type.
 
     Runs one forward with module pre-hooks on ``device`` (the model's) and stops before the
     first convolution or normalisation layer called runs; where the forward fails before reaching one, the first such
@@ -153,8 +154,8 @@ def input_channels(model: "nn.Module", device: str = "meta") -> tuple[int, str]:
                 return value
         return None
 
-    def describe(module) -> str:
-        return f"{names.get(id(module)) or '(model)'} ({type(module).__name__})"
+    def where(module) -> tuple[str, str]:
+        return names.get(id(module), ""), type(module).__name__
 
     leaves = [m for m in model.modules() if channels_of(m) is not None]
     if not leaves:
@@ -163,17 +164,17 @@ def input_channels(model: "nn.Module", device: str = "meta") -> tuple[int, str]:
     guess = channels_of(leaves[0])
 
     def pre_hook(module, _inputs):
-        raise _Found(channels_of(module), describe(module))
+        raise _Found(channels_of(module), where(module))
 
     handles = [m.register_forward_pre_hook(pre_hook) for m in leaves]
-    first = (guess, describe(leaves[0]))
+    first = (guess, *where(leaves[0]))
     was_training = model.training
     try:
         with torch.no_grad(), running_user_code(f"forward of {type(model).__name__}"):
             model.eval()
             model(torch.empty((1, guess, 224, 224), device=device))
     except _Found as found:
-        first = (found.channels, found.layer)
+        first = (found.channels, *found.where)
     except ModelCodeError:
         raise
     except Exception:  # noqa: BLE001 - the registration order answers instead

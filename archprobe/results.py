@@ -14,7 +14,27 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
+
+# --- notes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Note:
+    """A fact about a result that :mod:`archprobe.report` puts into words: ``code`` names the
+    kind of fact (each has one sentence in ``report.notes.NOTE_TEXT``), ``values`` hold its
+    figures and names as ``(key, value)`` pairs. JSON carries ``{"code": ..., key: value}``."""
+
+    code: str
+    values: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, code: str, **values: Any) -> "Note":
+        return cls(code, tuple(values.items()))
+
+    def __getitem__(self, key: str) -> Any:
+        return dict(self.values)[key]
+
 
 # --- the zoo ------------------------------------------------------------------------------------
 
@@ -68,21 +88,20 @@ class ModelCounts:
     fvcore_macs: int | None = None
     unsupported_ops: tuple[str, ...] = ()
     counter: str = "archprobe"
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
 class LayerRow:
     """One module call: its own parameters and cost (not those of the rows below it)."""
 
-    layer: str  # the module's name, indented by depth
     type: str
     output_shape: tuple[int, ...]
     params: int
     macs: int
     flops: int
     model: str = ""
-    path: str = ""
+    path: str = ""  # the module's qualified name in the model, "" for the model itself
     depth: int = 0
     output_shapes: tuple[tuple[int, ...], ...] = ()
     # Receptive fields (asked for with ``rf``; see ``archprobe.analysis.receptive``), per spatial
@@ -108,7 +127,7 @@ class LayerTable:
     macs: int
     flops: int
     unsupported_ops: tuple[str, ...]
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
 
 # --- memory -------------------------------------------------------------------------------------
@@ -156,7 +175,7 @@ class MemoryResult:
     budget_bytes: int | None = None
     next_peak_bytes: int | None = None  # the peak at max_batch_size + 1, which does not fit
     fit_capped: bool | None = None
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
     @property
     def fits(self) -> bool | None:
@@ -172,10 +191,9 @@ class LayerSize:
     """One module call's output at the explained size (``min-input --explain``)."""
 
     depth: int
-    layer: str
+    layer: str  # the module's qualified name, "" for the model itself
     type: str
     output: tuple  # (C, H, W) without the batch
-    hw: str  # "HxW", or "-" for outputs without spatial dimensions
 
 
 @dataclass(frozen=True)
@@ -209,7 +227,6 @@ class MinInputResult:
     batch_size: int
     min_size: tuple | None
     min_square: int | None
-    valid_sides: str  # the compact description of ``valid``, e.g. "15-4096+"
     limiting_layer: str | None
     method: str
     verified: bool
@@ -228,7 +245,7 @@ class MinInputResult:
     upper_limiting_reason: str | None = None
     checks: tuple = ()
     traced: tuple = ()
-    notes: tuple = ()
+    notes: tuple[Note, ...] = ()
     explain_size: tuple | None = None
     layers: tuple = ()
 
@@ -340,7 +357,7 @@ class ThroughputResult:
     peak_cuda_reserved_bytes: int | None = None
     peak_live_tensor_bytes: int | None = None  # CPU: the step's peak of live tensor bytes
     # --- setup
-    input_shape: str = ""  # CxHxW of one example
+    input_shape: tuple[int, ...] = ()  # (C, H, W) of one example
     channels_last: bool = False
     compile: bool = False
     threads: int | None = None
@@ -368,7 +385,8 @@ class ThroughputResult:
     scaling_efficiency: float | None = None
     single_process_examples_per_sec: float | None = None
     rank_median_ms: tuple[float, ...] | None = None  # each rank's own median step time, rank order
-    rank_devices: tuple[str, ...] | None = None  # "host device name" of each rank, rank order
+    rank_hosts: tuple[str, ...] | None = None  # each rank's host name, rank order
+    rank_device_names: tuple[str, ...] | None = None  # each rank's device ("cuda:0 NVIDIA H200"), rank order
     nccl_version: str | None = None
 
     @property
@@ -453,7 +471,7 @@ class TrainRun:
     ``batch_size`` is per rank and ``global_batch_size`` = batch_size x world_size; each rank
     trains on its DistributedSampler share of every epoch, and an epoch's figures are global
     (loss and accuracies summed over ranks, its training time the slowest rank's). ``threads``
-    is per rank; ``rank_devices`` names each rank's host and device, in rank order.
+    is per rank; ``rank_hosts`` and ``rank_device_names`` name each rank's host and device, in rank order.
     """
 
     model: str
@@ -479,12 +497,13 @@ class TrainRun:
     cudnn_benchmark: bool | None = None
     environment: Environment | None = None
     error: str | None = None
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
     # --- data-parallel runs (torch.distributed)
     world_size: int | None = None
     global_batch_size: int | None = None
     backend: str | None = None  # "gloo" or "nccl"
-    rank_devices: tuple[str, ...] | None = None  # "host device name" of each rank, rank order
+    rank_hosts: tuple[str, ...] | None = None  # each rank's host name, rank order
+    rank_device_names: tuple[str, ...] | None = None  # each rank's device, rank order
 
     @property
     def ok(self) -> bool:
@@ -519,6 +538,14 @@ class VariantPair:
 
 
 @dataclass(frozen=True)
+class ModelFailure:
+    """One model an analysis could not run for, and the error that stopped it."""
+
+    model: str
+    error: str
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything ``archprobe report`` writes, before it is laid out."""
 
@@ -531,29 +558,42 @@ class Report:
     environment: Environment | None = None
     # Predicted peak memory: ``memory`` at the report's batch sizes (inference and training),
     # ``memory_curve`` over a range of batch sizes (the plot); models whose step could not be
-    # predicted are listed in ``memory_failures`` ("model: reason").
+    # predicted are listed in ``memory_failures``.
     memory: tuple[MemoryResult, ...] = ()
     memory_curve: tuple[MemoryResult, ...] = ()
-    memory_failures: tuple[str, ...] = ()
+    memory_failures: tuple[ModelFailure, ...] = ()
 
 
 # --- serialisation ------------------------------------------------------------------------------
 
 
-def plain(value: Any) -> Any:
+def plain(value: Any, words: Callable[[Sequence[Note]], list[str]] | None = None) -> Any:
     """A JSON-friendly copy of a result value: dataclasses as dicts, tuples as lists, non-finite
-    floats as ``None`` (base units, nothing rounded)."""
+    floats as ``None`` (base units, nothing rounded); notes as ``words(notes)`` (the report's
+    sentences), else each as ``{"code": ..., **values}``."""
+    if words is not None and isinstance(value, (list, tuple)) and value and all(isinstance(v, Note) for v in value):
+        return words(value)
+    if isinstance(value, Note):
+        return words([value])[0] if words else {"code": value.code, **{k: plain(v) for k, v in value.values}}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name), words) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): plain(v, words) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [plain(v, words) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
 def flat_record(result: Any) -> dict[str, Any]:
-    """One CSV row: :func:`plain`, with list values joined by ``;``."""
-    return {k: (";".join(map(str, v)) if isinstance(v, list) else v) for k, v in plain(result).items()}
+    """One CSV row of a result (or of its :func:`plain` record): list values joined by ``;``
+    (a note as ``code(key=value, ...)``)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, dict) and "code" in v:
+            args = ", ".join(f"{k}={x}" for k, x in v.items() if k != "code")
+            return f"{v['code']}({args})"
+        return str(v)
+
+    record = result if isinstance(result, dict) else plain(result)
+    return {k: (";".join(map(cell, v)) if isinstance(v, list) else v) for k, v in record.items()}

@@ -19,7 +19,7 @@ import traceback
 from typing import Iterator
 
 from archprobe.errors import Interrupted, ModelCodeError
-from archprobe.runtime.signals import signals_handled
+from archprobe.plumbing.signals import signals_handled
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]

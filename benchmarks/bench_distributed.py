@@ -1,7 +1,7 @@
 """Data-parallel throughput on this machine: how well do 2 ranks scale, and what does the
 distributed path itself cost? CPU, gloo, one thread per rank, train mode (DDP).
 
-Per model, each round runs ``archprobe.api.distributed_sweep`` with ``nprocs=(1, 2)`` and one
+Per model, each round runs ``archprobe.bench.sweeps.distributed_sweep`` with ``nprocs=(1, 2)`` and one
 thread per rank, which measures in one run:
 
 * ``plain``: one process through the plain runner (``ThroughputRunner``), the baseline every
@@ -29,7 +29,7 @@ import os
 import statistics
 import time
 
-from archprobe import api
+from archprobe.bench.sweeps import distributed_sweep
 from archprobe.bench.throughput import ThroughputConfig, ThroughputRunner
 from archprobe.probe import Mode
 from archprobe.runtime.environment import collect_environment, physical_cores
@@ -73,7 +73,7 @@ def wait_quiet(limit: float, timeout: float = 60.0) -> float:
 def one_round(model: str, batch: int, mode: Mode, min_time: float, warmup_time: float) -> dict[str, float]:
     config = ThroughputConfig(threads=1, min_time=min_time, warmup_time=warmup_time, utilisation=False)
     runner = RecordingRunner()
-    rows = list(api.distributed_sweep([model], ["cpu"], [mode], [batch], config, nprocs=(1, 2), runner=runner))
+    rows = list(distributed_sweep([model], ["cpu"], [mode], [batch], config, nprocs=(1, 2), runner=runner))
     for row in rows:
         if not row.ok:
             raise SystemExit(f"{row.label}: {row.error}")

@@ -44,7 +44,8 @@ import os
 import statistics
 import tempfile
 
-from archprobe import api
+import archprobe as ap
+from archprobe.training.plan import plan_training
 from archprobe.bench.throughput import ThroughputConfig, ThroughputRunner
 from archprobe.probe import Mode
 from archprobe.training.datasets import load_dataset, write_structured_dataset
@@ -57,7 +58,7 @@ SCALING_CASES = ("lenet:64:none:10240", "resnet18-d2l:16:96:256")
 def measure(model: str, batch: int, resize: int | None, examples: int, device: str, threads: int | None,
             rounds: int, root: str) -> list[tuple[float, float, float]]:
     data = load_dataset("fashion-mnist", root, limit_train=examples, limit_test=batch)
-    plan = api.plan_training([model], dataset="fashion-mnist", data_root=root, device=device,
+    plan = plan_training([model], dataset="fashion-mnist", data_root=root, device=device,
                              limit_train=examples, limit_test=batch, optimizer="sgd", lr=0.001, momentum=0.9,
                              weight_decay=0.0, batch_size=batch, epochs=2, resize=resize)
     (job,) = plan.jobs
@@ -90,7 +91,7 @@ def measure_scaling(model: str, batch: int, resize: int | None, examples: int, t
         load = os.getloadavg()[0]
         rates = {}
         for nproc in (None, 1, 2):
-            (run,) = api.train(model, nproc=nproc, **options)
+            (run,) = ap.train(model, nproc=nproc, **options)
             assert run.ok, run.error
             rates[nproc] = run.epochs[-1].examples_per_sec
         results.append({"plain": rates[None], "x1": rates[1], "x2": rates[2], "busy": busy, "load": load})

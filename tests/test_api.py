@@ -15,19 +15,11 @@ import torch
 from torch import nn
 
 import archprobe as ap
-from archprobe.cli import main
 from archprobe.errors import ExitCode
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 import seed_models  # noqa: E402
-
-
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_import_does_not_import_torch():
@@ -85,7 +77,11 @@ def test_module_without_input_size_reads_its_channels_and_says_so():
     net = nn.Sequential(nn.Conv2d(5, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
     result = ap.count(net)
     assert result.input_shape == (1, 5, 224, 224)
-    assert any("224x224 assumed" in n and "5 input channels read from 0 (Conv2d)" in n for n in result.notes)
+    from archprobe.report.notes import notes_text
+
+    assert [n.code for n in result.notes] == ["input_size_assumed", "channels_read"]  # facts, not prose
+    assert any("224x224 assumed" in n and "5 input channels read from 0 (Conv2d)" in n
+               for n in notes_text(result.notes))
 
 
 def test_module_channels_come_from_the_first_layer_called_not_registered():
@@ -102,7 +98,7 @@ def test_module_channels_come_from_the_first_layer_called_not_registered():
 
 
 def test_probe_is_built_once_and_reused():
-    probe = ap.probe("lenet", batch_size=4, train=True)
+    probe = ap.probe("lenet", batch_size=4, mode="train")
     assert probe.shape == (4, 1, 28, 28) and probe.mode is ap.Mode.TRAIN and probe.device == "meta"
     other = probe.with_setting(batch_size=8, mode="eval")
     assert other.model is probe.model and other.shape == (8, 1, 28, 28) and not other.train
@@ -115,7 +111,7 @@ def test_bad_api_arguments_name_the_python_argument():
     with pytest.raises(ap.UsageError, match="^input_size: "):
         ap.count("lenet", input_size=(1, 2, 3, 4))
     with pytest.raises(ap.UsageError, match="^mode: "):
-        ap.probe("lenet", train="sometimes")
+        ap.probe("lenet", mode="sometimes")
 
 
 # --- user models with their own channel counts ---------------------------------------------------
@@ -140,47 +136,47 @@ def seed_googlenet_files(tmp_path):
 
 
 @pytest.mark.parametrize("zoo_name", ["googlenet-bn-d2l", "googlenet-d2l"])
-def test_seed_googlenet_as_a_user_file(capsys, seed_googlenet_files, zoo_name):
+def test_seed_googlenet_as_a_user_file(invoke, seed_googlenet_files, zoo_name):
     spec = f"{seed_googlenet_files[zoo_name]}:build"
-    code, out, err = invoke(capsys, "params", spec, "-f", "json")  # no options at all
+    code, out, err = invoke("params", spec, "-f", "json")  # no options at all
     assert code == 0, err
     (plain,) = json.loads(out)
     assert plain["input_shape"] == [1, 1, 224, 224]  # 1 channel, read from the seed's first conv
-    assert any("1 input channels read from b1.0 (Conv2d)" in n for n in plain["notes"])
+    assert any("1 input channel read from b1.0 (Conv2d)" in n for n in plain["notes"])  # one channel: singular
 
-    code, out, err = invoke(capsys, "params", spec, zoo_name, "--input-size", "1x96x96", "-f", "json")
+    code, out, err = invoke("params", spec, zoo_name, "--input-size", "1x96x96", "-f", "json")
     assert code == 0, err
     user, zoo = json.loads(out)
     assert plain["params"] == zoo["params"]
     numbers = ("input_shape", "params", "params_forward", "macs", "flops", "conv_params", "linear_params")
     assert {k: user[k] for k in numbers} == {k: zoo[k] for k in numbers}
 
-    code, out, err = invoke(capsys, "min-input", spec, zoo_name, "--input-size", "1x96x96", "-f", "json")
+    code, out, err = invoke("min-input", spec, zoo_name, "--input-size", "1x96x96", "-f", "json")
     assert code == 0, err
     user, zoo = json.loads(out)
     assert (user["valid"], user["min_size"], user["anchor"]) == (zoo["valid"], zoo["min_size"], zoo["anchor"])
 
 
-def test_in_channels_reaches_the_factory_only_when_typed(capsys, tmp_path):
+def test_in_channels_reaches_the_factory_only_when_typed(invoke, tmp_path):
     path = tmp_path / "fixed.py"
     path.write_text("from torch import nn\n\ndef build():\n"
                     "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())\n")
-    code, out, err = invoke(capsys, "params", f"{path}:build", "--input-size", "1x96x96", "-f", "json")
+    code, out, err = invoke("params", f"{path}:build", "--input-size", "1x96x96", "-f", "json")
     assert code == 0, err
     assert json.loads(out)[0]["input_shape"] == [1, 1, 96, 96]
-    code, out, err = invoke(capsys, "params", f"{path}:build", "--in-channels", "3")
+    code, out, err = invoke("params", f"{path}:build", "--in-channels", "3")
     assert code == ExitCode.USAGE
     assert err.strip() == f"error: --in-channels: {path}:build does not take this argument"
     # three channels fed to a one-channel model: the error names the layer that refused them
-    code, out, err = invoke(capsys, "params", f"{path}:build", "--input-size", "3x96x96")
+    code, out, err = invoke("params", f"{path}:build", "--input-size", "3x96x96")
     assert code != 0 and "0 (Conv2d)" in err and len(err.strip().splitlines()) == 1
 
 
-def test_report_keeps_every_model_whatever_its_source(capsys, tmp_path):
+def test_report_keeps_every_model_whatever_its_source(invoke, tmp_path):
     user = tmp_path / "net.py"
     user.write_text("import torchvision\n\ndef build():\n    return torchvision.models.resnet18(num_classes=7)\n")
     out_dir = tmp_path / "r"
-    code, _, err = invoke(capsys, "report", "tv:resnet18", "timm:resnet18", f"{user}:build",
+    code, _, err = invoke("report", "tv:resnet18", "timm:resnet18", f"{user}:build",
                           "--input-size", "3x160x160", "-o", str(out_dir))
     assert code == 0, err
     document = json.loads((out_dir / "report.json").read_text())
@@ -193,12 +189,12 @@ def test_report_keeps_every_model_whatever_its_source(capsys, tmp_path):
     assert [row["source"] for row in document["zoo"]] == ["torchvision", "timm", "user"]
 
 
-def test_report_batch_lists_set_the_memory_table(capsys, tmp_path):
-    code, _, err = invoke(capsys, "report", "lenet", "-b", "8,16", "-o", str(tmp_path / "r"))
+def test_report_batch_lists_set_the_memory_table(invoke, tmp_path):
+    code, _, err = invoke("report", "lenet", "-b", "8,16", "-o", str(tmp_path / "r"))
     assert code == 0, err
     memory = json.loads((tmp_path / "r" / "report.json").read_text())["memory"]
     assert [(r["mode"], r["batch_size"]) for r in memory] == [("eval", 8), ("eval", 16), ("train", 8), ("train", 16)]
-    code, _, err = invoke(capsys, "report", "lenet", "-b", "8", "--no-memory", "-o", str(tmp_path / "s"))
+    code, _, err = invoke("report", "lenet", "-b", "8", "--no-memory", "-o", str(tmp_path / "s"))
     assert code == ExitCode.USAGE and "--batch-size only applies with --memory or --throughput" in err
-    code, _, err = invoke(capsys, "report", "lenet", "--mode", "train", "-o", str(tmp_path / "t"))
+    code, _, err = invoke("report", "lenet", "--mode", "train", "-o", str(tmp_path / "t"))
     assert code == ExitCode.USAGE and "--mode only apply with --throughput" in err

@@ -19,13 +19,6 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
 COMMANDS = sorted(cli.commands)
 
 
@@ -48,35 +41,35 @@ def test_every_command_has_examples_in_help(command):
     assert "Examples:" in (cli.commands[command].help or "")
 
 
-def test_list_filters_and_formats(capsys):
-    code, out, _ = invoke(capsys, "list", "inception*", "--format", "json")
+def test_list_filters_and_formats(invoke):
+    code, out, _ = invoke("list", "inception*", "--format", "json")
     assert code == 0
     names = [row["name"] for row in json.loads(out)]
     assert names == ["inception-resnet-v1", "inception-resnet-v2", "inception-v3", "inception-v4"]
 
 
-def test_unknown_model_suggests(capsys):
-    code, out, err = invoke(capsys, "params", "vgg61")
+def test_unknown_model_suggests(invoke):
+    code, out, err = invoke("params", "vgg61")
     assert code == ExitCode.USAGE
     assert err.strip() == "error: unknown model 'vgg61'; did you mean vgg16 or vgg11 or vgg13?"
     assert "Traceback" not in err
 
 
-def test_names_are_case_and_separator_insensitive(capsys):
-    code, out, _ = invoke(capsys, "params", "Inception_V3", "GOOGLENET-d2l", "-f", "json")
+def test_names_are_case_and_separator_insensitive(invoke):
+    code, out, _ = invoke("params", "Inception_V3", "GOOGLENET-d2l", "-f", "json")
     assert code == 0
     assert [r["model"] for r in json.loads(out)] == ["inception-v3", "googlenet-d2l"]
 
 
 @pytest.mark.parametrize("size", ["0", "-3", "abc", "3x", "1x2x3x4", "3x0x5"])
-def test_bad_sizes_exit_2(capsys, size):
-    code, _, err = invoke(capsys, "params", "lenet", "--input-size", size)
+def test_bad_sizes_exit_2(invoke, size):
+    code, _, err = invoke("params", "lenet", "--input-size", size)
     assert code == ExitCode.USAGE
     assert err.startswith("error: ") and err.count("\n") == 1
 
 
-def test_size_too_small_names_the_layer(capsys):
-    code, _, err = invoke(capsys, "params", "alexnet", "--input-size", "32")
+def test_size_too_small_names_the_layer(invoke):
+    code, _, err = invoke("params", "alexnet", "--input-size", "32")
     assert code == ExitCode.USAGE
     assert "features" in err and "MaxPool2d" in err
     assert err.count("\n") == 1
@@ -105,17 +98,17 @@ def user_files(tmp_path):
     return tmp_path
 
 
-def test_user_file_model(capsys, user_files):
-    code, out, _ = invoke(capsys, "params", f"{user_files}/good.py:build", "--input-size", "3x32x32", "-f", "json")
+def test_user_file_model(invoke, user_files):
+    code, out, _ = invoke("params", f"{user_files}/good.py:build", "--input-size", "3x32x32", "-f", "json")
     assert code == 0
     row = json.loads(out)[0]
     assert row["params"] == 8 * 3 * 9 + 8 + 8 * 10 + 10
     assert row["input_shape"] == [1, 3, 32, 32]
 
 
-def test_user_module_in_channels_and_classes(capsys, user_files, monkeypatch):
+def test_user_module_in_channels_and_classes(invoke, user_files, monkeypatch):
     monkeypatch.syspath_prepend(str(user_files))
-    code, out, _ = invoke(capsys, "params", "good:build", "--in-channels", "1", "--num-classes", "5", "-f", "json")
+    code, out, _ = invoke("params", "good:build", "--in-channels", "1", "--num-classes", "5", "-f", "json")
     assert code == 0
     assert json.loads(out)[0]["params"] == 8 * 1 * 9 + 8 + 8 * 5 + 5
 
@@ -132,24 +125,24 @@ def test_user_module_in_channels_and_classes(capsys, user_files, monkeypatch):
         ("no_such_package_xyz:build", "cannot import module", ExitCode.USAGE),
     ],
 )
-def test_bad_user_specs(capsys, user_files, monkeypatch, spec, message, exit_code):
+def test_bad_user_specs(invoke, user_files, monkeypatch, spec, message, exit_code):
     monkeypatch.chdir(user_files)
-    code, _, err = invoke(capsys, "params", spec)
+    code, _, err = invoke("params", spec)
     assert code == exit_code, err
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_torchvision_and_timm_specs(capsys):
-    code, out, _ = invoke(capsys, "params", "tv:resnet18", "timm:resnet10t", "-f", "json")
+def test_torchvision_and_timm_specs(invoke):
+    code, out, _ = invoke("params", "tv:resnet18", "timm:resnet10t", "-f", "json")
     assert code == 0
     rows = json.loads(out)
     assert rows[0]["params"] == 11_689_512
     assert rows[1]["model"] == "timm:resnet10t" and rows[1]["params"] > 0
 
 
-def test_zoo_glob_expands(capsys):
-    code, out, _ = invoke(capsys, "params", "vgg1[13]", "-f", "json")
+def test_zoo_glob_expands(invoke):
+    code, out, _ = invoke("params", "vgg1[13]", "-f", "json")
     assert code == 0
     assert [r["model"] for r in json.loads(out)] == ["vgg11", "vgg13"]
 
@@ -159,7 +152,7 @@ def test_python_dash_m_entry_point():
     assert result.returncode == 0 and "lenet" in result.stdout
 
 
-def test_user_file_with_dataclass(capsys, tmp_path):
+def test_user_file_with_dataclass(invoke, tmp_path):
     (tmp_path / "dc.py").write_text(textwrap.dedent("""
         from dataclasses import dataclass
         from torch import nn
@@ -169,13 +162,13 @@ def test_user_file_with_dataclass(capsys, tmp_path):
         def build():
             return nn.Conv2d(3, Config().width, 3)
     """))
-    code, out, err = invoke(capsys, "params", f"{tmp_path}/dc.py:build", "--input-size", "8", "-f", "json")
+    code, out, err = invoke("params", f"{tmp_path}/dc.py:build", "--input-size", "8", "-f", "json")
     assert code == 0, err
     assert json.loads(out)[0]["params"] == 4 * 3 * 9 + 4
 
 
-def test_model_that_cannot_be_built_on_meta_falls_back(capsys):
-    code, out, err = invoke(capsys, "params", "tv:regnet_x_400mf", "-f", "json")
+def test_model_that_cannot_be_built_on_meta_falls_back(invoke):
+    code, out, err = invoke("params", "tv:regnet_x_400mf", "-f", "json")
     assert code == 0, err
     assert json.loads(out)[0]["params"] == 5_495_976
 
@@ -193,3 +186,17 @@ def test_exit_codes_raised_by_click_are_kept():
         assert exit_info.value.code == 130
     finally:
         del cli.commands["exit-probe"]
+
+
+@pytest.mark.parametrize("command", ["params", "min-input", "memory"])
+def test_mode_is_spelled_as_in_the_api_and_train_is_its_shorthand(invoke, command):
+    extra = ["--device", "cpu", "-b", "2"] if command == "memory" else ["-b", "2"]
+    code, by_mode, err = invoke(command, "lenet", "--mode", "train", *extra, "-f", "json")
+    assert code == 0, err
+    code, by_flag, err = invoke(command, "lenet", "--train", *extra, "-f", "json")
+    assert code == 0, err
+    code, in_eval, err = invoke(command, "lenet", *extra, "-f", "json")
+    assert code == 0, err
+    assert by_mode == by_flag != in_eval
+    code, _, err = invoke(command, "lenet", "--train", "--mode", "eval")
+    assert code == 2 and "--train means --mode train" in err

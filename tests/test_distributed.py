@@ -23,7 +23,6 @@ from torch import nn
 import archprobe as ap
 from archprobe.bench import distributed as bd
 from archprobe.bench.throughput import RESULT_FIELDS, ThroughputConfig
-from archprobe.cli import main
 from archprobe.errors import ExitCode, UsageError
 from archprobe.report.frames import render
 from archprobe.report.notes import throughput_notes
@@ -41,13 +40,6 @@ FAST_ARGS = ["--warmup", "1", "--warmup-time", "0", "--min-iters", "3", "--min-t
 FAKE_ENV = Environment("2.x", "12.x", 90000, "Fake Device", "Fake CPU", "3.x")
 LAUNCH_ENV = dict(RANK="1", WORLD_SIZE="4", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2", GROUP_WORLD_SIZE="2",
                   MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
-
-
-def invoke(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(["throughput", *args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 # --- the rank's place, devices and threads ------------------------------------------------------
@@ -126,7 +118,7 @@ def tiny_spec() -> ModelSpec:
 
 def timing(**overrides) -> bd.GroupTiming:
     values = dict(step_max_s=(0.010, 0.012, 0.011, 0.020), rank_median_s=(0.0105, 0.0112),
-                  rank_devices=("h cpu Fake CPU", "h cpu Fake CPU"), world_size=2, local_world_size=2, nnodes=1,
+                  rank_hosts=("h", "h"), rank_device_names=("cpu Fake CPU", "cpu Fake CPU"), world_size=2, local_world_size=2, nnodes=1,
                   warmup_iters=5, threads=1, cudnn_benchmark=None,
                   memory={"peak_memory_bytes": 2_000})
     return bd.GroupTiming(**{**values, **overrides})
@@ -274,7 +266,7 @@ def test_cuda_rank_with_fakes_no_sync_or_collective_inside_the_timed_steps(one_r
                            collectives=LoggedCollectives(log))
     assert len(got.step_max_s) == 5 and all(t > 0 for t in got.step_max_s)
     assert got.warmup_iters == 2 and got.cudnn_benchmark is True
-    assert got.rank_devices == (f"{socket.gethostname()} cuda:0 Fake Device",)
+    assert got.rank_hosts == (socket.gethostname(),) and got.rank_device_names == ("cuda:0 Fake Device",)
     assert got.nccl_version == ".".join(map(str, torch.cuda.nccl.version()))
     assert got.memory == {"peak_cuda_allocated_bytes": 5_000, "peak_cuda_reserved_bytes": 8_000,
                           "peak_memory_bytes": 5_000}
@@ -304,19 +296,19 @@ def test_ddp_wraps_the_model_in_train_mode_only(one_rank_group, monkeypatch):
     (["--distributed", "--nproc", "2", "--device", "cpu"], "--nproc", "set by the launcher"),
     (["--distributed", "--device", "cpu"], "--distributed", "no process group to join"),
 ])
-def test_usage_errors(capsys, monkeypatch, args, flag, message):
+def test_usage_errors(invoke, monkeypatch, args, flag, message):
     for name in rd.LAUNCH_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(backends, "cuda_usable", lambda: True)
-    code, out, err = invoke(capsys, "lenet", *args, *FAST_ARGS)
+    code, out, err = invoke("throughput", "lenet", *args, *FAST_ARGS)
     assert code == ExitCode.USAGE and flag in err and message in err, err
     assert len(err.strip().splitlines()) <= 4 and "Traceback" not in err
 
 
-def test_more_cuda_ranks_than_gpus_is_a_usage_error(capsys, monkeypatch):
+def test_more_cuda_ranks_than_gpus_is_a_usage_error(invoke, monkeypatch):
     monkeypatch.setattr(backends, "cuda_usable", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    code, out, err = invoke(capsys, "lenet", "--device", "cuda", "--nproc", "1,2", *FAST_ARGS)
+    code, out, err = invoke("throughput", "lenet", "--device", "cuda", "--nproc", "1,2", *FAST_ARGS)
     assert code == ExitCode.USAGE
     assert err.strip() == "error: --nproc: 2 CUDA ranks need 2 GPUs (one per rank); 1 is visible"
     with pytest.raises(UsageError, match="need 4 GPUs"):
@@ -386,8 +378,8 @@ def ranks_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ranks_of_lenet_training(capsys):
-    code, out, err = invoke(capsys, "lenet", "--device", "cpu", "--nproc", "2", "--mode", "train", "-b", "8",
+def test_two_ranks_of_lenet_training(invoke):
+    code, out, err = invoke("throughput", "lenet", "--device", "cpu", "--nproc", "2", "--mode", "train", "-b", "8",
                             *FAST_ARGS, "-f", "json")
     assert code == 0, err
     (row,) = json.loads(out)
@@ -397,7 +389,7 @@ def test_two_ranks_of_lenet_training(capsys):
     assert (row["batch_size"], row["global_batch_size"], row["mode"]) == (8, 16, "train")
     assert row["threads"] == rd.threads_per_rank(2)  # the cores split between the two ranks
     assert len(row["rank_median_ms"]) == 2 and all(m > 0 for m in row["rank_median_ms"])  # two ranks ran
-    assert len(row["rank_devices"]) == 2
+    assert len(row["rank_hosts"]) == len(row["rank_device_names"]) == 2
     assert row["examples_per_sec"] == pytest.approx(16 / (row["median_ms"] / 1e3))
     assert row["median_ms"] >= min(row["rank_median_ms"]) * 0.999  # a step waits for its slowest rank
     assert row["single_process_examples_per_sec"] > 0
@@ -406,10 +398,10 @@ def test_two_ranks_of_lenet_training(capsys):
 
 
 @pytest.mark.slow
-def test_ranks_that_raise_die_or_hang_become_error_rows(capsys, ranks_file):
+def test_ranks_that_raise_die_or_hang_become_error_rows(invoke, ranks_file):
     spec = f"{ranks_file}:"
     began = time.monotonic()
-    code, out, err = invoke(capsys, spec + "raises_on_rank_1", spec + "dies_on_rank_1", spec + "hangs_on_rank_1",
+    code, out, err = invoke("throughput", spec + "raises_on_rank_1", spec + "dies_on_rank_1", spec + "hangs_on_rank_1",
                             "--input-size", "1x8x8", "--device", "cpu", "--nproc", "2", "--mode", "eval", "-b", "2",
                             "--timeout", "3", *FAST_ARGS, "-f", "json")
     elapsed = time.monotonic() - began

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from archprobe.cli import main
 from archprobe.errors import ExitCode, Interrupted, ModelCodeError, UsageError
 
 # Tiny and Printing below: a 3x3 conv 3 -> 4 channels and a Linear 4 -> 10, with biases.
@@ -176,13 +175,6 @@ def spec(files):
     return named
 
 
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
 def one_error_line(err: str) -> str:
     """The single line of an error on stderr."""
     assert err.count("\n") == 1 and err.endswith("\n"), repr(err)
@@ -209,7 +201,7 @@ def _make_node(path: Path, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["device", "fifo"])
 @pytest.mark.parametrize("command", ["params", "throughput"])
-def test_a_device_or_fifo_is_written_in_place_not_replaced(capsys, tmp_path, spec, command, kind):
+def test_a_device_or_fifo_is_written_in_place_not_replaced(invoke, tmp_path, spec, command, kind):
     node = tmp_path / "node"
     _make_node(node, kind)
     before = node.stat()
@@ -218,7 +210,7 @@ def test_a_device_or_fifo_is_written_in_place_not_replaced(capsys, tmp_path, spe
     if kind == "fifo":  # a FIFO's writer waits for a reader
         reader.start()
     extra = FAST if command == "throughput" else []
-    code, out, err = invoke(capsys, command, spec("tiny"), "--input-size", "8", *extra, "-f", "csv", "-o", node)
+    code, out, err = invoke(command, spec("tiny"), "--input-size", "8", *extra, "-f", "csv", "-o", node)
     assert code == 0, err
     after = node.stat()
     assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode, before.st_rdev)
@@ -229,12 +221,12 @@ def test_a_device_or_fifo_is_written_in_place_not_replaced(capsys, tmp_path, spe
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
-def test_a_symlink_is_followed_and_its_target_replaced(capsys, tmp_path, spec, fmt):
+def test_a_symlink_is_followed_and_its_target_replaced(invoke, tmp_path, spec, fmt):
     target = tmp_path / f"real.{fmt}"
     target.write_text("old contents\n")
     link = tmp_path / f"link.{fmt}"
     link.symlink_to(target.name)
-    code, _, err = invoke(capsys, "params", spec("tiny"), "--input-size", "8", "-o", link)
+    code, _, err = invoke("params", spec("tiny"), "--input-size", "8", "-o", link)
     assert code == 0, err
     assert link.is_symlink() and os.readlink(link) == target.name
     text = target.read_text()
@@ -245,22 +237,22 @@ def test_a_symlink_is_followed_and_its_target_replaced(capsys, tmp_path, spec, f
     assert leftovers(tmp_path) == []
 
 
-def test_a_symlink_to_a_csv_is_appended_through(capsys, tmp_path, spec):
+def test_a_symlink_to_a_csv_is_appended_through(invoke, tmp_path, spec):
     target = tmp_path / "rows.csv"
     link = tmp_path / "link.csv"
     link.symlink_to(target)
     for _ in range(2):
-        code, _, err = invoke(capsys, "throughput", spec("tiny"), "--input-size", "8", "-b", "2", *FAST, "-o", link)
+        code, _, err = invoke("throughput", spec("tiny"), "--input-size", "8", "-b", "2", *FAST, "-o", link)
         assert code == 0, err
     assert link.is_symlink()
     rows = list(csv.DictReader(target.open(newline="")))
     assert [r["batch_size"] for r in rows] == ["2", "2"]
 
 
-def test_an_open_descriptor_is_streamed_to(capsys, tmp_path, spec):
+def test_an_open_descriptor_is_streamed_to(invoke, tmp_path, spec):
     read_end, write_end = os.pipe()
     try:
-        code, out, err = invoke(capsys, "params", spec("tiny"), "--input-size", "8", "-f", "json",
+        code, out, err = invoke("params", spec("tiny"), "--input-size", "8", "-f", "json",
                                 "-o", f"/proc/self/fd/{write_end}")
         os.close(write_end)
         with os.fdopen(read_end) as pipe:
@@ -275,8 +267,8 @@ def test_an_open_descriptor_is_streamed_to(capsys, tmp_path, spec):
     assert out == "" and rows[0]["params"] == TINY_PARAMS
 
 
-def test_a_directory_is_refused(capsys, tmp_path, spec):
-    code, _, err = invoke(capsys, "params", spec("tiny"), "-o", tmp_path)
+def test_a_directory_is_refused(invoke, tmp_path, spec):
+    code, _, err = invoke("params", spec("tiny"), "-o", tmp_path)
     assert code == ExitCode.USAGE
     assert "is a directory" in one_error_line(err)
     assert list(tmp_path.iterdir()) == []
@@ -291,18 +283,18 @@ def test_a_directory_is_refused(capsys, tmp_path, spec):
         ("p.json", ["-f", "table"], lambda text: text.startswith("Model ")),  # -f wins
     ],
 )
-def test_every_command_takes_the_format_from_the_suffix(capsys, tmp_path, spec, name, fmt_args, check):
+def test_every_command_takes_the_format_from_the_suffix(invoke, tmp_path, spec, name, fmt_args, check):
     out_file = tmp_path / name
-    code, out, err = invoke(capsys, "params", spec("tiny"), "--input-size", "8", *fmt_args, "-o", out_file)
+    code, out, err = invoke("params", spec("tiny"), "--input-size", "8", *fmt_args, "-o", out_file)
     assert code == 0, err
     assert out == "" and check(out_file.read_text())
 
 
 @pytest.mark.parametrize("command", ["list", "min-input"])
-def test_other_commands_take_the_format_from_the_suffix_too(capsys, tmp_path, spec, command):
+def test_other_commands_take_the_format_from_the_suffix_too(invoke, tmp_path, spec, command):
     out_file = tmp_path / "out.json"
     args = ["lenet"] if command == "list" else [spec("tiny"), "--input-size", "8"]
-    code, out, err = invoke(capsys, command, *args, "-o", out_file)
+    code, out, err = invoke(command, *args, "-o", out_file)
     assert code == 0, err
     assert out == "" and len(json.loads(out_file.read_text())) == 1
 
@@ -310,21 +302,21 @@ def test_other_commands_take_the_format_from_the_suffix_too(capsys, tmp_path, sp
 # --- 2. and 5. model code that prints or exits -----------------------------------------------------
 
 
-def test_printing_model_code_goes_to_stderr(capsys, spec):
-    code, out, err = invoke(capsys, "params", spec("build", "printing.py"), "--input-size", "8", "-f", "json")
+def test_printing_model_code_goes_to_stderr(invoke, spec):
+    code, out, err = invoke("params", spec("build", "printing.py"), "--input-size", "8", "-f", "json")
     assert code == 0, err
     assert json.loads(out)[0]["params"] == TINY_PARAMS  # stdout is the JSON alone
     assert {"noise: import", "noise: factory", "noise: forward"} <= set(err.splitlines())
 
 
-def test_model_code_cannot_take_the_streams_away(capsys, spec):
-    code, out, err = invoke(capsys, "params", spec("build", "silencer.py"), "--input-size", "8", "-f", "json")
+def test_model_code_cannot_take_the_streams_away(invoke, spec):
+    code, out, err = invoke("params", spec("build", "silencer.py"), "--input-size", "8", "-f", "json")
     assert code == 0, err
     assert json.loads(out)[0]["params"] == 4 * 3 * 9 + 4
 
 
-def test_printing_model_code_keeps_throughput_csv_clean(capsys, spec):
-    code, out, err = invoke(capsys, "throughput", spec("build", "printing.py"), "--input-size", "8", "-b", "2",
+def test_printing_model_code_keeps_throughput_csv_clean(invoke, spec):
+    code, out, err = invoke("throughput", spec("build", "printing.py"), "--input-size", "8", "-b", "2",
                             *FAST, "-f", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -359,9 +351,9 @@ def test_printing_live_module_goes_to_stderr(capsys):
     "command,extra",
     [("params", []), ("throughput", FAST), ("report", ["--force"])],
 )
-def test_sys_exit_in_the_factory_is_a_one_line_error(capsys, tmp_path, spec, files, command, extra):
+def test_sys_exit_in_the_factory_is_a_one_line_error(invoke, tmp_path, spec, files, command, extra):
     out_dir = ["-o", tmp_path / "report"] if command == "report" else []
-    code, out, err = invoke(capsys, command, spec("exits_in_factory"), "--input-size", "8", *extra, *out_dir)
+    code, out, err = invoke(command, spec("exits_in_factory"), "--input-size", "8", *extra, *out_dir)
     assert code == ExitCode.FAILURE
     line = one_error_line(err)
     assert "sys.exit(3)" in line and f"{files / 'models.py'}:" in line
@@ -369,22 +361,22 @@ def test_sys_exit_in_the_factory_is_a_one_line_error(capsys, tmp_path, spec, fil
     assert list(tmp_path.iterdir()) == []  # no report, no stage left
 
 
-def test_sys_exit_at_import_is_a_one_line_error(capsys, spec, files):
-    code, out, err = invoke(capsys, "params", spec("build", "exits_at_import.py"), "-f", "json")
+def test_sys_exit_at_import_is_a_one_line_error(invoke, spec, files):
+    code, out, err = invoke("params", spec("build", "exits_at_import.py"), "-f", "json")
     assert code == ExitCode.FAILURE
     line = one_error_line(err)
     assert "sys.exit(0)" in line and f"{files / 'exits_at_import.py'}:2" in line
     assert out == ""
 
 
-def test_sys_exit_in_forward_is_a_one_line_error(capsys, spec):
-    code, out, err = invoke(capsys, "params", spec("exits_in_forward"), "--input-size", "8")
+def test_sys_exit_in_forward_is_a_one_line_error(invoke, spec):
+    code, out, err = invoke("params", spec("exits_in_forward"), "--input-size", "8")
     assert code == ExitCode.FAILURE
     assert "sys.exit(4)" in one_error_line(err) and out == ""
 
 
-def test_keyboard_interrupt_raised_by_model_code_is_its_error(capsys, spec):
-    code, _, err = invoke(capsys, "params", spec("raises_keyboard_interrupt"), "--input-size", "8")
+def test_keyboard_interrupt_raised_by_model_code_is_its_error(invoke, spec):
+    code, _, err = invoke("params", spec("raises_keyboard_interrupt"), "--input-size", "8")
     assert code == ExitCode.FAILURE
     assert "raised KeyboardInterrupt" in one_error_line(err)
 
@@ -392,22 +384,22 @@ def test_keyboard_interrupt_raised_by_model_code_is_its_error(capsys, spec):
 # --- 6. a bug in forward is the model's error, a size problem is a size problem ----------------------
 
 
-def test_a_bug_in_forward_is_named_not_blamed_on_the_size(capsys, spec):
-    code, out, err = invoke(capsys, "params", spec("buggy"), "--input-size", "8")
+def test_a_bug_in_forward_is_named_not_blamed_on_the_size(invoke, spec):
+    code, out, err = invoke("params", spec("buggy"), "--input-size", "8")
     assert code == ExitCode.FAILURE
     line = one_error_line(err)
     assert line.endswith("failed on input 1x3x8x8: ValueError in <root> (Buggy): bad weights")
     assert out == ""
 
 
-def test_a_multi_line_error_in_a_factory_is_one_line(capsys, spec):
-    code, _, err = invoke(capsys, "params", spec("raises_in_factory"), "--input-size", "8")
+def test_a_multi_line_error_in_a_factory_is_one_line(invoke, spec):
+    code, _, err = invoke("params", spec("raises_in_factory"), "--input-size", "8")
     assert code == ExitCode.FAILURE
     assert one_error_line(err).endswith(":raises_in_factory failed: RuntimeError: no weights file")
 
 
-def test_a_size_that_another_size_fixes_is_still_a_size_error(capsys, spec):
-    code, _, err = invoke(capsys, "params", spec("fixed"), "--input-size", "16")
+def test_a_size_that_another_size_fixes_is_still_a_size_error(invoke, spec):
+    code, _, err = invoke("params", spec("fixed"), "--input-size", "16")
     assert code == ExitCode.USAGE
     line = one_error_line(err)
     assert "cannot take 3x16x16: fc (Linear)" in line and "valid square sides: 8–9" in line
@@ -447,10 +439,10 @@ def _contents(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir()}
 
 
-def test_report_force_leaves_no_stale_file(capsys, tmp_path, spec):
+def test_report_force_leaves_no_stale_file(invoke, tmp_path, spec):
     out_dir = tmp_path / "report"
     _old_report(out_dir)
-    code, _, err = invoke(capsys, "report", spec("tiny"), "-o", out_dir, "--force")
+    code, _, err = invoke("report", spec("tiny"), "-o", out_dir, "--force")
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "counts.csv", "memory.csv", "memory.png", "memory_curve.csv", "min_inputs.csv", "params_vs_macs.png",
@@ -459,30 +451,30 @@ def test_report_force_leaves_no_stale_file(capsys, tmp_path, spec):
     assert leftovers(tmp_path) == []
 
 
-def test_report_force_refuses_a_directory_with_other_files(capsys, tmp_path, spec):
+def test_report_force_refuses_a_directory_with_other_files(invoke, tmp_path, spec):
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("years of work\n")
-    code, _, err = invoke(capsys, "report", spec("tiny"), "-o", home, "--force")
+    code, _, err = invoke("report", spec("tiny"), "-o", home, "--force")
     assert code == ExitCode.USAGE
     assert "thesis.tex" in one_error_line(err)
     assert _contents(home) == {"thesis.tex": b"years of work\n"}
 
 
-def test_an_interrupted_report_leaves_the_old_one_whole(capsys, tmp_path, spec):
+def test_an_interrupted_report_leaves_the_old_one_whole(invoke, tmp_path, spec):
     out_dir = tmp_path / "report"
     old = _old_report(out_dir)
-    code, _, err = invoke(capsys, "report", spec("ctrl_c_while_building"), "-o", out_dir, "--force")
+    code, _, err = invoke("report", spec("ctrl_c_while_building"), "-o", out_dir, "--force")
     assert code == ExitCode.INTERRUPTED
     assert one_error_line(err) == f"interrupted; {out_dir} is unchanged"
     assert _contents(out_dir) == old
     assert leftovers(tmp_path) == []
 
 
-def test_an_interrupted_report_throughput_keeps_its_rows(capsys, tmp_path, spec):
+def test_an_interrupted_report_throughput_keeps_its_rows(invoke, tmp_path, spec):
     out_dir = tmp_path / "report"
     old = _old_report(out_dir)
-    code, _, err = invoke(capsys, "report", spec("ctrl_c_on_device"), "--input-size", "8", "-o", out_dir,
+    code, _, err = invoke("report", spec("ctrl_c_on_device"), "--input-size", "8", "-o", out_dir,
                           "--force", "--throughput", "--device", "cpu", "--mode", "eval", "-b", "2,4",
                           "--min-time", "0.01")
     assert code == ExitCode.INTERRUPTED
@@ -494,10 +486,10 @@ def test_an_interrupted_report_throughput_keeps_its_rows(capsys, tmp_path, spec)
     assert leftovers(tmp_path) == []
 
 
-def test_a_second_writer_meanwhile_is_not_overwritten_without_force(capsys, tmp_path, spec, monkeypatch):
+def test_a_second_writer_meanwhile_is_not_overwritten_without_force(invoke, tmp_path, spec, monkeypatch):
     out_dir = tmp_path / "report"
     monkeypatch.setenv("ARCHPROBE_SECOND_OUT", str(out_dir))
-    code, _, err = invoke(capsys, "report", spec("second_writer"), "--input-size", "8", "-o", out_dir)
+    code, _, err = invoke("report", spec("second_writer"), "--input-size", "8", "-o", out_dir)
     assert code == ExitCode.USAGE
     second, ours = err.split("\n", 1)  # the second writer (same process) says what it wrote
     assert second.startswith("wrote 9 files to ")
@@ -506,10 +498,10 @@ def test_a_second_writer_meanwhile_is_not_overwritten_without_force(capsys, tmp_
     assert leftovers(tmp_path) == []
 
 
-def test_a_second_writer_meanwhile_is_replaced_whole_with_force(capsys, tmp_path, spec, monkeypatch):
+def test_a_second_writer_meanwhile_is_replaced_whole_with_force(invoke, tmp_path, spec, monkeypatch):
     out_dir = tmp_path / "report"
     monkeypatch.setenv("ARCHPROBE_SECOND_OUT", str(out_dir))
-    code, _, err = invoke(capsys, "report", spec("second_writer"), "--input-size", "8", "-o", out_dir, "--force")
+    code, _, err = invoke("report", spec("second_writer"), "--input-size", "8", "-o", out_dir, "--force")
     assert code == 0, err
     document = json.loads((out_dir / "report.json").read_text())
     assert document["models"] == [spec("second_writer")]
@@ -518,11 +510,11 @@ def test_a_second_writer_meanwhile_is_replaced_whole_with_force(capsys, tmp_path
     assert leftovers(tmp_path) == []
 
 
-def test_a_file_saved_into_the_report_meanwhile_is_not_swept_away(capsys, tmp_path, spec, monkeypatch):
+def test_a_file_saved_into_the_report_meanwhile_is_not_swept_away(invoke, tmp_path, spec, monkeypatch):
     out_dir = tmp_path / "report"
     old = _old_report(out_dir)
     monkeypatch.setenv("ARCHPROBE_SECOND_OUT", str(out_dir))
-    code, _, err = invoke(capsys, "report", spec("drops_a_file"), "--input-size", "8", "-o", out_dir, "--force")
+    code, _, err = invoke("report", spec("drops_a_file"), "--input-size", "8", "-o", out_dir, "--force")
     assert code == ExitCode.USAGE
     assert "not part of a report (notes.txt)" in one_error_line(err)
     assert _contents(out_dir) == {**old, "notes.txt": b"mine\n"}
@@ -539,13 +531,13 @@ def test_a_file_saved_into_the_report_meanwhile_is_not_swept_away(capsys, tmp_pa
         ("a,b,c\n1,2,3\n", "different CSV columns"),
     ],
 )
-def test_the_csv_sink_never_glues_onto_a_broken_file(capsys, tmp_path, spec, contents, why):
+def test_the_csv_sink_never_glues_onto_a_broken_file(invoke, tmp_path, spec, contents, why):
     from archprobe.bench.throughput import RESULT_FIELDS
 
     path = tmp_path / "rows.csv"
     path.write_text(contents.replace("HEADER", ",".join(RESULT_FIELDS)))
     before = path.read_bytes()
-    code, _, err = invoke(capsys, "throughput", spec("tiny"), "--input-size", "8", "-b", "2", *FAST, "-o", path)
+    code, _, err = invoke("throughput", spec("tiny"), "--input-size", "8", "-b", "2", *FAST, "-o", path)
     assert code == ExitCode.USAGE
     assert why in one_error_line(err)
     assert path.read_bytes() == before
@@ -583,9 +575,9 @@ def test_the_csv_sink_never_glues_onto_a_broken_file(capsys, tmp_path, spec, con
     ],
     ids=lambda args: " ".join(args) or "empty",
 )
-def test_bad_numbers_and_options_are_usage_errors_before_any_work(capsys, tmp_path, spec, args):
+def test_bad_numbers_and_options_are_usage_errors_before_any_work(invoke, tmp_path, spec, args):
     command, *options = args
-    code, out, err = invoke(capsys, command, spec("build", "printing.py"), *options)
+    code, out, err = invoke(command, spec("build", "printing.py"), *options)
     assert code == ExitCode.USAGE
     line = one_error_line(err)
     assert line.startswith("error: ") and "Traceback" not in line
@@ -594,8 +586,8 @@ def test_bad_numbers_and_options_are_usage_errors_before_any_work(capsys, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_glob_for_a_one_model_command_is_a_usage_error(capsys):
-    code, _, err = invoke(capsys, "shapes", "resnet*")
+def test_a_glob_for_a_one_model_command_is_a_usage_error(invoke):
+    code, _, err = invoke("shapes", "resnet*")
     assert code == ExitCode.USAGE
     assert "names 6 models; 'shapes' takes one" in one_error_line(err)
 
@@ -633,9 +625,9 @@ def unwritable(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("command,extra", [("throughput", FAST), ("report", ["--throughput", "--device", "cpu"])])
-def test_an_unwritable_output_fails_before_any_work(capsys, unwritable, spec, command, extra):
+def test_an_unwritable_output_fails_before_any_work(invoke, unwritable, spec, command, extra):
     target = unwritable / ("rows.json" if command == "throughput" else "report")
-    code, out, err = invoke(capsys, command, spec("build", "printing.py"), *extra, "-o", target)
+    code, out, err = invoke(command, spec("build", "printing.py"), *extra, "-o", target)
     assert code == ExitCode.USAGE
     line = one_error_line(err)
     assert "cannot" in line and "noise" not in err  # refused before the model was imported
@@ -686,8 +678,8 @@ def _signal_during_fsync(monkeypatch):
 
 
 def test_a_signal_during_a_file_write_waits_until_it_is_whole(tmp_path, monkeypatch):
-    from archprobe.report.writers import write_atomic
-    from archprobe.runtime.signals import handling_signals
+    from archprobe.plumbing.files import write_atomic
+    from archprobe.plumbing.signals import handling_signals
 
     target = tmp_path / "out.json"
     target.write_text("old\n")
@@ -699,7 +691,7 @@ def test_a_signal_during_a_file_write_waits_until_it_is_whole(tmp_path, monkeypa
 
 
 def test_a_signal_during_a_row_append_waits_until_the_row_is_whole(tmp_path, monkeypatch):
-    from archprobe.runtime.signals import handling_signals
+    from archprobe.plumbing.signals import handling_signals
     from archprobe.runtime.sink import CsvSink
 
     path = tmp_path / "rows.csv"
@@ -713,30 +705,30 @@ def test_a_signal_during_a_row_append_waits_until_the_row_is_whole(tmp_path, mon
 # --- 12. and 13. streams, encodings and the smaller ones ---------------------------------------------
 
 
-def test_an_ascii_terminal_gets_ascii(capsys, monkeypatch, spec):
+def test_an_ascii_terminal_gets_ascii(invoke, monkeypatch, spec):
     ascii_stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
     monkeypatch.setattr(sys, "stdout", ascii_stdout)
-    code, _, err = invoke(capsys, "min-input", spec("tiny"), "--input-size", "3x8x8")
+    code, _, err = invoke("min-input", spec("tiny"), "--input-size", "3x8x8")
     assert code == 0, err
     ascii_stdout.flush()
     text = ascii_stdout.buffer.getvalue().decode("ascii")
     assert " 3-4096+ " in text
 
 
-def test_a_closed_stdout_is_a_one_line_error_before_any_work(capsys, monkeypatch, spec):
+def test_a_closed_stdout_is_a_one_line_error_before_any_work(invoke, monkeypatch, spec):
     monkeypatch.setattr(sys, "stdout", None)
-    code, _, err = invoke(capsys, "params", spec("build", "printing.py"))
+    code, _, err = invoke("params", spec("build", "printing.py"))
     assert code == ExitCode.USAGE
     assert one_error_line(err) == "error: --output: stdout is closed; give a file to write to"
 
 
-def test_a_python_file_without_factory_says_to_add_it(capsys, files):
-    code, _, err = invoke(capsys, "params", files / "models.py")
+def test_a_python_file_without_factory_says_to_add_it(invoke, files):
+    code, _, err = invoke("params", files / "models.py")
     assert code == ExitCode.USAGE
     assert "add :factory" in one_error_line(err)
 
 
-def test_the_same_model_in_two_spellings_is_one_row(capsys):
-    code, out, err = invoke(capsys, "params", "alexnet", "ALEXNET", "-f", "json")
+def test_the_same_model_in_two_spellings_is_one_row(invoke):
+    code, out, err = invoke("params", "alexnet", "ALEXNET", "-f", "json")
     assert code == 0, err
     assert [row["model"] for row in json.loads(out)] == ["alexnet"]

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from archprobe.analysis import memory as mem
-from archprobe.api import as_spec, memory, memory_rows
-from archprobe.cli import main
+from archprobe.analysis.memory import memory_rows
+from archprobe.api import as_spec, memory
 from archprobe.errors import ArchprobeError, ExitCode, InputSizeError, UsageError
 from archprobe.probe import Mode, Probe
 from archprobe.runtime.memory import LiveTensorBytes, measure_step_peak
@@ -38,13 +38,6 @@ def linear_spec(n: int, m: int) -> ModelSpec:
 
 def predict(spec, batch, mode="eval", **options):
     return mem.StepMemory(Probe.build(spec, batch_size=batch, mode=mode), **options).predict(batch)
-
-
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 # --- closed forms -------------------------------------------------------------------------------
@@ -429,14 +422,14 @@ def test_parse_bytes_rejects(text):
 
 
 def test_api_rows_and_errors():
-    row = memory(linear_spec(8, 2), batch_size=3, train=True, optimizer="adam")
+    row = memory(linear_spec(8, 2), batch_size=3, mode="train", optimizer="adam")
     assert (row.batch_size, row.mode, row.optimizer, row.input_shape) == (3, "train", "adam", (3, 8, 1, 1))
-    fitted = memory(linear_spec(8, 2), train=True, fit="1MiB")
+    fitted = memory(linear_spec(8, 2), mode="train", fit="1MiB")
     assert fitted.budget_bytes == 2**20 and fitted.peak_bytes <= 2**20
     rows = memory_rows([linear_spec(8, 2)], [Mode.EVAL, Mode.TRAIN], [1, 4])
     assert [(r.mode, r.batch_size) for r in rows] == [("eval", 1), ("eval", 4), ("train", 1), ("train", 4)]
     with pytest.raises(UsageError, match="^optimizer: "):
-        memory(linear_spec(8, 2), train=True, optimizer="lbfgs")
+        memory(linear_spec(8, 2), mode="train", optimizer="lbfgs")
     with pytest.raises(UsageError, match="^device: "):
         memory(linear_spec(8, 2), device="tpu")
     with pytest.raises(UsageError, match="^fit: "):
@@ -445,14 +438,14 @@ def test_api_rows_and_errors():
         memory("alexnet", input_size=32)
 
 
-def test_cli_json_fields(capsys):
-    code, out, _ = invoke(capsys, "memory", "resnet18-d2l", "--input-size", "64", "--train", "-b", "8", "-f", "json")
+def test_cli_json_fields(invoke):
+    code, out, _ = invoke("memory", "resnet18-d2l", "--input-size", "64", "--train", "-b", "8", "-f", "json")
     assert code == 0
     (row,) = json.loads(out)
     assert ISSUE_FIELDS <= set(row)
     assert (row["batch_size"], row["mode"], row["optimizer"], row["max_batch_size"]) == (8, "train", "sgd", None)
     assert row["peak_bytes"] == sum(row[f] for f in BREAKDOWN)
-    code, out, _ = invoke(capsys, "memory", "resnet18-d2l", "--input-size", "64", "--train", "--fit", "256MiB",
+    code, out, _ = invoke("memory", "resnet18-d2l", "--input-size", "64", "--train", "--fit", "256MiB",
                           "-f", "json")
     assert code == 0
     (row,) = json.loads(out)
@@ -460,8 +453,8 @@ def test_cli_json_fields(capsys):
     assert row["peak_bytes"] <= row["budget_bytes"] < row["next_peak_bytes"]
 
 
-def test_cli_table_and_notes(capsys):
-    code, out, _ = invoke(capsys, "memory", "lenet", "--train", "--fit", "64MiB")
+def test_cli_table_and_notes(invoke):
+    code, out, _ = invoke("memory", "lenet", "--train", "--fit", "64MiB")
     assert code == 0
     assert "Max batch" in out and "Opt. state" in out
     assert "lenet (train, float32, sgd): the largest batch that fits in 64.00 MiB is" in out
@@ -472,20 +465,21 @@ def test_cli_table_and_notes(capsys):
     (["--fit", "0"], "--fit"), (["--fit", "24XB"], "--fit"), (["--fit", "1GiB", "-b", "4"], "--fit"),
     (["--optimizer", "lbfgs"], "--optimizer"), (["--dtype", "float64"], "--dtype"),
 ])
-def test_cli_rejects_bad_options(capsys, args, message):
-    code, _, err = invoke(capsys, "memory", "lenet", "--train", *args)
+def test_cli_rejects_bad_options(invoke, args, message):
+    code, _, err = invoke("memory", "lenet", "--train", *args)
     assert code == ExitCode.USAGE
     assert message in err and "Traceback" not in err
 
 
 def test_report_lists_models_whose_step_cannot_be_predicted(tmp_path):
-    from archprobe.api import report
+    from archprobe.analysis.comparison import compare as report
     from archprobe.report.document import write_report
 
     frozen = spec_of(lambda: nn.Sequential(nn.AvgPool2d(2), nn.Flatten()), (1, 8, 8), "no-weights")
     result = report([frozen, as_spec("lenet")], memory_batch_sizes=(4,))
     assert [r.model for r in result.memory] == ["lenet", "lenet"]
-    (failure,) = result.memory_failures
-    assert failure.startswith("no-weights: ") and "no trainable parameters" in failure
+    (failed,) = result.memory_failures
+    failure = f"{failed.model}: {failed.error}"
+    assert failed.model == "no-weights" and "no trainable parameters" in failed.error
     write_report(result, tmp_path / "r")
     assert f"not predicted: {failure}" in (tmp_path / "r" / "report.md").read_text()

@@ -25,6 +25,8 @@ from archprobe.analysis.min_input import check_input_size, describe_valid_sizes,
 from archprobe.analysis.trace import FastMeta, make_input
 from archprobe.errors import ExitCode, InputSizeError, UsageError
 from archprobe.probe import Mode, Probe
+from archprobe.report.columns import valid_sides
+from archprobe.report.notes import notes_text
 from archprobe.results import MinInputResult
 from archprobe.zoo.registry import list_models
 from archprobe.zoo.spec import ModelSpec, resolve
@@ -189,7 +191,7 @@ def test_d2l_fixed_linear_intervals(name, valid):
     assert [tuple(v) for v in result.valid] == valid
     assert "Linear" in result.limiting_layer and "Linear" in result.upper_limiting_layer
     lo, hi = valid[0]
-    assert result.valid_sides == f"{lo}–{hi}"
+    assert valid_sides(result) == f"{lo}–{hi}"
     assert not result.capped
 
 
@@ -271,7 +273,7 @@ def test_train_and_eval_differ_only_where_they_should():
     # min H at the default width: 1 runs in training (the map is 1x7), but 1x1 does not, so the
     # smallest input that runs is the smallest valid square
     assert (tr.min_height, tr.min_width) == (1, 1) and tr.min_size == (33, 33)
-    assert any("coupled" in n for n in tr.notes)
+    assert any("coupled" in n for n in notes_text(tr.notes))
     assert runs(model, (1, 3, 1, 224), train=True) and not runs(model, (1, 3, 1, 1), train=True)
 
 
@@ -302,7 +304,7 @@ def test_tricky_nets(name):
             line = scan_intervals(cpu, net.input_shape[0], range(1, cap + 1), axis=axis, anchor=(ah, aw))
             assert [list(v) for v in got] == [[lo, None if hi == cap else hi] for lo, hi in line], axis
     else:
-        assert any("scanned" in n for n in result.notes)
+        assert any("scanned" in n for n in notes_text(result.notes))
     for batch, expected in net.train_valid.items():
         tr = solve(spec, model, max_size=cap, train=True, batch_size=batch)
         truth = scan_intervals(cpu, net.input_shape[0], range(1, cap + 1), batch=batch, train=True)
@@ -322,11 +324,11 @@ def test_fixed_linear_names_both_bounds():
 def test_holes_are_described_by_their_period():
     result = solve(nets_tricky.spec("divisible-4"), max_size=4096)
     assert result.method == "analytic" and result.verified
-    assert result.valid_sides == "every 4th size 4–4096+ (1024 sizes)"
+    assert valid_sides(result) == "every 4th size 4–4096+ (1024 sizes)"
     assert result.valid[:2] == ((4, 4), (8, 8)) and result.valid[-1] == (4096, None)
     assert "cat" in result.limiting_layer and "disagree" in result.limiting_reason
     even = solve(nets_tricky.spec("even-only"), max_size=4096)
-    assert even.valid_sides == "2–4, even sizes 6–4096+ (2046 sizes)"
+    assert valid_sides(even) == "2–4, even sizes 6–4096+ (2046 sizes)"
 
 
 def test_non_square_kernel_solves_h_and_w_separately():
@@ -355,7 +357,7 @@ def test_scan_fallback_reports_itself_and_progress():
     result = solve(nets_tricky.spec("pool-until-small"), max_size=40,
                    progress=lambda done, total: calls.append((done, total)))
     assert result.method == "scan" and result.scan_limit == 40
-    assert "control flow depends on the input size" in result.notes[-1]
+    assert "control flow depends on the input size" in notes_text(result.notes)[-1]
     assert calls[-1] == (40, 40)
     # the per-dimension minima (8 at width 32, 1 at height 32) run together, but 1x1 is smaller
     assert (result.min_height, result.min_width, result.anchor) == (8, 1, (32, 32))
@@ -473,25 +475,16 @@ def test_bad_arguments():
 # --- the command -----------------------------------------------------------------------------
 
 
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    from archprobe.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
-
-
-def test_command_table(capsys):
-    code, out, err = invoke(capsys, "min-input", "lenet", "alexnet-d2l", "nin-d2l")
+def test_command_table(invoke):
+    code, out, err = invoke("min-input", "lenet", "alexnet-d2l", "nin-d2l")
     assert code == 0, err
     assert "28–31" in out and "195–226" in out and "67–4096+" in out
     assert "Limiting layer" in out and "fc.0 (Linear)" in out
     assert "at side 32 (above the first interval), fc.0 (Linear) gets 400 input features" in out
 
 
-def test_command_json_keys(capsys):
-    code, out, _ = invoke(capsys, "min-input", "googlenet", "lenet", "--format", "json")
+def test_command_json_keys(invoke):
+    code, out, _ = invoke("min-input", "googlenet", "lenet", "--format", "json")
     assert code == 0
     data = json.loads(out)
     for key in ("model", "mode", "batch_size", "min_size", "valid", "limiting_layer", "method", "verified"):
@@ -500,25 +493,25 @@ def test_command_json_keys(capsys):
     assert data[1]["valid"] == [[28, 31]] and data[1]["method"] == "analytic" and data[1]["verified"] is True
 
 
-def test_command_explain(capsys):
-    code, out, _ = invoke(capsys, "min-input", "googlenet", "--explain", "--depth", "1")
+def test_command_explain(invoke):
+    code, out, _ = invoke("min-input", "googlenet", "--explain", "--depth", "1")
     assert code == 0
     assert "googlenet (eval, batch 1) at 15x15: output of every layer" in out
     assert "maxpool3" in out and "inception5b" in out and "inception5b.branch1" not in out
-    code, out, _ = invoke(capsys, "min-input", "lenet", "--explain", "--format", "json")
+    code, out, _ = invoke("min-input", "lenet", "--explain", "--format", "json")
     layers = json.loads(out)[0]["layers"]
     assert {"depth": 2, "layer": "conv.5", "type": "MaxPool2d", "output": [16, 4, 4], "hw": "4x4"} in layers
 
 
-def test_command_train_batch(capsys):
-    code, out, _ = invoke(capsys, "min-input", "resnet18", "--train", "-b", "1", "--format", "csv")
+def test_command_train_batch(invoke):
+    code, out, _ = invoke("min-input", "resnet18", "--train", "-b", "1", "--format", "csv")
     assert code == 0
     assert "resnet18,train,1," in out and ",33," in out
 
 
 @pytest.mark.parametrize("args", [["nosuch"], ["lenet", "--max-size", "0"], ["lenet", "--depth", "2"],
                                   ["lenet", "--batch-size", "0"], []])
-def test_command_bad_input_exits_2(capsys, args):
-    code, _, err = invoke(capsys, "min-input", *args)
+def test_command_bad_input_exits_2(invoke, args):
+    code, _, err = invoke("min-input", *args)
     assert code == ExitCode.USAGE
     assert "rror" in err.strip().splitlines()[-1]

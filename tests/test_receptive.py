@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from archprobe.api import layers
-from archprobe.cli import main
 from archprobe.zoo.spec import ModelSpec
 
 
@@ -220,23 +219,17 @@ def test_layers_without_rf_have_no_fields():
 # --- the command line ----------------------------------------------------------------------------
 
 
-def invoke(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code, capsys.readouterr().out
-
-
-def test_shapes_rf_table_and_json(capsys):
-    code, out = invoke(capsys, "shapes", "alexnet", "--rf")
+def test_shapes_rf_table_and_json(invoke):
+    code, out, _ = invoke("shapes", "alexnet", "--rf")
     assert code == 0
     assert "Receptive field" in out and "Eff. stride" in out
     pool = next(line for line in out.splitlines() if line.split()[:2] == ["12", "MaxPool2d"])
     assert "195x195" in pool and "32x32" in pool
     assert any(line.split()[0] == "classifier" and "global" in line for line in out.splitlines())
-    code, out = invoke(capsys, "shapes", "alexnet", "--rf", "-f", "json")
+    code, out, _ = invoke("shapes", "alexnet", "--rf", "-f", "json")
     rows = {r["path"]: r for r in json.loads(out)}
     assert rows["features.12"]["receptive_field"] == [195, 195]
     assert rows["features.12"]["effective_stride"] == [32, 32]
     assert rows["classifier.6"]["receptive_field"] is None and rows["classifier.6"]["rf_global"] is True
-    code, out = invoke(capsys, "shapes", "alexnet")
+    code, out, _ = invoke("shapes", "alexnet")
     assert "Receptive field" not in out

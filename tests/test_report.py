@@ -69,7 +69,7 @@ def test_report_numbers_match_the_analyzers(report_dir):
 
 
 def test_variants_pair_the_book_and_the_paper_versions_with_the_library_model():
-    from archprobe.api import variant_pairs
+    from archprobe.analysis.variants import variant_pairs
 
     counts = [count(name) for name in ("alexnet", "alexnet-d2l", "alexnet-paper", "lenet")]
     pairs = variant_pairs(counts, {"alexnet": "alexnet", "alexnet-d2l": "alexnet", "alexnet-paper": "alexnet"})
@@ -101,12 +101,12 @@ def test_report_memory_section(report_dir):
     assert [(r["model"], r["mode"]) for r in table] == [(m, mode) for m in MODELS for mode in ("eval", "train")]
     assert {r["batch_size"] for r in table} == {"32"}
     for r in table:
-        expected = memory(r["model"], batch_size=32, train=r["mode"] == "train")
+        expected = memory(r["model"], batch_size=32, mode=r["mode"])
         assert int(r["peak_bytes"]) == expected.peak_bytes and r["peak_at"] == (expected.peak_at or "")
     curve = rows(report_dir / "memory_curve.csv")
     googlenet = [r for r in curve if r["model"] == "googlenet" and r["mode"] == "train"]
     assert [int(r["batch_size"]) for r in googlenet] == [1, 2, 4, 8, 16, 32, 64, 128, 256]
-    assert int(googlenet[-1]["peak_bytes"]) == memory("googlenet", batch_size=256, train=True).peak_bytes
+    assert int(googlenet[-1]["peak_bytes"]) == memory("googlenet", batch_size=256, mode="train").peak_bytes
     peaks = [int(r["peak_bytes"]) for r in googlenet]
     assert peaks == sorted(peaks)
     image = mpimg.imread(report_dir / "memory.png")

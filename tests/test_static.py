@@ -97,7 +97,7 @@ def test_training_step_counted_through_backward():
     """Linear(4,3) -> ReLU -> Linear(3,2), batch 2, cross-entropy; by hand."""
     spec = ModelSpec("mlp", "user", (4, 1, 1), None,
                      lambda: nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)))
-    r = count(spec, batch_size=2, train=True)
+    r = count(spec, batch_size=2, mode="train")
     fwd_macs = 2 * 4 * 3 + 2 * 3 * 2
     fwd_flops = 2 * fwd_macs + 2 * 3 + 2 * 2 + 2 * 3  # + bias adds + relu
     assert (r.macs, r.flops) == (fwd_macs, fwd_flops)
@@ -174,7 +174,7 @@ def test_fvcore_cross_check_agrees_on_a_plain_net():
 
 def test_whole_zoo_has_no_unsupported_ops_in_train_step():
     for info in list_models("*-d2l") + list_models("lenet"):
-        result = count(resolve(info.name), train=True, batch_size=2)
+        result = count(resolve(info.name), mode="train", batch_size=2)
         assert result.unsupported_ops == ()
         assert result.train_flops > 2 * result.flops
 

@@ -178,7 +178,7 @@ def test_measure_both_modes_real_clock(mode):
     assert r.examples_per_sec == pytest.approx(4 / (r.median_ms / 1e3))
     assert r.threads == physical_cores() and r.device_name and r.torch_version == torch.__version__
     assert r.optimizer == (tp.OPTIMIZER if mode == "train" else None)
-    assert r.input_shape == "3x8x8"
+    assert r.input_shape == (3, 8, 8)
     assert r.peak_live_tensor_bytes > 0 and r.peak_memory_bytes == r.peak_live_tensor_bytes
 
 
@@ -273,7 +273,7 @@ def test_model_macs_come_from_the_counter():
     from archprobe.api import count
 
     spec = tiny_spec()
-    counts = count(spec, batch_size=2, train=True)
+    counts = count(spec, batch_size=2, mode="train")
     probe = Probe.build(spec, batch_size=2)
     assert tp._model_macs(probe) == counts.macs > 0
     assert tp._model_macs(probe.with_setting(mode="train")) == counts.train_macs > counts.macs
@@ -344,7 +344,9 @@ def test_resolve_devices_without_and_with_cuda():
     with pytest.raises(UsageError, match="no usable CUDA device"):
         resolve_devices(["cuda"], cuda_available=False)
     devices, notes = resolve_devices(["all"], cuda_available=False)
-    assert devices == ["cpu"] and "CUDA rows skipped" in notes[0]
+    from archprobe.report.notes import note_text
+
+    assert devices == ["cpu"] and "CUDA rows skipped" in note_text(notes[0])
     assert resolve_devices(["cuda", "cpu"], cuda_available=True) == (["cpu", "cuda"], [])
     assert resolve_devices(["all", "cpu"], cuda_available=True)[0] == ["cpu", "cuda"]
 
@@ -529,15 +531,8 @@ def tiny_file(tmp_path):
     return path
 
 
-def invoke(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(["throughput", *args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
-
-
-def test_cli_json_schema(capsys, tiny_file):
-    code, out, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "--device", "cpu",
+def test_cli_json_schema(invoke, tiny_file):
+    code, out, err = invoke("throughput", f"{tiny_file}:tiny", "--input-size", "8", "--device", "cpu",
                             "-b", "2,4", *FAST_ARGS, "-f", "json")
     assert code == 0, err
     rows = json.loads(out)
@@ -548,9 +543,9 @@ def test_cli_json_schema(capsys, tiny_file):
         assert set(r) == set(tp.RESULT_FIELDS)
 
 
-def test_cli_csv_interrupt_keeps_rows_and_exits_130(capsys, tiny_file, tmp_path):
+def test_cli_csv_interrupt_keeps_rows_and_exits_130(invoke, tiny_file, tmp_path):
     out_csv = tmp_path / "results.csv"
-    code, out, err = invoke(capsys, f"{tiny_file}:interrupts_at_4", "--input-size", "8", "-d", "cpu",
+    code, out, err = invoke("throughput", f"{tiny_file}:interrupts_at_4", "--input-size", "8", "-d", "cpu",
                             "-m", "inference", "-b", "2", "-b", "4", "-b", "8", *FAST_ARGS, "-o", str(out_csv))
     assert code == ExitCode.INTERRUPTED
     assert "interrupted after 1 of 3 rows" in err
@@ -559,22 +554,22 @@ def test_cli_csv_interrupt_keeps_rows_and_exits_130(capsys, tiny_file, tmp_path)
     assert [(r["batch_size"], r["status"]) for r in rows] == [("2", "ok")]
     assert REQUIRED_KEYS <= set(rows[0])
     # a second run appends to the same file, header once
-    code, _, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "-d", "cpu", "-m", "train",
+    code, _, err = invoke("throughput", f"{tiny_file}:tiny", "--input-size", "8", "-d", "cpu", "-m", "train",
                           "-b", "2", *FAST_ARGS, "-o", str(out_csv))
     assert code == 0, err
     lines = out_csv.read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith("model,device,mode,batch_size")
 
 
-def test_cli_interrupt_with_table_output_prints_partial(capsys, tiny_file):
-    code, out, err = invoke(capsys, f"{tiny_file}:interrupts_at_4", "--input-size", "8", "-d", "cpu",
+def test_cli_interrupt_with_table_output_prints_partial(invoke, tiny_file):
+    code, out, err = invoke("throughput", f"{tiny_file}:interrupts_at_4", "--input-size", "8", "-d", "cpu",
                             "-m", "train", "-b", "2,4", *FAST_ARGS)
     assert code == ExitCode.INTERRUPTED
     assert "interrupted: 1 of 2 rows measured" in out and "Examples/s" in out
 
 
-def test_cli_oom_row(capsys, tiny_file):
-    code, out, err = invoke(capsys, f"{tiny_file}:ooms_at_4", "--input-size", "8", "-d", "cpu",
+def test_cli_oom_row(invoke, tiny_file):
+    code, out, err = invoke("throughput", f"{tiny_file}:ooms_at_4", "--input-size", "8", "-d", "cpu",
                             "-m", "train", "-b", "2,4,8", *FAST_ARGS, "-f", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(out.splitlines()))
@@ -582,21 +577,21 @@ def test_cli_oom_row(capsys, tiny_file):
     assert "out of memory" in rows[1]["error"]
 
 
-def test_cli_cuda_without_gpu_is_a_usage_error(capsys, monkeypatch, tiny_file):
+def test_cli_cuda_without_gpu_is_a_usage_error(invoke, monkeypatch, tiny_file):
     monkeypatch.setattr(backends, "cuda_usable", lambda: False)
-    code, out, err = invoke(capsys, "lenet", "--device", "cuda", *FAST_ARGS)
+    code, out, err = invoke("throughput", "lenet", "--device", "cuda", *FAST_ARGS)
     assert code == ExitCode.USAGE
     assert err.startswith("error: --device: no usable CUDA device for 'cuda'") and len(err.strip().splitlines()) == 1
 
-    code, out, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "--device", "all",
+    code, out, err = invoke("throughput", f"{tiny_file}:tiny", "--input-size", "8", "--device", "all",
                             "-m", "inference", "-b", "2", *FAST_ARGS)
     assert code == 0, err
     assert "CUDA rows skipped" in err and "CUDA rows skipped" in out
     assert "Speedup" not in out  # one device: no speedup column
 
 
-def test_cli_bad_batch_size(capsys):
-    code, out, err = invoke(capsys, "lenet", "-b", "0", *FAST_ARGS)
+def test_cli_bad_batch_size(invoke):
+    code, out, err = invoke("throughput", "lenet", "-b", "0", *FAST_ARGS)
     assert code == ExitCode.USAGE
 
 
@@ -644,8 +639,8 @@ def test_cuda_oom_then_sweep_continues():
 
 @needs_cuda
 @pytest.mark.cuda
-def test_cuda_and_cpu_speedup_column(capsys, tiny_file):
-    code, out, err = invoke(capsys, f"{tiny_file}:tiny", "--input-size", "8", "-d", "all", "-m", "train",
+def test_cuda_and_cpu_speedup_column(invoke, tiny_file):
+    code, out, err = invoke("throughput", f"{tiny_file}:tiny", "--input-size", "8", "-d", "all", "-m", "train",
                             "-b", "4", *FAST_ARGS, "-f", "json")
     assert code == 0, err
     rows = json.loads(out)
@@ -666,7 +661,6 @@ def test_table_shows_speedup_column_only_with_a_cuda_cpu_pair():
 
 
 def test_input_size_the_model_cannot_take_is_a_usage_error(capsys):
-    from archprobe.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["throughput", "alexnet", "--input-size", "32", "--device", "cpu", "--mode", "inference"])

@@ -27,16 +27,18 @@ import torch
 import torchvision
 
 from archprobe import api
-from archprobe.cli import main
 from archprobe.errors import ExitCode, UsageError
 from archprobe.results import EpochRow, Recipe, TrainRun
 from archprobe.runtime.backends import CudaBackend
-from archprobe.runtime.signals import signals_deferred
+from archprobe.plumbing.signals import signals_deferred
 from archprobe.training import datasets as ds
 from archprobe.training.formats import CorruptDataError, read_cifar_batch
 from archprobe.training.loader import DeviceData, fits_on_device
-from archprobe.training.recipes import BOOK_RECIPES, default_recipe, with_overrides
+from archprobe.training.recipes import default_recipe, with_overrides
+from archprobe.zoo.book import BOOK_RECIPES
+from archprobe.training.plan import plan_training
 from archprobe.training.runner import TrainRunner, xavier_init
+from archprobe.training.sweep import train_sweep
 from archprobe.zoo import list_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,13 +47,6 @@ from test_throughput import FAKE_ENV, FakeClock, FakeCuda, FakeCudnn  # noqa: E4
 
 THREADS = 1
 QUICK = ["--threads", "1", "--limit-train", "512", "--limit-test", "256", "-b", "64"]
-
-
-def invoke(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +107,8 @@ def test_file_names_are_torchvision_s():
 # --- missing and corrupt data -------------------------------------------------------------------
 
 
-def test_missing_data_is_one_line_naming_directory_and_files(capsys, tmp_path):
-    code, out, err = invoke(capsys, "train", "lenet", "--data-root", str(tmp_path))
+def test_missing_data_is_one_line_naming_directory_and_files(invoke, tmp_path):
+    code, out, err = invoke("train", "lenet", "--data-root", str(tmp_path))
     assert code == ExitCode.USAGE and out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"no Fashion-MNIST data in {tmp_path}/FashionMNIST/raw" in err
@@ -138,10 +133,10 @@ def _idx_copy(tmp_path: Path) -> Path:
     (lambda b: b"\x00\x00\x0d\x03" + b[4:], "not an IDX file of unsigned bytes"),
     (lambda b: b[:10], "shorter than its header"),
 ])
-def test_corrupt_idx_names_the_file(capsys, tmp_path, damage, reason):
+def test_corrupt_idx_names_the_file(invoke, tmp_path, damage, reason):
     path = _idx_copy(tmp_path) / "train-images-idx3-ubyte"
     path.write_bytes(damage(path.read_bytes()))
-    code, _, err = invoke(capsys, "train", "lenet", "--data-root", str(tmp_path), *QUICK)
+    code, _, err = invoke("train", "lenet", "--data-root", str(tmp_path), *QUICK)
     assert code == ExitCode.FAILURE and err.count("\n") == 1
     assert f"corrupt or truncated data file {path}" in err and reason in err
 
@@ -234,7 +229,7 @@ SMALL = dict(dataset="fake", device="cpu", threads=THREADS, limit_train=512, lim
              optimizer="adam", lr=0.003, seed=3)
 
 
-def test_interrupt_then_resume_equals_an_uninterrupted_run(capsys, tmp_path, monkeypatch):
+def test_interrupt_then_resume_equals_an_uninterrupted_run(invoke, tmp_path, monkeypatch):
     whole = tmp_path / "whole"
     (reference,) = api.train("lenet", epochs=4, output=whole, **SMALL)
 
@@ -251,7 +246,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(capsys, tmp_path, mon
     monkeypatch.setattr(TrainRunner, "_evaluate", evaluate_then_interrupt)
     cut = tmp_path / "cut"
     options = ["--dataset", "fake", "-d", "cpu", "--optimizer", "adam", "--lr", "0.003", "--seed", "3", *QUICK]
-    code, out, err = invoke(capsys, "train", "lenet", "--epochs", "4", "-o", str(cut), *options)
+    code, out, err = invoke("train", "lenet", "--epochs", "4", "-o", str(cut), *options)
     assert code == ExitCode.INTERRUPTED, err
     assert "interrupted: 2 finished epochs kept" in err and "interrupted" in out
     assert len((cut / "train.csv").read_text().splitlines()) == 1 + 2
@@ -260,7 +255,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(capsys, tmp_path, mon
     assert torch.load(cut / "checkpoints" / "lenet@cpu.pt", weights_only=True)["epoch"] == 2
     monkeypatch.setattr(TrainRunner, "_evaluate", original)
 
-    code, out, err = invoke(capsys, "train", "lenet", "--epochs", "4", "-o", str(cut), "--resume", *options,
+    code, out, err = invoke("train", "lenet", "--epochs", "4", "-o", str(cut), "--resume", *options,
                             "-f", "json")
     assert code == 0, err
     (resumed,) = json.loads(out)
@@ -328,16 +323,16 @@ NAN_MODEL = textwrap.dedent("""
 """)
 
 
-def test_a_diverging_run_stops_and_the_others_go_on(capsys, tmp_path):
+def test_a_diverging_run_stops_and_the_others_go_on(invoke, tmp_path):
     (tmp_path / "nan_net.py").write_text(NAN_MODEL)
-    code, out, err = invoke(capsys, "train", f"{tmp_path}/nan_net.py:build", "lenet", "--dataset", "fake",
+    code, out, err = invoke("train", f"{tmp_path}/nan_net.py:build", "lenet", "--dataset", "fake",
                             "-d", "cpu", "--epochs", "2", *QUICK, "-f", "json")
     assert code == 0, err
     nan_run, lenet_run = json.loads(out)
     assert nan_run["status"] == "diverged" and nan_run["epochs"] == []
     assert "became nan in epoch 1" in nan_run["error"]
     assert lenet_run["status"] == "ok" and len(lenet_run["epochs"]) == 2
-    code, out, _ = invoke(capsys, "train", f"{tmp_path}/nan_net.py:build", "--dataset", "fake", "-d", "cpu",
+    code, out, _ = invoke("train", f"{tmp_path}/nan_net.py:build", "--dataset", "fake", "-d", "cpu",
                           "--epochs", "1", *QUICK)
     assert "diverged: " in out and "the run stopped after 0 finished epochs" in out
 
@@ -366,9 +361,9 @@ RUN_KEYS = {"model", "device", "dataset", "params", "macs", "recipe", "environme
             "train_seconds", "epochs", "status"}
 
 
-def test_json_schema_and_comparison_table(capsys):
+def test_json_schema_and_comparison_table(invoke):
     tiny_net = f"{Path(__file__).resolve().parents[1]}/examples/tiny_net.py:build"
-    code, out, err = invoke(capsys, "train", "lenet", tiny_net, "--dataset", "fake", "-d", "cpu", "--epochs", "2",
+    code, out, err = invoke("train", "lenet", tiny_net, "--dataset", "fake", "-d", "cpu", "--epochs", "2",
                             *QUICK, "-f", "json")
     assert code == 0, err
     runs = json.loads(out)
@@ -391,15 +386,15 @@ def test_json_schema_and_comparison_table(capsys):
     assert runs[1]["recipe"]["source"].startswith("archprobe default")
     assert "data: synthetic from memory" in err and "lenet on cpu, epoch 2/2: loss " in err
 
-    code, out, _ = invoke(capsys, "train", "lenet", tiny_net, "--dataset", "fake", "-d", "cpu", "--epochs", "1",
+    code, out, _ = invoke("train", "lenet", tiny_net, "--dataset", "fake", "-d", "cpu", "--epochs", "1",
                           *QUICK)
     header = out.splitlines()[0].split()
     assert header[:5] == ["Model", "Device", "Status", "Params", "MACs"] and "Speedup" not in header
     assert [line.split()[0] for line in out.splitlines()[2:4]] == ["lenet", tiny_net]
 
 
-def test_show_recipe_for_every_zoo_model(capsys):
-    code, out, _ = invoke(capsys, "train", "*", "--show-recipe", "-f", "json")
+def test_show_recipe_for_every_zoo_model(invoke):
+    code, out, _ = invoke("train", "*", "--show-recipe", "-f", "json")
     assert code == 0
     recipes = {r["model"]: r for r in json.loads(out)}
     zoo = {m.name: m for m in list_models()}
@@ -418,7 +413,7 @@ def test_show_recipe_for_every_zoo_model(capsys):
     assert (recipes["googlenet-d2l"]["optimizer"], recipes["googlenet-d2l"]["lr"],
             recipes["googlenet-d2l"]["epochs"], recipes["googlenet-d2l"]["init"]) == ("sgd", 0.1, 10, "xavier")
 
-    code, out, _ = invoke(capsys, "train", "googlenet-d2l", "googlenet-bn-d2l", "--show-recipe",
+    code, out, _ = invoke("train", "googlenet-d2l", "googlenet-bn-d2l", "--show-recipe",
                           "--label-smoothing", "0.1")
     assert "Label smoothing" in out.splitlines()[0] and "label_smoothing" in out
     assert "googlenet-bn-d2l: the book reached train acc 0.965, test acc 0.904" in out
@@ -435,8 +430,8 @@ def test_recipe_overrides_are_checked_and_recorded():
     assert default_recipe(api.as_spec("tv:resnet18")).resize == 224
 
 
-def test_input_size_a_model_cannot_take_fails_before_training(capsys):
-    code, _, err = invoke(capsys, "train", "alexnet-d2l", "--resize", "96", "--dataset", "fake", "-d", "cpu")
+def test_input_size_a_model_cannot_take_fails_before_training(invoke):
+    code, _, err = invoke("train", "alexnet-d2l", "--resize", "96", "--dataset", "fake", "-d", "cpu")
     assert code == ExitCode.USAGE and "alexnet-d2l cannot take 1x96x96" in err and "195" in err
 
 
@@ -498,10 +493,10 @@ def test_cuda_path_times_with_events_and_reports_speedup():
         return backend
 
     runner = TrainRunner(threads=THREADS, backend_factory=factory, clock=clock)
-    plan = api.plan_training(["lenet"], dataset="fake", device="cpu", limit_train=128, limit_test=64,
+    plan = plan_training(["lenet"], dataset="fake", device="cpu", limit_train=128, limit_test=64,
                              epochs=1, batch_size=64)
     plan = replace(plan, devices=("cpu", "cuda"))
-    cpu_run, cuda_run = api.train_sweep(plan, runner=runner)
+    cpu_run, cuda_run = train_sweep(plan, runner=runner)
     assert cuda_run.ok and cuda_run.cudnn_benchmark is True and cudnn.benchmark is False  # restored
     assert cuda.log.count("record") == 2 and "sync" in cuda.log  # one event pair around the batches
     row = cuda_run.epochs[0]

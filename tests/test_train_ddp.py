@@ -23,8 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 import archprobe as ap
-from archprobe import api
-from archprobe.cli import main
+
 from archprobe.errors import ExitCode, UsageError
 from archprobe.runtime import backends
 from archprobe.runtime import distributed as rd
@@ -32,8 +31,10 @@ from archprobe.training import datasets as ds
 from archprobe.training.distributed import DataParallel, EpochMailbox, rank_share
 from archprobe.training.formats import write_idx
 from archprobe.training.outputs import file_label
+from archprobe.training.plan import training_recipes
 from archprobe.training.runner import TrainRunner
 from archprobe.zoo import resolve
+from archprobe.zoo.resolution import data_spec
 from processes import alive, interrupt_when_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,13 +45,6 @@ RANKS = dict(device="cpu", nproc=2, threads=1, batch_size=BATCH, optimizer="adam
 def lenet() -> torch.nn.Module:
     """The zoo's LeNet for Fashion-MNIST, with real weights on the CPU."""
     return resolve("lenet", in_channels=1, num_classes=10).build("cpu")
-
-
-def invoke(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(["train", *args])
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +187,8 @@ def test_one_rank_in_this_process_trains_on_its_share(one_rank_group, data_root,
     monkeypatch.setattr(DeviceData, "train", lambda self, batch, order: orders.append(order.tolist()) or
                         serve(self, batch, order))
     data = ds.load_dataset("fashion-mnist", data_root)
-    spec = api.data_spec("lenet", 1, 10)
-    recipe = api.training_recipes(["lenet"], epochs=2, batch_size=BATCH, seed=5)[0]
+    spec = data_spec("lenet", 1, 10)
+    recipe = training_recipes(["lenet"], epochs=2, batch_size=BATCH, seed=5)[0]
 
     def runner():
         return TrainRunner(threads=1, replicas=DataParallel(one_rank_group, "cpu", seed=5))
@@ -202,7 +196,7 @@ def test_one_rank_in_this_process_trains_on_its_share(one_rank_group, data_root,
     checkpoint = tmp_path / "lenet.pt"
     run = runner().run(spec, "cpu", data, replace(recipe, epochs=1), checkpoint=checkpoint)
     assert run.ok and (run.world_size, run.global_batch_size, run.backend) == (1, BATCH, "gloo")
-    assert len(run.rank_devices) == 1 and run.epochs[0].world_size == 1 and run.epochs[0].train_examples == TRAIN
+    assert len(run.rank_hosts) == len(run.rank_device_names) == 1 and run.epochs[0].world_size == 1 and run.epochs[0].train_examples == TRAIN
     saved = torch.load(checkpoint, weights_only=True)
     lenet().load_state_dict(saved["model_state"])  # no "module." prefix
     assert saved["world_size"] == 1 and len(saved["rank_rng"]) == 1
@@ -234,10 +228,10 @@ def test_ddp_wraps_with_the_rank_s_gpu(monkeypatch):
     (["--nproc", "2", "-d", "cpu", "-d", "cuda"], "--device: data-parallel ranks need one device kind"),
     (["--nproc", "2", "--device", "cuda"], "--nproc: 2 CUDA ranks need 2 GPUs (one per rank); 1 is visible"),
 ])
-def test_usage_errors(capsys, monkeypatch, args, message):
+def test_usage_errors(invoke, monkeypatch, args, message):
     monkeypatch.setattr(backends, "cuda_usable", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    code, out, err = invoke(capsys, "lenet", "--dataset", "fake", *args)
+    code, out, err = invoke("train", "lenet", "--dataset", "fake", *args)
     assert code == ExitCode.USAGE and message in err and out == "", err
 
 
@@ -251,16 +245,16 @@ def test_a_live_module_cannot_be_sent_to_ranks():
 
 
 @pytest.mark.slow
-def test_two_ranks_of_lenet_write_once_and_resume_without_ranks(capsys, data_root, tmp_path):
+def test_two_ranks_of_lenet_write_once_and_resume_without_ranks(invoke, data_root, tmp_path):
     out_dir = tmp_path / "run"
     options = ["--data-root", str(data_root), "-d", "cpu", "-b", str(BATCH), "--threads", "1", "--optimizer", "adam",
                "--lr", "0.003", "-o", str(out_dir)]
-    code, out, err = invoke(capsys, "lenet", "--nproc", "2", "--epochs", "2", *options, "-f", "json")
+    code, out, err = invoke("train", "lenet", "--nproc", "2", "--epochs", "2", *options, "-f", "json")
     assert code == 0, err
     (run,) = json.loads(out)
     assert run["status"] == "ok", run["error"]
     assert (run["world_size"], run["global_batch_size"], run["backend"], run["threads"]) == (2, 2 * BATCH, "gloo", 1)
-    assert len(run["rank_devices"]) == 2  # two ranks ran
+    assert len(run["rank_hosts"]) == len(run["rank_device_names"]) == 2  # two ranks ran
     assert [e["epoch"] for e in run["epochs"]] == [1, 2] and all(e["world_size"] == 2 for e in run["epochs"])
     for e in run["epochs"]:  # global figures: all 512 examples, over the slowest rank's time
         assert e["train_examples"] == TRAIN
@@ -283,12 +277,12 @@ def test_two_ranks_of_lenet_write_once_and_resume_without_ranks(capsys, data_roo
     assert run["test_acc"] == (predicted == data.test_labels).sum().item() / TEST
 
     # a checkpoint made with other settings is refused before any rank starts
-    code, _, err = invoke(capsys, "lenet", "--nproc", "2", "--epochs", "3", *options[:-4], "--lr", "0.01",
+    code, _, err = invoke("train", "lenet", "--nproc", "2", "--epochs", "3", *options[:-4], "--lr", "0.01",
                           "-o", str(out_dir), "--resume")
     assert code == ExitCode.USAGE and "--resume: " in err and "lr 0.003 (now 0.01)" in err
 
     # and the run goes on in one process
-    code, out, err = invoke(capsys, "lenet", "--epochs", "3", *options, "--resume", "-f", "json")
+    code, out, err = invoke("train", "lenet", "--epochs", "3", *options, "--resume", "-f", "json")
     assert code == 0, err
     (resumed,) = json.loads(out)
     assert [(e["epoch"], e["world_size"]) for e in resumed["epochs"]] == [(1, 2), (2, 2), (3, None)]

@@ -102,7 +102,7 @@ def _nll(e: OpEvent) -> int:
 
 
 _ELEMENTWISE = """
-    abs add addcdiv addcmul clamp clamp_max clamp_min div elu exp gelu hardsigmoid hardswish
+    abs add clamp clamp_max clamp_min div elu exp gelu hardsigmoid hardswish
     hardtanh leaky_relu lerp log log_sigmoid_forward maximum minimum masked_fill mish mul neg
     pow reciprocal relu rsqrt rsub sigmoid silu sqrt square sub tanh threshold where
     elu_backward gelu_backward hardsigmoid_backward hardswish_backward hardtanh_backward
@@ -121,9 +121,21 @@ def _interpolation(taps: int) -> Rule:
 def _interpolation_backward(taps: int) -> Rule:
     return lambda e: 2 * taps * _numel(e.named.get("grad_output"))
 
-FLOP_RULES: dict[str, Rule] = {name: _per_out(1) for name in _ELEMENTWISE}
-FLOP_RULES.update({name + "_": _per_out(1) for name in _ELEMENTWISE})
-FLOP_RULES.update(
+FLOP_RULES: dict[str, Rule] = {}
+
+
+def _register(rules: dict[str, Rule]) -> None:
+    """Add ``rules`` to :data:`FLOP_RULES`; an op that already has a rule is an error (one
+    formula per op, as the replay registry has one rule per op)."""
+    repeated = sorted(set(rules) & set(FLOP_RULES))
+    if repeated:
+        raise ValueError(f"a FLOP rule is already registered for aten.{', aten.'.join(repeated)}")
+    FLOP_RULES.update(rules)
+
+
+_register({name: _per_out(1) for name in _ELEMENTWISE})
+_register({name + "_": _per_out(1) for name in _ELEMENTWISE})
+_register(
     {
         "addcmul": _per_out(2),
         "addcmul_": _per_out(2),
@@ -185,13 +197,13 @@ FLOP_RULES.update(
 )
 for _kind, _taps in _INTERPOLATION_TAPS.items():
     for _prefix in ("upsample_", "_upsample_"):
-        FLOP_RULES[f"{_prefix}{_kind}"] = _interpolation(_taps)
-        FLOP_RULES[f"{_prefix}{_kind}_backward"] = _interpolation_backward(_taps)
-    FLOP_RULES[f"_upsample_{_kind}_aa"] = _interpolation(_taps)
-    FLOP_RULES[f"_upsample_{_kind}_aa_backward"] = _interpolation_backward(_taps)
+        _register({f"{_prefix}{_kind}": _interpolation(_taps),
+                   f"{_prefix}{_kind}_backward": _interpolation_backward(_taps)})
+    _register({f"_upsample_{_kind}_aa": _interpolation(_taps),
+               f"_upsample_{_kind}_aa_backward": _interpolation_backward(_taps)})
 for _n in (1, 2, 3):  # nearest-neighbour: the forward copies; the backward adds the gradients up
     for _name in (f"upsample_nearest{_n}d", f"_upsample_nearest_exact{_n}d"):
-        FLOP_RULES[f"{_name}_backward"] = lambda e: _numel(e.named.get("grad_output"))
+        _register({f"{_name}_backward": lambda e: _numel(e.named.get("grad_output"))})
 
 FREE_OPS = frozenset(
     """

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import TYPE_CHECKING
 
-from archprobe.errors import ArchprobeError, InputSizeError, ModelCodeError, first_line
+from archprobe.analysis.guarded import traced
+from archprobe.errors import ArchprobeError, ModelCodeError, first_line
 from archprobe.results import ModelCounts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,38 +36,6 @@ class CostTotals:
     macs: int
     flops: int
     unsupported: tuple[str, ...]
-
-
-def traced(probe: "Probe", *, train: bool = False, backward: bool = False, track_modules: bool = True) -> "Trace":
-    """Trace the probe's model at its input shape.
-
-    A failing pass is classified by cause: where other input sizes run (the min-input solver
-    finds them), a one-line ``InputSizeError`` naming the layer and the valid sizes; otherwise
-    the model's own failure, a one-line ``ModelCodeError`` naming the exception type, the layer
-    and the first line of its message.
-    """
-    from archprobe.analysis.trace import TraceFailure, trace
-
-    try:
-        return trace(probe.model, probe.input(), train=train, backward=backward, track_modules=track_modules)
-    except TraceFailure as failure:
-        if not track_modules:  # trace again with module hooks to name the failing layer
-            return traced(probe, train=train, backward=backward, track_modules=True)
-        _explain_failure(probe.with_setting(mode=train))
-        shape = "x".join(map(str, probe.shape))
-        raise ModelCodeError(f"{probe.name} failed on input {shape}: {failure}") from failure
-
-
-def _explain_failure(probe: "Probe") -> None:
-    """Raise an ``InputSizeError`` stating the valid sizes when the input size is the cause."""
-    from archprobe.analysis.min_input import check_input_size
-
-    try:
-        check_input_size(probe)
-    except (InputSizeError, ModelCodeError):
-        raise
-    except Exception:  # noqa: BLE001 - the solver could not decide; keep the original error
-        return
 
 
 def cost_totals(t: "Trace", phases: tuple[str, ...]) -> CostTotals:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from archprobe.errors import ArchprobeError, UsageError, first_line
 from archprobe.results import MemoryResult
@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from archprobe.probe import Probe
+    from archprobe.probe import Mode, Probe
+    from archprobe.zoo.spec import ModelSpec
 
 DEVICES = ("cuda", "cpu")
 PHASES = ("forward", "loss", "backward", "optimizer")
@@ -564,3 +565,54 @@ def _interpolate(b0: int, p0: int, b1: int, p1: int, budget: int) -> int:
     if p1 <= p0:
         return b1 + 1
     return b0 + (budget - p0) * (b1 - b0) // (p1 - p0)
+
+
+# --- rows for the command line, the API and the report ---------------------------------------------
+
+
+def memory_rows(specs: Sequence["ModelSpec"], modes: Sequence["Mode"], batch_sizes: Sequence[int] = (32,), *,
+                optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda",
+                budget: int | None = None) -> list[MemoryResult]:
+    """Predicted peak memory: one row per model x mode x batch size, or with ``budget`` (bytes)
+    one row per model x mode at the largest batch that fits. Each model is built once on meta
+    and every input size is checked before any prediction (an ``InputSizeError`` names the layer
+    and the valid sizes)."""
+    from archprobe.analysis.min_input import ensure_input_size
+    from archprobe.probe import Probe
+
+    check_dtype(dtype)
+    check_device(device)
+    probes = [meta.with_setting(mode=mode) for meta in map(Probe.build, specs) for mode in modes]
+    for p in probes:
+        if budget is not None:
+            smallest_batch(p)
+        else:
+            ensure_input_size(p.with_setting(batch_size=min(batch_sizes)))
+    rows: list[MemoryResult] = []
+    for p in probes:
+        if budget is not None:
+            rows.append(fit(p, budget, optimizer=optimizer, dtype=dtype, device=device))
+        else:
+            rows.extend(sweep(p, batch_sizes, optimizer=optimizer, dtype=dtype, device=device))
+    return rows
+
+
+MEMORY_CURVE = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # the batch sizes of the report's memory plot
+
+
+def report_memory(p: "Probe", batch_sizes: Sequence[int]) -> tuple[list[MemoryResult], list[MemoryResult]]:
+    """The report's memory rows of one model: inference and training at ``batch_sizes``
+    (measured), and over :data:`MEMORY_CURVE` from the smallest batch that runs (read off the
+    line through the two smallest steps where it reproduces the measured ones)."""
+    from archprobe.probe import Mode
+
+    table: list[MemoryResult] = []
+    plotted: list[MemoryResult] = []
+    for mode in (Mode.EVAL, Mode.TRAIN):
+        probe_mode = p.with_setting(mode=mode)
+        smallest = smallest_batch(probe_mode)
+        points = [b for b in MEMORY_CURVE if b >= smallest]
+        rows = curve(probe_mode, [*points, *batch_sizes], measure_at=batch_sizes)
+        table += [r for r in rows if r.batch_size in batch_sizes]
+        plotted += [r for r in rows if r.batch_size in points]
+    return table, plotted

@@ -48,11 +48,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from archprobe.errors import InputSizeError, UsageError
-from archprobe.results import Check, LayerSize, MinInputResult
+from archprobe.results import Check, LayerSize, MinInputResult, Note
 
 if TYPE_CHECKING:  # pragma: no cover
     from archprobe.analysis.trace import Trace
-    from archprobe.probe import Probe
+    from archprobe.probe import Mode, Probe
+    from archprobe.zoo.spec import ModelSpec
 
 DEFAULT_MAX_SIZE = 4096
 MAX_MAX_SIZE = 65536
@@ -94,7 +95,7 @@ def describe_valid_sizes(result: MinInputResult) -> str:
     scanned = f" (scanned 1–{result.scan_limit})" if result.scan_limit is not None else ""
     if not result.valid:
         return f"no square side from 1 to {result.examined_to} runs{scanned}"
-    text = f"valid square sides{scanned}: {result.valid_sides}"
+    text = f"valid square sides{scanned}: {valid_text(result.valid, result.examined_to)}"
     if result.min_size:
         text += f" (min HxW {result.min_size[0]}x{result.min_size[1]}"
         if result.anchor and (result.min_height, result.min_width) != tuple(result.min_size):
@@ -124,11 +125,10 @@ def check_input_size(probe: "Probe") -> None:
     sep = " " if result is not None and result.method == "analytic" else ": "  # raw errors after a colon
     where = f"{layer}{sep}{reason}" if layer and reason else (layer or reason or "the forward pass fails")
     mode = " in training mode" if probe.train else ""
+    message = f"{probe.name} cannot take {channels}x{height}x{width}{mode}: {where}"
     if result is None:  # the analysis could not follow the model; an error path does not scan
-        sizes = f"run 'archprobe min-input {probe.name}' to scan for the sizes it takes"
-    else:
-        sizes = describe_valid_sizes(result)
-    raise InputSizeError(f"{probe.name} cannot take {channels}x{height}x{width}{mode}: {where}; {sizes}")
+        raise InputSizeError(message, hint="scan", hint_values={"model": probe.name})
+    raise InputSizeError(f"{message}; {describe_valid_sizes(result)}")
 
 
 def ensure_input_size(probe: "Probe") -> None:
@@ -139,6 +139,18 @@ def ensure_input_size(probe: "Probe") -> None:
 
     if not forward_runs(probe.model, probe.shape, train=probe.train):
         check_input_size(probe)
+
+
+def check_sizes(specs: Sequence["ModelSpec"], modes: Sequence["Mode"], batch_size: int,
+                build: "Callable[[ModelSpec], Probe] | None" = None) -> None:
+    """Raise the one-line ``InputSizeError`` (with the valid sizes) for a size a model cannot
+    take, before anything is measured. ``build`` gives a spec's meta probe (a runner's cache)."""
+    from archprobe.probe import Probe
+
+    for spec in specs:
+        meta = build(spec) if build is not None else Probe.build(spec)
+        for mode in modes:
+            ensure_input_size(meta.with_setting(batch_size=batch_size, mode=mode))
 
 
 # --- the solver ---------------------------------------------------------------------------------
@@ -175,7 +187,7 @@ class _Solver:
         self.max_size = max_size
         self.query = query  # the (H, W) check_input_size asks about, if any
         self.query_answer: tuple[bool, str | None, str | None] = (True, None, None)
-        self.notes: list[str] = list(probe.notes)
+        self.notes: list[Note] = list(probe.notes)
         self.pair: tuple | None = None  # (min H, min W, runs) where H and W couple
         self.reference_size: tuple[int, int] | None = None  # a size found to run, if any
 
@@ -245,9 +257,7 @@ class _Solver:
                 break
             extra = self._disambiguate(res, hs, ws, traces)
             if extra is None:
-                self.notes.append(
-                    "the traces could not settle every size-dependent argument; verification decides"
-                )
+                self.notes.append(Note.of("arguments_unsettled"))
                 break
             traces.append(extra)
         assert res is not None and program is not None
@@ -267,10 +277,8 @@ class _Solver:
                 raise _Fallback(f"the analysis cannot follow this model: {exc}") from exc
             self.pair = (min_h, min_w, pair_runs)
             if not pair_runs:
-                self.notes.append(
-                    f"H and W are coupled: min H {min_h} is at W={anchor[1]} and min W {min_w} at"
-                    f" H={anchor[0]}, but {min_h}x{min_w} itself does not run"
-                )
+                self.notes.append(Note.of("coupled", min_height=min_h, min_width=min_w, anchor_height=anchor[0],
+                                          anchor_width=anchor[1]))
 
         # why the sizes just outside run out (the limiting layers)
         def why(i: int):
@@ -293,7 +301,6 @@ class _Solver:
             batch_size=self.batch,
             min_size=_smallest_input(min_h, min_w, self.pair, min_square),
             min_square=min_square,
-            valid_sides=valid_text(intervals, cap),
             limiting_layer=limiting[1] if limiting else None,
             method="analytic",
             verified=False,
@@ -344,9 +351,8 @@ class _Solver:
             # a plain pass first (cheaper than a trace, and most of these fail)
             if (size == self.default or self.runs(*size)) and (t := self.trace(*size)) is not None:
                 if size != self.default:
-                    self.notes.append(
-                        f"the default size {h0}x{w0} does not run; analysed from {size[0]}x{size[1]}"
-                    )
+                    self.notes.append(Note.of("default_size_fails", height=h0, width=w0, analysed_height=size[0],
+                                              analysed_width=size[1]))
                 self.reference_size = size
                 return t, size
         shown = ", ".join(f"{h}x{w}" for h, w in tried[:8]) + (", ..." if len(tried) > 8 else "")
@@ -475,14 +481,13 @@ class _Solver:
             upper = self.failure(intervals[0][1] + 1, intervals[0][1] + 1)
         if self.query is not None:
             self.query_answer = self.query_by_pass()
-        notes = list(self.notes) + [f"scanned square sides 1–{limit} by forward passes: {why}"]
+        notes = [*self.notes, Note.of("scanned", limit=limit, reason=why)]
         return MinInputResult(
             model=self.probe.name,
             mode=self.probe.mode.value,
             batch_size=self.batch,
             min_size=_smallest_input(min_h, min_w, pair, min_square),
             min_square=min_square,
-            valid_sides=valid_text(intervals, limit),
             limiting_layer=limiting[0],
             method="scan",
             verified=True,
@@ -513,16 +518,7 @@ class _Solver:
         layers = []
         for call in t.calls:
             shape = tuple(call.output_shapes[0][1:]) if call.output_shapes else ()
-            hw = f"{shape[-2]}x{shape[-1]}" if len(shape) >= 3 else "-"
-            layers.append(
-                LayerSize(
-                    depth=call.depth,
-                    layer=call.path or "(model)",
-                    type=call.type_name,
-                    output=shape,
-                    hw=hw,
-                )
-            )
+            layers.append(LayerSize(depth=call.depth, layer=call.path, type=call.type_name, output=shape))
         return replace(result, explain_size=size, layers=tuple(layers))
 
 
@@ -570,10 +566,12 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def valid_text(intervals: Sequence[Sequence[int]], cap: int) -> str:
-    """Compact text: ``15–4096+``, ``28–31``, ``even sizes 16–4096+ (2041 sizes)``."""
+def valid_text(intervals: Sequence[Sequence[int | None]], cap: int) -> str:
+    """Compact text: ``15–4096+``, ``28–31``, ``even sizes 16–4096+ (2041 sizes)``; an interval
+    ending in ``None`` (a result's open end) runs on to ``cap``."""
     if not intervals:
         return "none"
+    intervals = [(lo, cap if hi is None else hi) for lo, hi in intervals]
 
     def one(lo, hi):
         if hi >= cap:

@@ -23,7 +23,7 @@ def layer_table(probe: "Probe", *, depth: int | None = None, rf: bool = False) -
     ``rf`` adds each row's receptive field, effective stride and offset
     (:mod:`archprobe.analysis.receptive`)."""
     from archprobe.analysis.costs import op_cost
-    from archprobe.analysis.counting import traced
+    from archprobe.analysis.guarded import traced
     from archprobe.analysis.trace import FORWARD
 
     t = traced(probe)
@@ -53,7 +53,6 @@ def layer_table(probe: "Probe", *, depth: int | None = None, rf: bool = False) -
     fields = _field_columns(t) if rf else {}
     rows = tuple(
         LayerRow(
-            layer="  " * c.depth + (c.path.rsplit(".", 1)[-1] if c.path else probe.name),
             type=c.type_name,
             output_shape=c.output_shapes[0] if c.output_shapes else (),
             params=params[c.index],

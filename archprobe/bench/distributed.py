@@ -37,7 +37,7 @@ from archprobe.bench.throughput import (
     ERROR_LIMIT,
     ThroughputConfig,
     ThroughputRunner,
-    _optimizer_text,
+    _optimizer,
     build_workload,
     row_warnings,
 )
@@ -90,7 +90,8 @@ class GroupTiming:
 
     step_max_s: tuple[float, ...]  # per timed step, the slowest rank's time
     rank_median_s: tuple[float, ...]
-    rank_devices: tuple[str, ...]
+    rank_hosts: tuple[str, ...]
+    rank_device_names: tuple[str, ...]  # "cuda:0 NVIDIA H200", "cpu AMD EPYC"
     world_size: int
     local_world_size: int
     nnodes: int
@@ -129,7 +130,7 @@ def time_in_group(spec: "ModelSpec", config: ThroughputConfig, device_kind: str,
             backend.cleanup()
     step_max = collectives.max(times)
     name = backend.environment().device_name
-    mine = (summarize(times).median_s, f"{socket.gethostname()} {backend.label} {name}", memory, compile_s)
+    mine = (summarize(times).median_s, (socket.gethostname(), f"{backend.label} {name}"), memory, compile_s)
     ranks = collectives.gather(mine)
     if info.rank != 0:
         return None
@@ -137,7 +138,8 @@ def time_in_group(spec: "ModelSpec", config: ThroughputConfig, device_kind: str,
     return GroupTiming(
         step_max_s=tuple(step_max),
         rank_median_s=tuple(r[0] for r in ranks),
-        rank_devices=tuple(r[1] for r in ranks),
+        rank_hosts=tuple(r[1][0] for r in ranks),
+        rank_device_names=tuple(r[1][1] for r in ranks),
         world_size=info.world_size,
         local_world_size=info.local_world_size,
         nnodes=info.nnodes,
@@ -179,7 +181,7 @@ def _time_rank(spec: "ModelSpec", backend, config: ThroughputConfig, collectives
 def rank_entry(job: RankJob) -> GroupTiming | None:
     """The launcher's entrypoint, run by every rank of a local launch (module level: the rank
     processes look it up by name)."""
-    from archprobe.api import as_spec
+    from archprobe.zoo.resolution import as_spec
 
     info = RankInfo.from_env()
     if job.cwd:
@@ -208,8 +210,8 @@ def distributed_row(spec: "ModelSpec", device_kind: str, config: ThroughputConfi
     """One data-parallel row: the group's timing (or the failure), the baseline and the setup."""
     row: dict[str, Any] = dict(
         model=spec.name, device=device_kind, mode=config.mode.value, batch_size=config.batch_size,
-        dtype=config.dtype, input_shape="x".join(map(str, spec.input_shape)), channels_last=config.channels_last,
-        compile=config.compile, optimizer=_optimizer_text(config), threads=config.threads,
+        dtype=config.dtype, input_shape=tuple(spec.input_shape), channels_last=config.channels_last,
+        compile=config.compile, optimizer=_optimizer(config), threads=config.threads,
         **asdict(environment),
         world_size=world_size, nproc_per_node=nproc_per_node, nnodes=nnodes, backend=backend_for(device_kind),
         global_batch_size=config.batch_size * world_size,
@@ -225,7 +227,8 @@ def distributed_row(spec: "ModelSpec", device_kind: str, config: ThroughputConfi
         p10_ms=stats.p10_s * 1e3, p90_ms=stats.p90_s * 1e3, mean_ms=stats.mean_s * 1e3, samples=stats.samples,
         spread=stats.spread, warmup_iters=timing.warmup_iters, compile_s=timing.compile_s,
         threads=timing.threads, cudnn_benchmark=timing.cudnn_benchmark, **timing.memory,
-        rank_median_ms=tuple(m * 1e3 for m in timing.rank_median_s), rank_devices=timing.rank_devices,
+        rank_median_ms=tuple(m * 1e3 for m in timing.rank_median_s), rank_hosts=timing.rank_hosts,
+        rank_device_names=timing.rank_device_names,
         nccl_version=timing.nccl_version,
     )
     single = row.get("single_process_examples_per_sec")

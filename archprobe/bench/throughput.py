@@ -40,7 +40,7 @@ from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.load import load_between, sample
 from archprobe.runtime.memory import live_peak
 from archprobe.runtime.precision import check_dtype
-from archprobe.runtime.step import OPTIMIZERS, seeded
+from archprobe.runtime.step import seeded
 from archprobe.runtime.timing import MAX_ITERS, Clock, run_timed, summarize
 from archprobe.runtime.workload import Workload, step_workload
 from archprobe.user_code import running_user_code
@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
 
 MODES = (Mode.EVAL, Mode.TRAIN)
-OPTIMIZER = OPTIMIZERS["sgd"]
+OPTIMIZER = "sgd"  # a key of runtime.step.OPTIMIZERS: the training step's optimizer
 SPREAD_WARNING = 0.10  # IQR / median above this: "spread"
 BUSY_CORES = 0.25  # other processes keeping more than this many cores busy: "busy"
 STEAL_WARNING = 0.05  # more than this share of CPU time stolen: "steal"
@@ -130,10 +130,10 @@ def row_warnings(row: dict) -> tuple[str, ...]:
     return tuple(codes)
 
 
-def _optimizer_text(config: ThroughputConfig) -> str | None:
+def _optimizer(config: ThroughputConfig) -> str | None:
     if config.mode is not Mode.TRAIN:
         return None
-    return OPTIMIZER + (" + GradScaler" if config.dtype == "float16" else "")
+    return OPTIMIZER
 
 
 class ThroughputRunner(Devices):
@@ -184,9 +184,9 @@ class ThroughputRunner(Devices):
         env = self.environment(device)
         row: dict[str, Any] = dict(
             model=spec.name, device=device, mode=config.mode.value, batch_size=config.batch_size,
-            dtype=config.dtype, input_shape="x".join(map(str, spec.input_shape)),
+            dtype=config.dtype, input_shape=tuple(spec.input_shape),
             channels_last=config.channels_last, compile=config.compile,
-            optimizer=_optimizer_text(config), **asdict(env),
+            optimizer=_optimizer(config), **asdict(env),
         )
         with backend.settings(threads=config.threads, cudnn_benchmark=config.cudnn_benchmark) as applied:
             row.update(applied)

@@ -1,4 +1,4 @@
-"""The ``archprobe`` command line: a thin layer over the library.
+"""The ``archprobe`` command line: a thin layer over the library (may import every room).
 
 Only click and the standard library are imported here, so ``--help`` never imports torch.
 Each command lives in its own module and registers itself on ``cli``.
@@ -13,7 +13,7 @@ import traceback
 import click
 
 from archprobe import __version__
-from archprobe.errors import ArchprobeError, ExitCode, UsageError, as_interrupted, first_line
+from archprobe.errors import ArchprobeError, ExitCode, as_interrupted, first_line
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     are written as ASCII look-alikes (``15-4096+``).
     """
     from archprobe.report.writers import ascii_fallback
-    from archprobe.runtime.signals import handling_signals
+    from archprobe.plumbing.signals import handling_signals
 
     args = sys.argv[1:] if argv is None else list(argv)
     with handling_signals(), ascii_fallback(sys.stdout, sys.stderr):
@@ -91,7 +91,7 @@ def _run(args: list[str], debug: bool) -> int:
     except ArchprobeError as exc:
         if debug:
             traceback.print_exc()
-        _error(exc.as_flag() if isinstance(exc, UsageError) else str(exc))
+        _error(exc.for_command_line())
         return exc.exit_code
     except KeyboardInterrupt as exc:
         interrupted = as_interrupted(exc)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import ByteSize, batch_sizes_option, flatten_lists, model_input_options, output_options
+from archprobe.cli.options import (
+    ByteSize, batch_sizes_option, flatten_lists, mode_option, model_input_options, output_options,
+)
 from archprobe.runtime.step import OPTIMIZERS
 
 
 @cli.command("memory")
 @click.argument("models", nargs=-1, required=True)
-@click.option("--train", is_flag=True,
-              help="A training step (zero_grad, forward, cross-entropy, backward, optimizer step) "
-                   "instead of an inference forward.")
+@mode_option("train models a training step (zero_grad, forward, cross-entropy, backward, optimizer "
+             "step) instead of an inference forward.")
 @batch_sizes_option("32")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd", show_default=True,
               help="With --train: SGD (lr 0.001, momentum 0.9; the throughput engine's) or Adam.")
@@ -28,7 +29,7 @@ from archprobe.runtime.step import OPTIMIZERS
 @model_input_options
 @output_options
 @click.pass_context
-def memory_command(ctx, models, train, batch_sizes, optimizer, dtype, device, budget, input_size, in_channels,
+def memory_command(ctx, models, mode, batch_sizes, optimizer, dtype, device, budget, input_size, in_channels,
                    num_classes, fmt, output):
     """Predict the peak memory of one step of MODELS, allocating no weights.
 
@@ -53,7 +54,7 @@ def memory_command(ctx, models, train, batch_sizes, optimizer, dtype, device, bu
       archprobe memory vgg16 resnet50 densenet121 -b 1,32,128 --train --optimizer adam
       archprobe memory googlenet --train --dtype bfloat16 -f json
     """
-    from archprobe import api
+    from archprobe.analysis.memory import memory_rows
     from archprobe.cli.options import resolve_specs
     from archprobe.probe import Mode
     from archprobe.report.frames import render
@@ -63,6 +64,6 @@ def memory_command(ctx, models, train, batch_sizes, optimizer, dtype, device, bu
     if budget is not None and ctx.get_parameter_source("batch_sizes") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--fit searches the batch size; leave out --batch-size")
     specs = resolve_specs(models, input_size, in_channels, num_classes)
-    rows = api.memory_rows(specs, [Mode.TRAIN if train else Mode.EVAL], flatten_lists(batch_sizes),
+    rows = memory_rows(specs, [Mode.of(mode)], flatten_lists(batch_sizes),
                            optimizer=optimizer, dtype=dtype, device=device, budget=budget)
     emit(render(rows, fmt, memory_notes(rows)), output)

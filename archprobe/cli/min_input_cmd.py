@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import batch_size_option, model_input_options, output_options
+from archprobe.cli.options import batch_size_option, mode_option, model_input_options, output_options
 
 
 @cli.command("min-input")
 @click.argument("models", nargs=-1, required=True)
-@click.option("--train", is_flag=True, help="Solve for training mode (BatchNorm batch statistics, aux heads).")
+@mode_option("train solves for training mode (BatchNorm batch statistics, aux heads).")
 @batch_size_option
 @model_input_options
 @click.option(
@@ -20,7 +20,7 @@ from archprobe.cli.options import batch_size_option, model_input_options, output
 @click.option("--explain", is_flag=True, help="Also show every layer's output size at the minimum.")
 @click.option("--depth", type=click.IntRange(min=1), help="With --explain: only layers up to this depth.")
 @output_options
-def min_input_command(models, train, batch_size, input_size, in_channels, num_classes, max_size, explain, depth,
+def min_input_command(models, mode, batch_size, input_size, in_channels, num_classes, max_size, explain, depth,
                       fmt, output):
     """Smallest input each MODEL accepts, and the exact set of sizes that run.
 
@@ -50,6 +50,7 @@ def min_input_command(models, train, batch_size, input_size, in_channels, num_cl
     import sys
 
     from archprobe import api
+    from archprobe.probe import Mode
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
     from archprobe.report.notes import min_input_notes
@@ -61,7 +62,7 @@ def min_input_command(models, train, batch_size, input_size, in_channels, num_cl
     results = []
     for spec in specs:
         with _scan_progress(spec.name, sys.stderr.isatty()) as progress:
-            results.append(api.min_input(spec, batch_size=batch_size, train=train, max_size=max_size,
+            results.append(api.min_input(spec, batch_size=batch_size, mode=Mode.of(mode), max_size=max_size,
                                          explain=explain, progress=progress))
     text = render(results, fmt, min_input_notes(results) if fmt in ("table", "md") else ())
     if explain and fmt in ("table", "md"):

@@ -124,6 +124,27 @@ model_input_options = compose(
     click.option("--num-classes", type=click.IntRange(min=1), help="Output classes (default: the model's)."),
 )
 
+def mode_option(train_help: str):
+    """``--mode eval|train``, the API's ``mode=`` under the same name, and ``--train``, its shorthand;
+    the command receives ``mode`` as ``"eval"`` or ``"train"``."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def with_mode(*args, mode, train, **kwargs):
+            mode_given = click.get_current_context().get_parameter_source("mode") is ParameterSource.COMMANDLINE
+            if train and mode_given and mode != "train":
+                raise click.UsageError("--train means --mode train; give one of them")
+            return command(*args, mode="train" if train else mode, **kwargs)
+
+        return compose(
+            click.option("--mode", type=click.Choice(["eval", "train"]), default="eval", show_default=True,
+                         help=f"eval (inference) or train: {train_help}"),
+            click.option("--train", is_flag=True, help="Shorthand for --mode train."),
+        )(with_mode)
+
+    return decorate
+
+
 batch_size_option = click.option(
     "--batch-size", "-b", type=click.IntRange(1, MAX_BATCH), default=1, show_default=True, help="Batch size."
 )
@@ -178,6 +199,6 @@ def output_options(command):
 
 def resolve_specs(models, input_size=None, in_channels=None, num_classes=None):
     """Resolve every spec up front, so a typo fails before any work starts."""
-    from archprobe.api import resolve_all
+    from archprobe.zoo.resolution import resolve_all
 
     return resolve_all(models, input_size=input_size, in_channels=in_channels, num_classes=num_classes)

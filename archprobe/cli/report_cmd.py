@@ -60,10 +60,10 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
       archprobe report tv:resnet18 timm:resnet18 --input-size 3x160x160 -o /tmp/r18 --force
       archprobe report 'resnet*' -o /tmp/resnets --force
     """
-    from archprobe import api
+    from archprobe.analysis.comparison import compare
     from archprobe.cli.options import resolve_specs
     from archprobe.report.document import check_directory, commit_report, write_report_files
-    from archprobe.report.writers import staged_directory
+    from archprobe.plumbing.files import staged_directory
 
     if not throughput:
         given = [p for p in THROUGHPUT_ONLY
@@ -81,7 +81,7 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
                                        mode, min_time) if throughput else None)
         try:
             with _progress(len(specs)) as advance:
-                report = api.report(specs, measure=measure, on_progress=advance, memory=memory,
+                report = compare(specs, measure=measure, on_progress=advance, memory=memory,
                                     memory_batch_sizes=flatten_lists(batch_sizes))
             written = write_report_files(report, stage.path)
             commit_report(stage, out_dir, force=force)
@@ -109,20 +109,22 @@ def _interrupted(interrupted, stage, measured: list, out_dir: str):
 def _throughput_measure(rows_path, measured: list, devices, batch_sizes, mode, min_time):
     """Measure with the throughput engine, appending each row to ``rows_path`` (in the report's
     stage) and to ``measured`` as it lands."""
-    from archprobe import api
+    from archprobe.bench.sweeps import throughput_sweep
     from archprobe.bench.throughput import MODES, RESULT_FIELDS, ThroughputConfig
     from archprobe.probe import Mode
     from archprobe.runtime.backends import resolve_devices
     from archprobe.runtime.sink import CsvSink
 
+    from archprobe.report.notes import note_text
+
     resolved, notes = resolve_devices(devices)
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {note_text(note)}", err=True)
     modes = MODES if mode == "both" else (Mode.of(mode),)
     config = ThroughputConfig(min_time=min_time)
 
     def measure(specs):
-        rows_iter = api.throughput_sweep(specs, resolved, modes, batch_sizes, config)
+        rows_iter = throughput_sweep(specs, resolved, modes, batch_sizes, config)
         with CsvSink(rows_path, RESULT_FIELDS) as sink:
             for row in rows_iter:
                 sink.write(row)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import batch_size_option, model_input_options, output_options
+from archprobe.cli.options import batch_size_option, mode_option, model_input_options, output_options
 
 
 def _notes(results, fmt: str) -> list[str]:
     """Conventions, the input assumptions and warnings; warnings go to stderr where the output
     has no room for notes (JSON, CSV), so each is shown once."""
-    from archprobe.report.notes import CONVENTIONS, unsupported_warnings
+    from archprobe.report.notes import CONVENTIONS, notes_text, unsupported_warnings
 
-    notes = [CONVENTIONS] + [f"{r.model}: {note}" for r in results for note in r.notes]
+    notes = [CONVENTIONS] + [f"{r.model}: {note}" for r in results for note in notes_text(r.notes)]
     warnings = unsupported_warnings(results)
     if fmt in ("json", "csv"):
         for warning in warnings:
@@ -25,13 +25,13 @@ def _notes(results, fmt: str) -> list[str]:
 @click.argument("models", nargs=-1, required=True)
 @model_input_options
 @batch_size_option
-@click.option("--train", is_flag=True, help="Add one training step's cost (forward + loss + backward).")
+@mode_option("train adds one training step's cost (forward + loss + backward).")
 @click.option(
     "--counter", type=click.Choice(["archprobe", "fvcore"]), default="archprobe", show_default=True,
     help="fvcore: also count with fvcore on real CPU tensors, as a cross-check column.",
 )
 @output_options
-def params_command(models, input_size, in_channels, num_classes, batch_size, train, counter, fmt, output):
+def params_command(models, input_size, in_channels, num_classes, batch_size, mode, counter, fmt, output):
     """Compare parameters, MACs and FLOPs of MODELS (zoo names, globs, tv:, timm:, file.py:fn).
 
     \b
@@ -52,13 +52,14 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, tra
       archprobe params alexnet --counter fvcore
     """
     from archprobe import api
+    from archprobe.probe import Mode
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
     from archprobe.report.notes import idle_notes, parameter_note
     from archprobe.report.writers import emit
 
     specs = resolve_specs(models, input_size, in_channels, num_classes)
-    results = [api.count(s, batch_size=batch_size, train=train, counter=counter) for s in specs]
+    results = [api.count(s, batch_size=batch_size, mode=Mode.of(mode), counter=counter) for s in specs]
     notes = _notes(results, fmt) + idle_notes(results)
     note = parameter_note(results)
     if note:

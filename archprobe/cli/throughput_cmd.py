@@ -100,13 +100,16 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
       torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \\
         -m archprobe throughput resnet50 --device cuda --mode train --distributed -o scaling.csv
     """
-    from archprobe import api
+    from archprobe.bench.sweeps import distributed_sweep, throughput_sweep
+    from archprobe.runtime.distributed import writes_output
+    from archprobe.zoo.resolution import expand
     from archprobe.bench.throughput import MODES, RESULT_FIELDS, ThroughputConfig, ThroughputRunner
     from archprobe.cli.options import resolve_specs
     from archprobe.probe import Mode
     from archprobe.report.frames import render
-    from archprobe.report.notes import throughput_notes
-    from archprobe.report.writers import resolve_output, streaming, write_atomic, write_output
+    from archprobe.report.notes import note_text, throughput_notes
+    from archprobe.report.writers import resolve_output, streaming, write_output
+    from archprobe.plumbing.files import write_atomic
     from archprobe.runtime.backends import cuda_usable, resolve_devices
     from archprobe.runtime.sink import CsvSink
 
@@ -118,7 +121,7 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
         warmup_time=warmup_time, min_time=min_time, min_iters=min_iters, cudnn_benchmark=cudnn_benchmark,
         utilisation=utilisation,
     )
-    writes = api.writes_output(distributed)
+    writes = writes_output(distributed)
     progress = progress_bar(quiet or not writes)
     if nprocs or distributed:
         nprocs = flatten_lists(nprocs)
@@ -126,21 +129,22 @@ def throughput_command(ctx, models, devices, mode, batch_sizes, dtype, channels_
         if ctx.get_parameter_source("devices") is click.core.ParameterSource.DEFAULT:
             devices = ("cuda",) if cuda_usable() else ("cpu",)
             notes.append(f"data-parallel ranks on {devices[0]} (--device to choose)")
-        total = len(api.expand(models or SEED_MODELS)) * len(modes) * len(batch_sizes) * max(1, len(nprocs))
+        total = len(expand(models or SEED_MODELS)) * len(modes) * len(batch_sizes) * max(1, len(nprocs))
         task = progress.add_task("throughput", total=total)
-        rows = api.distributed_sweep(
+        rows = distributed_sweep(
             models or SEED_MODELS, devices, modes, batch_sizes, config, nprocs=nprocs or None,
             join_group=distributed, input_size=input_size, in_channels=in_channels, num_classes=num_classes,
             timeout=timeout, on_start=lambda label: progress.update(task, description=label),
         )
     else:
-        device_list, notes = resolve_devices(devices)
+        device_list, device_notes = resolve_devices(devices)
+        notes = [note_text(n) for n in device_notes]
         specs = resolve_specs(models or SEED_MODELS, input_size, in_channels, num_classes)
         if not device_list:
             raise click.UsageError("no device to measure on")
         total = len(specs) * len(device_list) * len(modes) * len(batch_sizes)
         task = progress.add_task("throughput", total=total)
-        rows = api.throughput_sweep(specs, device_list, modes, batch_sizes, config, runner=ThroughputRunner(),
+        rows = throughput_sweep(specs, device_list, modes, batch_sizes, config, runner=ThroughputRunner(),
                                     on_start=lambda label: progress.update(task, description=label))
     if not writes:  # a rank other than 0 of torchrun's group: it measures, rank 0 writes
         for _ in rows:

@@ -103,9 +103,10 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
       archprobe train googlenet-bn-d2l --label-smoothing 0.1 --dataset mnist --download
       archprobe train lenet --dataset fake --device cpu --nproc 2 -b 128 -o runs/lenet-ddp
     """
-    from archprobe import api
+    from archprobe.training.plan import plan_training, training_recipes
+    from archprobe.training.sweep import train_sweep
     from archprobe.report.frames import render
-    from archprobe.report.notes import epoch_line, recipe_notes, train_notes
+    from archprobe.report.notes import epoch_line, note_text, recipe_notes, train_notes
     from archprobe.report.writers import emit
     from archprobe.training.runner import TrainingInterrupted, TrainRunner
 
@@ -113,26 +114,26 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
                      weight_decay=weight_decay, label_smoothing=label_smoothing, resize=resize, init=init,
                      seed=seed, dtype=dtype)
     if show_recipe:
-        recipes = api.training_recipes(models, dataset=dataset, **overrides)
+        recipes = training_recipes(models, dataset=dataset, **overrides)
         emit(render(recipes, fmt, recipe_notes(recipes)), None)
         return
     if resume and not output:
         raise click.UsageError("--resume continues the runs of --output DIR; give it")
 
-    plan = api.plan_training(models, dataset=dataset, data_root=data_root, download=download,
+    plan = plan_training(models, dataset=dataset, data_root=data_root, download=download,
                              device=list(devices) or None, limit_train=limit_train, limit_test=limit_test,
                              nproc=nproc, timeout=timeout, **overrides)
     directory = None
     if output:
-        from archprobe.training.outputs import RunDirectory
+        from archprobe.api import run_directory
 
-        directory = RunDirectory(output, resume=resume, force=force)
+        directory = run_directory(output, resume=resume, force=force)
     data_text = plan.data.describe()
     progress = progress_bar(quiet)
     say = (lambda line: None) if quiet else (lambda line: progress.console.print(line, markup=False,
                                                                                    highlight=False, soft_wrap=True))
     for note in plan.notes:
-        say(f"note: {note}")
+        say(f"note: {note_text(note)}")
     say(f"data: {data_text}")
 
     task = progress.add_task("train", total=None)
@@ -147,7 +148,7 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
     interrupted = None
     try:
         with progress:
-            for run in api.train_sweep(plan, runner=TrainRunner(threads=threads), output=directory, resume=resume,
+            for run in train_sweep(plan, runner=TrainRunner(threads=threads), output=directory, resume=resume,
                                        workers=workers, on_start=on_start,
                                        on_epoch=lambda row, so_far: say(epoch_line(row, so_far.recipe.epochs)),
                                        on_batch=None if progress.disable else on_batch):

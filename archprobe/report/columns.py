@@ -55,6 +55,31 @@ class Column:
         return self.flag is not None and self.value(result) is None and bool(getattr(result, self.flag))
 
 
+def layer_label(row: r.LayerRow) -> str:
+    """A row's module name, indented by its depth (the model itself by the model's name)."""
+    return "  " * row.depth + (row.path.rsplit(".", 1)[-1] if row.path else row.model)
+
+
+def valid_sides(result: r.MinInputResult) -> str:
+    """The valid square sides in words: ``15–4096+``, ``every 4th size 4–4096+ (1024 sizes)``."""
+    from archprobe.analysis.min_input import valid_text
+
+    return valid_text(result.valid, result.examined_to)
+
+
+def spatial_size(layer: r.LayerSize) -> str:
+    """``HxW`` of a layer's output, ``-`` without spatial dimensions."""
+    return f"{layer.output[-2]}x{layer.output[-1]}" if len(layer.output) >= 3 else "-"
+
+
+# Fields JSON and CSV carry beside a result's own, derived from them (name, after which field, how).
+DERIVED_FIELDS: dict[type, tuple[tuple[str, str, Callable[[Any], Any]], ...]] = {
+    r.LayerRow: (("layer", "", layer_label),),  # "": first
+    r.LayerSize: (("hw", "output", spatial_size),),
+    r.MinInputResult: (("valid_sides", "min_square", valid_sides),),
+}
+
+
 def _per_dimension_minima(result: r.MinInputResult) -> str | None:
     if result.min_height is None or result.min_width is None or not result.anchor:
         return None
@@ -89,20 +114,21 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("train_flops", "Train-step FLOPs", "ops"), ("fvcore_macs", "fvcore MACs", "ops"),
     ),
     r.LayerRow: _cols(
-        ("layer", "Layer"), ("type", "Type"), ("output_shape", "Output shape", "shape"),
+        ("layer", "Layer", "text", layer_label), ("type", "Type"), ("output_shape", "Output shape", "shape"),
         ("params", "Params", "count"), ("macs", "MACs", "ops"), ("flops", "FLOPs", "ops"),
         # the --rf set: shown when computed
         ("receptive_field", "Receptive field", "pair", "rf_global", "global"),
         ("effective_stride", "Eff. stride", "pair"), ("rf_offset", "First centre", "pair"),
     ),
     r.LayerSize: _cols(
-        ("depth", "Depth", "int"), ("layer", "Layer"), ("type", "Type"),
-        ("output", "Output (CxHxW)", "shape"), ("hw", "HxW"),
+        ("depth", "Depth", "int"), ("layer", "Layer", "path"), ("type", "Type"),
+        ("output", "Output (CxHxW)", "shape"), ("hw", "HxW", "text", spatial_size),
     ),
     r.MinInputResult: _cols(
         ("model", "Model"), ("mode", "Mode"), ("batch_size", "Batch", "int"),
         ("min_size", "Min HxW", "shape"), ("min_square", "Min square", "int"),
-        ("min_height", "Min H, min W (anchor)", "text", _per_dimension_minima), ("valid_sides", "Valid sides"), ("limiting_layer", "Limiting layer"), ("method", "Method"),
+        ("min_height", "Min H, min W (anchor)", "text", _per_dimension_minima), ("valid_sides", "Valid sides", "text", valid_sides),
+        ("limiting_layer", "Limiting layer"), ("method", "Method"),
         ("verified", "Verified", "bool"),
     ),
     r.ThroughputResult: _cols(

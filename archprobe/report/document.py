@@ -2,7 +2,7 @@
 
 Each section comes from an analyzer's frozen results; this module only arranges them.
 A report is built aside, in a hidden sibling directory, and swapped in whole
-(:func:`archprobe.report.writers.staged_directory`): an interrupt, a crash or a second writer
+(:func:`archprobe.plumbing.files.staged_directory`): an interrupt, a crash or a second writer
 leaves the old report or the new one, never a mix, and nothing of an older run survives. An
 existing report is replaced only when asked (``force``).
 """
@@ -17,7 +17,7 @@ from typing import Sequence
 from archprobe.errors import UsageError
 from archprobe.report.frames import machine_frame, records, render
 from archprobe.report.notes import idle_notes, memory_notes, parameter_note
-from archprobe.report.writers import Stage, check_directory_writable, staged_directory, write_atomic
+from archprobe.plumbing.files import Stage, check_directory_writable, staged_directory, write_atomic
 from archprobe.results import Report
 
 
@@ -100,7 +100,7 @@ def markdown(report: Report, images: Sequence[str]) -> str:
     )
     if report.memory or report.memory_failures:
         batches = sorted({r.batch_size for r in report.memory})
-        failures = [f"not predicted: {f}" for f in report.memory_failures]
+        failures = [f"not predicted: {f.model}: {f.error}" for f in report.memory_failures]
         if report.memory:
             parts.append(_section(
                 "Memory",
@@ -145,7 +145,7 @@ def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
         raise UsageError(f"{out_dir} exists and is not a directory")
     entries = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
     if entries and not force:
-        raise UsageError(f"{out_dir} already exists; use --force to overwrite it")
+        raise UsageError(f"{out_dir} already exists", hint="force")
     others = [name for name in entries if name not in REPORT_FILES]
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
@@ -198,7 +198,7 @@ def write_report_files(report: Report, directory: Path) -> list[Path]:
     notes = count_notes(report)
     document["notes"] = {"counts": notes} if notes else {}
     if report.memory_failures:
-        document["notes"]["memory"] = list(report.memory_failures)
+        document["notes"]["memory"] = [f"{f.model}: {f.error}" for f in report.memory_failures]
     written.append(write_atomic(directory / "report.json", json.dumps(document, indent=2) + "\n"))
     written.append(write_atomic(directory / "report.md", markdown(report, images)))
     return written

@@ -6,18 +6,45 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any, Iterable, Sequence
 
-from archprobe.report.columns import columns_of
+from archprobe.report.columns import DERIVED_FIELDS, columns_of
+from archprobe.report.sentences import notes_text
 from archprobe.results import flat_record, plain
 
 FORMATS = ("table", "md", "csv", "json")
 
 
+def machine(value: Any) -> Any:
+    """:func:`archprobe.results.plain` with the derived fields of :data:`DERIVED_FIELDS` added to
+    each result, nested ones too (JSON and CSV carry them beside the result's own), and notes
+    in words."""
+    derived = DERIVED_FIELDS.get(type(value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and (derived or _has_nested(value)):
+        record = {}
+        for f in dataclasses.fields(value):
+            record[f.name] = machine(getattr(value, f.name))
+        for name, after, compute in derived or ():
+            items = list(record.items())
+            at = 0 if not after else [k for k, _ in items].index(after) + 1
+            items.insert(at, (name, compute(value)))
+            record = dict(items)
+        return record
+    if isinstance(value, (list, tuple)) and any(type(v) in DERIVED_FIELDS for v in value):
+        return [machine(v) for v in value]
+    return plain(value, notes_text)
+
+
+def _has_nested(value: Any) -> bool:
+    return any(isinstance(getattr(value, f.name), (list, tuple)) and
+               any(type(v) in DERIVED_FIELDS for v in getattr(value, f.name)) for f in dataclasses.fields(value))
+
+
 def records(results: Iterable[Any]) -> list[dict[str, Any]]:
-    return [plain(r) for r in results]
+    return [machine(r) for r in results]
 
 
 DECIMAL_UNITS = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K"))
@@ -102,7 +129,7 @@ def machine_frame(results: Sequence[Any]):
     """A pandas DataFrame of base-unit values; list-valued cells are joined with ``;``."""
     import pandas as pd
 
-    return pd.DataFrame([flat_record(r) for r in results])
+    return pd.DataFrame([flat_record(machine(r)) for r in results])
 
 
 def render(results: Sequence[Any], fmt: str, notes: Sequence[str] = ()) -> str:

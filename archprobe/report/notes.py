@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from archprobe.results import EpochRow, MemoryResult, MinInputResult, ModelCounts, Recipe, ThroughputResult, TrainRun
+from archprobe.report.sentences import NOTE_TEXT, note_text, notes_text  # noqa: F401 - re-exported
+from archprobe.results import (EpochRow, MemoryResult, MinInputResult, ModelCounts, Recipe, ThroughputResult,
+                               TrainRun)
+
 
 CONVENTIONS = (
     "MACs: multiply-accumulates of conv/linear/matmul only (torchvision's _ops convention); "
@@ -109,7 +112,7 @@ def min_input_notes(results: Sequence[MinInputResult]) -> list[str]:
         if r.upper_limiting_layer and r.valid and r.valid[0][1] is not None:
             notes.append(f"{prefix}at side {r.valid[0][1] + 1} (above the first interval), {r.upper_limiting_layer}"
                          f" {r.upper_limiting_reason or 'fails'}")
-        for note in r.notes:
+        for note in notes_text(r.notes):
             notes.append(prefix + note)
         if not r.verified:
             notes.append(f"{prefix}NOT verified: forward passes disagreed with the analysis")
@@ -200,8 +203,8 @@ def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
         if device == "cpu" and threads:
             text += f", {_plural(threads, 'thread')} per rank"
         text += f", {r.backend}" + (f" {r.nccl_version}" if r.nccl_version else "")
-        if r.rank_devices:
-            text += f"; {_rank_devices_text(r.rank_devices)}"
+        if r.rank_hosts:
+            text += f"; {_rank_devices_text(r.rank_hosts, r.rank_device_names)}"
         notes.append(text)
     if rows:
         notes.append("Ranks: data-parallel processes (DistributedDataParallel in train, independent in eval), each with"
@@ -211,10 +214,10 @@ def distributed_notes(results: Sequence[ThroughputResult]) -> list[str]:
     return notes
 
 
-def _rank_devices_text(rank_devices: Sequence[str]) -> str:
-    """``"host device name"`` per rank -> ``2x NVIDIA H100 on 1 host``."""
-    names = [d.split(" ", 2)[-1] for d in rank_devices]
-    hosts = {d.split(" ", 1)[0] for d in rank_devices}
+def _rank_devices_text(hosts: Sequence[str], devices: Sequence[str]) -> str:
+    """Each rank's host and ``"cuda:0 NVIDIA H100"`` -> ``2x NVIDIA H100 on 1 host``."""
+    names = [d.split(" ", 1)[-1] for d in devices]
+    hosts = set(hosts)
     counted = ", ".join(f"{names.count(n)}x {n}" for n in dict.fromkeys(names))
     return f"{counted} on {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
 
@@ -277,11 +280,20 @@ def epoch_line(row: EpochRow, epochs: int) -> str:
             f"{row.examples_per_sec:,.1f} examples/sec, {row.epoch_seconds:.1f} s")
 
 
+def describe_optimizer(recipe: Recipe) -> str:
+    """The optimizer as a short text: ``SGD(lr=0.1)``, ``Adam(lr=0.001, weight_decay=0.0005)``."""
+    name = {"sgd": "SGD", "adam": "Adam"}[recipe.optimizer]
+    parts = [f"lr={recipe.lr:g}"]
+    if recipe.momentum:
+        parts.append(f"momentum={recipe.momentum:g}")
+    if recipe.weight_decay:
+        parts.append(f"weight_decay={recipe.weight_decay:g}")
+    return f"{name}({', '.join(parts)})"
+
+
 def recipe_line(recipe: Recipe, input_shape: Sequence[int] | None = None) -> str:
     """A recipe in one line: optimizer, batch, epochs, input, initialisation, source, changes."""
-    from archprobe.training.recipes import describe
-
-    parts = [describe(recipe), f"batch {recipe.batch_size}", f"{recipe.epochs} epochs"]
+    parts = [describe_optimizer(recipe), f"batch {recipe.batch_size}", f"{recipe.epochs} epochs"]
     if input_shape is not None:
         parts.append("input " + "x".join(map(str, input_shape)))
     elif recipe.resize:
@@ -299,7 +311,7 @@ def recipe_line(recipe: Recipe, input_shape: Sequence[int] | None = None) -> str
 
 def book_results_note(models: Sequence[str]) -> list[str]:
     """What the book reached on Fashion-MNIST with each Dive-into-DL model's recipe."""
-    from archprobe.training.recipes import BOOK_RESULTS
+    from archprobe.zoo.book import BOOK_RESULTS
 
     return [f"{m}: the book reached train acc {BOOK_RESULTS[m][0]:.3f}, test acc {BOOK_RESULTS[m][1]:.3f} "
             f"with its recipe on Fashion-MNIST ({BOOK_RESULTS[m][2]})"
@@ -335,7 +347,7 @@ def train_notes(runs: Sequence[TrainRun], data: str | None = None) -> list[str]:
             notes.append(f"interrupted: {r.label} {after}")
         if r.resumed_from:
             notes.append(f"{r.label}: resumed after epoch {r.resumed_from}")
-        notes.extend(f"{r.label}: {n}" for n in r.notes)
+        notes.extend(f"{r.label}: {n}" for n in notes_text(r.notes))
     if data:
         notes.append(f"Data: {data}")
     seen: dict[str, TrainRun] = {}
@@ -379,8 +391,8 @@ def data_parallel_train_notes(runs: Sequence[TrainRun]) -> list[str]:
         text = f"{device} x{world}: {_plural(world, 'rank')} ({r.backend})"
         if device == "cpu" and threads:
             text += f", {_plural(threads, 'thread')} per rank"
-        if r.rank_devices:
-            text += f"; {_rank_devices_text(r.rank_devices)}"
+        if r.rank_hosts:
+            text += f"; {_rank_devices_text(r.rank_hosts, r.rank_device_names)}"
         notes.append(text)
     if runs:
         notes.append("Ranks: data-parallel processes (DistributedDataParallel), each training on its "

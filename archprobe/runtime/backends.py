@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Protocol
 
 from archprobe.errors import UsageError
-from archprobe.results import Environment
+from archprobe.results import Environment, Note
 from archprobe.runtime.environment import collect_environment, physical_cores
 from archprobe.runtime.timing import Clock, CudaEventTimer, HostTimer, Timer
 
@@ -223,7 +223,7 @@ def make_backend(device: str, clock: Clock = time.perf_counter):
     raise UsageError(f"unsupported device {device!r}: use cpu or cuda", param="device")
 
 
-def resolve_devices(requested: Iterable[str], cuda_available: bool | None = None) -> tuple[list[str], list[str]]:
+def resolve_devices(requested: Iterable[str], cuda_available: bool | None = None) -> tuple[list[str], list[Note]]:
     """``cpu``/``cuda``/``all`` (repeatable) -> devices to measure (CPU first) and notes.
 
     An explicit ``cuda`` without a usable GPU is a usage error; with ``all`` the CUDA rows are
@@ -232,12 +232,12 @@ def resolve_devices(requested: Iterable[str], cuda_available: bool | None = None
     names = [r.strip().lower() for r in requested] or ["cpu"]
     available = cuda_usable() if cuda_available is None else cuda_available
     wanted: list[str] = []
-    notes: list[str] = []
+    notes: list[Note] = []
     for name in names:
         if name == "all":
             wanted += ["cpu", "cuda"]
             if not available:
-                notes.append("CUDA rows skipped: no usable CUDA device (torch.cuda.is_available() is False)")
+                notes.append(Note.of("cuda_skipped"))
         elif name == "cpu" or name.startswith("cuda"):
             if name.startswith("cuda") and not available:
                 import torch

@@ -108,6 +108,24 @@ def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = Non
         raise UsageError("CPU ranks need gloo, which this build of torch lacks", param="nproc")
 
 
+def rank_device_kind(devices: Sequence[str]) -> str:
+    """The one device kind data-parallel ranks run on, ``cpu`` or ``cuda`` (a ``UsageError`` for
+    none, several, ``all``, or cuda without a usable GPU)."""
+    from archprobe.runtime.backends import resolve_devices
+
+    kinds = [str(d).strip().lower() for d in devices]
+    if len(kinds) != 1 or kinds[0] not in ("cpu", "cuda"):
+        raise UsageError(f"data-parallel ranks need one device kind, cpu or cuda, not {', '.join(kinds) or 'none'}",
+                         param="device")
+    resolve_devices(kinds)  # cuda without a usable GPU is a usage error
+    return kinds[0]
+
+
+def writes_output(joined: bool) -> bool:
+    """Whether this process writes results: always, except the ranks of a joined group other than 0."""
+    return not joined or os.environ.get("RANK", "0") == "0"
+
+
 def join_group(backend: str, device: str, timeout_s: float) -> None:
     """Join the default process group (``env://``: the launcher's rendezvous) from ``device``.
 

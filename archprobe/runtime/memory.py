@@ -91,18 +91,3 @@ def live_peak(run: Callable[[], Any], alive: Iterable[torch.Tensor]) -> int:
     with counter:
         run()
     return counter.peak
-
-
-def alive_before_step(model: "torch.nn.Module", step, inputs: Iterable) -> Iterable[torch.Tensor]:
-    """The tensors alive before a step: parameters, buffers, gradients, optimizer state, and the
-    inputs (the batch and its labels; ``None`` entries are skipped)."""
-    yield from model.parameters()
-    yield from model.buffers()
-    yield from (t for t in inputs if isinstance(t, torch.Tensor))
-    for item in inputs:  # a list of per-output labels
-        if isinstance(item, (list, tuple)):
-            yield from (t for t in item if isinstance(t, torch.Tensor))
-    if step is not None:
-        yield from (p.grad for p in model.parameters() if p.grad is not None)
-        for state in step.optimizer.state.values():
-            yield from (v for v in state.values() if isinstance(v, torch.Tensor))

@@ -8,7 +8,7 @@ from typing import Any, Sequence, TextIO
 
 from archprobe.errors import UsageError
 from archprobe.results import flat_record
-from archprobe.runtime.signals import signals_deferred
+from archprobe.plumbing.signals import signals_deferred
 
 
 class CsvSink:

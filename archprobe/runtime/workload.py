@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from archprobe.runtime.precision import autocast
 from archprobe.runtime.step import TrainStep, seeded, synthetic_targets, train_step
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from archprobe.probe import Probe
 
 
@@ -29,9 +31,7 @@ class Workload:
     inputs: tuple = ()  # the batch and, in training, its labels
 
     def alive(self):
-        """The tensors that exist before a step (weights, state, the batch): see runtime.memory."""
-        from archprobe.runtime.memory import alive_before_step
-
+        """The tensors that exist before a step (weights, state, the batch)."""
         return alive_before_step(self.model, self.train_step, self.inputs)
 
 
@@ -74,3 +74,24 @@ def step_workload(probe: "Probe", *, dtype: str = "float32", optimizer: str = "s
     with torch.no_grad(), cast():  # one forward for the shapes of the synthetic labels
         targets = synthetic_targets(model(x), probe.batch_size, generator)
     return Workload(lambda: step(x, targets)[0], contextlib.nullcontext, step, model=model, inputs=(x, targets))
+
+
+def alive_before_step(model: "torch.nn.Module", step, inputs: Iterable) -> Iterable[torch.Tensor]:
+    """The tensors alive before a step: parameters, buffers, gradients, optimizer state, and the
+    inputs (the batch and its labels; ``None`` entries are skipped)."""
+    yield from model.parameters()
+    yield from model.buffers()
+    yield from (t for t in inputs if _is_tensor(t))
+    for item in inputs:  # a list of per-output labels
+        if isinstance(item, (list, tuple)):
+            yield from (t for t in item if _is_tensor(t))
+    if step is not None:
+        yield from (p.grad for p in model.parameters() if p.grad is not None)
+        for state in step.optimizer.state.values():
+            yield from (v for v in state.values() if _is_tensor(v))
+
+
+def _is_tensor(value) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)

@@ -7,7 +7,7 @@ where the saved one stopped. It is written to a temporary file, flushed to disk 
 over the last one (:func:`archprobe.report.writers.write_atomic`), and read back with
 ``weights_only=True`` (tensors and plain values only: loading it runs no code). The runner
 writes it and the epoch's rows in one block that SIGINT and SIGTERM wait for
-(:func:`archprobe.runtime.signals.signals_deferred`).
+(:func:`archprobe.plumbing.signals.signals_deferred`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archprobe.errors import ArchprobeError
-from archprobe.report.writers import write_atomic
+from archprobe.plumbing.files import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

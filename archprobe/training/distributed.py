@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from archprobe.errors import ArchprobeError
-from archprobe.report.writers import write_atomic
+from archprobe.plumbing.files import write_atomic
 from archprobe.results import EpochRow, ModelCounts, Recipe, TrainRun
 from archprobe.runtime.backends import is_oom, make_backend
 from archprobe.runtime.distributed import (
@@ -66,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from archprobe.api import TrainJob, TrainPlan
+    from archprobe.training.plan import TrainJob, TrainPlan
 
 EpochCallback = Callable[[EpochRow, TrainRun], None]
 MAILBOX_POLL_S = 0.1  # how often the launching process looks for finished epochs
@@ -121,9 +121,10 @@ class DataParallel:
 
     def setup(self, run: TrainRun, backend) -> dict[str, Any]:
         name = backend.environment().device_name
-        devices = self.collectives.gather(f"{socket.gethostname()} {backend.label} {name}")
+        places = self.collectives.gather((socket.gethostname(), f"{backend.label} {name}"))
         return dict(world_size=self.world_size, global_batch_size=run.recipe.batch_size * self.world_size,
-                    backend=backend_for(backend.kind), rank_devices=tuple(devices))
+                    backend=backend_for(backend.kind), rank_hosts=tuple(h for h, _ in places),
+                    rank_device_names=tuple(d for _, d in places))
 
     def wrap(self, model: "nn.Module") -> "nn.Module":
         """``model`` in DDP; then each rank reseeds with seed + rank, so that the ranks draw their
@@ -215,7 +216,7 @@ class _Watcher(threading.Thread):
 def train_rank(job: TrainRankJob) -> TrainRun | None:
     """The launcher's entrypoint, run by every rank (module level: the ranks look it up by
     name). Rank 0 returns the run, the others ``None``."""
-    from archprobe.api import data_spec
+    from archprobe.zoo.resolution import data_spec
     from archprobe.training.datasets import load_dataset
 
     info = RankInfo.from_env()

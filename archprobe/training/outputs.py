@@ -16,11 +16,11 @@ import re
 import shutil
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from archprobe.errors import UsageError
-from archprobe.report.writers import write_atomic
-from archprobe.results import EpochRow, TrainRun
+from archprobe.plumbing.files import write_atomic
+from archprobe.results import EpochRow, TrainRun, plain
 from archprobe.runtime.sink import CsvSink
 
 EPOCH_FIELDS = tuple(f.name for f in fields(EpochRow))
@@ -35,8 +35,14 @@ def file_label(text: str) -> str:
 class RunDirectory:
     """The files of one training directory (see the module docstring)."""
 
-    def __init__(self, path: str | Path, *, resume: bool = False, force: bool = False):
+    def __init__(self, path: str | Path, *, resume: bool = False, force: bool = False,
+                 draw_curves: Callable[[Sequence[TrainRun]], bytes] | None = None,
+                 record: Callable[[TrainRun], dict[str, Any]] = plain):
+        """``draw_curves``: the PNG of the runs' curves (the report's plot), or None for no plot;
+        ``record``: a run as its ``train.json`` entry (the report's machine record)."""
         self.path = Path(path).expanduser()
+        self.draw_curves = draw_curves
+        self.record = record
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"{self.path} exists and is not a directory", param="output")
         previous = [name for name in (JSON, CSV, CHECKPOINTS) if (self.path / name).exists()]
@@ -60,18 +66,14 @@ class RunDirectory:
 
     def write_summary(self, runs: Sequence[TrainRun]) -> None:
         """``train.json``: these runs, after any earlier run of the directory they do not replace."""
-        from archprobe.report.frames import records
-
         current = {(r.model, r.device) for r in runs}
         kept = [entry for entry in self._earlier if (entry.get("model"), entry.get("device")) not in current]
-        write_atomic(self.path / JSON, json.dumps(kept + records(runs), indent=2) + "\n")
+        write_atomic(self.path / JSON, json.dumps(kept + [self.record(r) for r in runs], indent=2) + "\n")
 
     def write_curves(self, runs: Sequence[TrainRun]) -> Path | None:
-        from archprobe.report.plots import training_curves
-
-        if not any(r.epochs for r in runs):
+        if self.draw_curves is None or not any(r.epochs for r in runs):
             return None
-        return write_atomic(self.path / PNG, training_curves(runs))
+        return write_atomic(self.path / PNG, self.draw_curves(runs))
 
     def close(self) -> None:
         if self._sink is not None:

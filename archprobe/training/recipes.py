@@ -1,6 +1,7 @@
 """Each model's default training recipe, where it comes from, and the user's overrides.
 
-The Dive-into-DL models train with the book's recipe:
+The Dive-into-DL models train with the book's recipe (the values, their sources and the
+book's results sit next to the d2l zoo entries, in :mod:`archprobe.zoo.book`):
 
 * Dive-into-DL-PyTorch (tangshusen.me, the PyTorch port of the book's first edition; seed 002
   is its chapter 5): ``train_ch5`` with Adam, cross-entropy and PyTorch's default
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from archprobe.errors import UsageError
 from archprobe.results import Recipe
+from archprobe.zoo.book import ARCHPROBE_DEFAULT, BOOK_RECIPES
 from archprobe.runtime.precision import check_dtype
 from archprobe.runtime.step import check_optimizer
 
@@ -35,35 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from archprobe.zoo.spec import ModelSpec
 
 INITS = ("default", "xavier")
-
-TANGSHUSEN = "Dive-into-DL-PyTorch §{section}, train_ch5"
-D2L_GOOGLENET = "d2l.ai 2nd ed. §8.4, train_ch6 (seed 000)"
-ARCHPROBE_DEFAULT = "archprobe default, not from the book"
-
-# model: (optimizer, lr, batch size, epochs, resize, init, source)
-BOOK_RECIPES: dict[str, tuple] = {
-    "lenet": ("adam", 0.001, 256, 5, None, "default", TANGSHUSEN.format(section="5.5")),
-    "alexnet-d2l": ("adam", 0.001, 128, 5, 224, "default", TANGSHUSEN.format(section="5.6")),
-    "vgg11-d2l": ("adam", 0.001, 64, 5, 224, "default", TANGSHUSEN.format(section="5.7")),
-    "nin-d2l": ("adam", 0.002, 128, 5, 224, "default", TANGSHUSEN.format(section="5.8")),
-    "googlenet-d2l": ("sgd", 0.1, 128, 10, 96, "xavier", D2L_GOOGLENET),
-    "googlenet-bn-d2l": ("sgd", 0.1, 128, 10, 96, "xavier", D2L_GOOGLENET),
-    "resnet18-d2l": ("adam", 0.001, 256, 5, 96, "default", TANGSHUSEN.format(section="5.11")),
-    "densenet-d2l": ("adam", 0.001, 256, 5, 96, "default", TANGSHUSEN.format(section="5.12")),
-}
-
-# What the book reached after the last epoch of each recipe on Fashion-MNIST (one GPU), to
-# compare with: (train acc, test acc, where it was printed).
-BOOK_RESULTS: dict[str, tuple[float, float, str]] = {
-    "lenet": (0.759, 0.759, "Dive-into-DL-PyTorch §5.5, epoch 5"),
-    "alexnet-d2l": (0.913, 0.902, "Dive-into-DL-PyTorch §5.6, epoch 5"),
-    "vgg11-d2l": (0.919, 0.918, "Dive-into-DL-PyTorch §5.7, epoch 5"),
-    "nin-d2l": (0.839, 0.831, "Dive-into-DL-PyTorch §5.8, epoch 5"),
-    "googlenet-d2l": (0.896, 0.888, "seed 000, epoch 10, 5732.2 examples/sec on cuda:0"),
-    "googlenet-bn-d2l": (0.965, 0.904, "seed 000, epoch 10, 5100.7 examples/sec on cuda:0"),
-    "resnet18-d2l": (0.944, 0.926, "Dive-into-DL-PyTorch §5.11, epoch 5"),
-    "densenet-d2l": (0.929, 0.884, "Dive-into-DL-PyTorch §5.12, epoch 5"),
-}
 
 DEFAULT = dict(optimizer="sgd", lr=0.01, batch_size=128, epochs=10, momentum=0.9, weight_decay=5e-4)
 OVERRIDABLE = tuple(f.name for f in fields(Recipe) if f.name not in ("model", "source", "overrides"))
@@ -116,14 +89,3 @@ def check_recipe(recipe: Recipe) -> None:
                          param="momentum")
     if not 0 <= recipe.label_smoothing < 1:
         raise UsageError(f"must be in [0, 1), not {recipe.label_smoothing}", param="label_smoothing")
-
-
-def describe(recipe: Recipe) -> str:
-    """The optimizer as a short text: ``SGD(lr=0.1)``, ``Adam(lr=0.001, weight_decay=0.0005)``."""
-    name = {"sgd": "SGD", "adam": "Adam"}[recipe.optimizer]
-    parts = [f"lr={recipe.lr:g}"]
-    if recipe.momentum:
-        parts.append(f"momentum={recipe.momentum:g}")
-    if recipe.weight_decay:
-        parts.append(f"weight_decay={recipe.weight_decay:g}")
-    return f"{name}({', '.join(parts)})"

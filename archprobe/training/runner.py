@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from archprobe.errors import UsageError, first_line
 from archprobe.probe import Mode, Probe
-from archprobe.results import EpochRow, ModelCounts, Recipe, TrainRun, plain
+from archprobe.results import EpochRow, ModelCounts, Note, Recipe, TrainRun, plain
 from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.precision import autocast, grad_scaler
-from archprobe.runtime.signals import signals_deferred
+from archprobe.plumbing.signals import signals_deferred
 from archprobe.runtime.step import ClassificationLoss, TrainStep, logits_of, make_optimizer, seeded
 from archprobe.runtime.timing import Clock
 from archprobe.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
@@ -372,22 +372,16 @@ class TrainRunner(Devices):
             restore_rng_states(states[self.replicas.rank], device, shuffle)
         return [EpochRow(**row) for row in saved["epochs"]]
 
-    def _world_change_note(self, saved: dict) -> tuple[str, ...]:
+    def _world_change_note(self, saved: dict) -> tuple[Note, ...]:
         before, now = saved.get("world_size"), self.replicas.world_size
         if before == now:
             return ()
-
-        def processes(n: int | None) -> str:
-            return "one process" if n is None else f"{n} rank{'s' if n != 1 else ''}"
-
-        return (f"resumed a checkpoint of {processes(before)} on {processes(now)}: the global batch, the order "
-                "of the examples and the random streams change from here",)
+        return (Note.of("world_size_changed", before=before, now=now),)
 
     @staticmethod
-    def _placement_note(batches: DeviceData, workers: int) -> tuple[str, ...]:
+    def _placement_note(batches: DeviceData, workers: int) -> tuple[Note, ...]:
         if batches.placement == "host":
-            return (f"the data set stays in host memory (too large for a quarter of the free device memory); "
-                    f"batches come through a DataLoader with {workers} workers",)
+            return (Note.of("data_on_host", workers=workers),)
         return ()
 
 

@@ -1,7 +1,13 @@
-"""The model zoo: registry, the classic networks, and spec resolution.
+"""The model zoo: registry, the classic networks, spec resolution, the book's recipes and results.
+
+  registry  registered models, globs, suggestions;  d2l, library, paper  the entries
+  spec      a spec string or module resolved to something buildable;  twin  twins of live modules
+  resolution  what a user names -> resolved specs (globs, repeats, data-set settling)
+  book      the book's training recipes and results for the Dive-into-DL entries (data)
 
 Importing the package registers every zoo entry (the entry modules import the registry, never
-the other way round); nothing here imports torch until a model is built.
+the other way round); nothing here imports torch until a model is built. May import: errors,
+units, results, plumbing, user_code.
 """
 
 from archprobe.zoo import d2l, library, paper  # noqa: F401  (register the entries)

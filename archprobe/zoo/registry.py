@@ -170,5 +170,6 @@ def get_model_info(name: str) -> ModelInfo:
     if key in _REGISTRY:
         return _REGISTRY[key]
     close = suggest(key, _REGISTRY)
-    hint = f"; did you mean {' or '.join(close)}?" if close else "; see 'archprobe list'"
-    raise SpecError(f"unknown model {name!r}{hint}")
+    if close:
+        raise SpecError(f"unknown model {name!r}; did you mean {' or '.join(close)}?")
+    raise SpecError(f"unknown model {name!r}", hint="list")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from archprobe.errors import ArchprobeError, ModelCodeError, SpecError, UsageError, first_line
+from archprobe.results import Note
 from archprobe.user_code import running_user_code
 from archprobe.zoo.registry import ModelInfo, get_model_info, suggest
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 DEFAULT_SIZE = 224
+SIZE_ASSUMED = Note.of("input_size_assumed", height=DEFAULT_SIZE, width=DEFAULT_SIZE)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class ModelSpec:
 
     ``input_shape[0]`` is ``None`` where the channel count is to be read off the built model
     (a user factory or module given no size); :class:`archprobe.probe.Probe` settles it.
-    ``input_note`` says how the input shape was chosen when the user did not give it.
+    ``notes`` say how the input shape was chosen when the user did not give it.
     """
 
     name: str
@@ -49,7 +51,7 @@ class ModelSpec:
     factory: Callable[[], "nn.Module"] = field(repr=False, compare=False)
     info: ModelInfo | None = field(default=None, repr=False, compare=False)
     module: "nn.Module | None" = field(default=None, repr=False, compare=False)
-    input_note: str | None = None
+    notes: tuple[Note, ...] = ()
 
     @property
     def in_channels(self) -> int | None:
@@ -57,7 +59,7 @@ class ModelSpec:
 
     def with_input_size(self, height: int, width: int, channels: int | None = None) -> "ModelSpec":
         c = self.input_shape[0] if channels is None else channels
-        return replace(self, input_shape=(c, height, width), input_note=None)
+        return replace(self, input_shape=(c, height, width), notes=())
 
     def build(self, device: str = "meta") -> "nn.Module":
         """Instantiate the model on ``device`` (``"meta"``: no weights allocated), in eval mode.
@@ -192,15 +194,15 @@ def module_spec(module: "nn.Module", *, name: str | None = None, input_size=None
         raise UsageError(f"expected an nn.Module or a model spec string, not {type(module).__name__}")
     size = normalise_input_size(input_size)
     if size is None:
-        shape, note = (None, DEFAULT_SIZE, DEFAULT_SIZE), f"input size not given: {DEFAULT_SIZE}x{DEFAULT_SIZE} assumed"
+        shape, notes = (None, DEFAULT_SIZE, DEFAULT_SIZE), (SIZE_ASSUMED,)
     else:
-        shape, note = size, None
+        shape, notes = size, ()
 
     def unbuildable():
         raise AssertionError("a live module is built through its twin")
 
     return ModelSpec(name or type(module).__name__, "module", shape, None, unbuildable, module=module,
-                     input_note=note)
+                     notes=notes)
 
 
 def _zoo_spec(name: str, in_channels, num_classes) -> ModelSpec:
@@ -304,8 +306,8 @@ def _user_spec(text: str, in_channels, num_classes) -> ModelSpec:
     def factory():
         return factory_fn(**kwargs)
 
-    note = f"input size not given: {DEFAULT_SIZE}x{DEFAULT_SIZE} assumed"
-    return ModelSpec(text, "user", (in_channels, DEFAULT_SIZE, DEFAULT_SIZE), num_classes, factory, input_note=note)
+    return ModelSpec(text, "user", (in_channels, DEFAULT_SIZE, DEFAULT_SIZE), num_classes, factory,
+                     notes=(SIZE_ASSUMED,))
 
 
 def _accepted_kwargs(fn) -> set[str]:

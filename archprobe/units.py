@@ -18,6 +18,9 @@ _SIZE = re.compile(r"\s*([+-]?(?:[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?|nan|inf(?:init
                    re.IGNORECASE)
 
 
+MAX_BYTES = 2**63 - 1
+
+
 def parse_bytes(value: str | int | float, *, param: str | None = None) -> int:
     """A positive byte count from ``value``: a number (bytes) or text with a unit (B, KB, MB,
     GB, TB: powers of 1000; KiB, MiB, GiB, TiB: powers of 1024). Fractions of a byte are
@@ -36,4 +39,6 @@ def parse_bytes(value: str | int | float, *, param: str | None = None) -> int:
     size = math.floor(Fraction(match.group(1)) * BYTE_UNITS[unit or "b"])
     if size < 1:
         raise UsageError(f"must be at least 1 byte, not {value!r}", param=param)
+    if size > MAX_BYTES:  # no allocator counts past a signed 64-bit byte count
+        raise UsageError(f"must be at most 8 EiB (2**63 - 1 bytes), not {value!r}", param=param)
     return size

@@ -732,3 +732,51 @@ def test_the_same_model_in_two_spellings_is_one_row(invoke):
     code, out, err = invoke("params", "alexnet", "ALEXNET", "-f", "json")
     assert code == 0, err
     assert [row["model"] for row in json.loads(out)] == ["alexnet"]
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["train", "lenet", "--dataset", "fake", "--lr", "inf"], "--lr"),
+    (["train", "lenet", "--dataset", "fake", "--momentum", "nan"], "--momentum"),
+    (["train", "lenet", "--dataset", "fake", "--weight-decay", "inf"], "--weight-decay"),
+    (["train", "lenet", "--dataset", "fake", "--seed", str(2**64)], "--seed"),
+    (["train", "lenet", "--dataset", "fake", "-b", "100000000000000000000"], "--batch-size"),
+    (["memory", "lenet", "--device", "cpu", "--fit", "1e30TiB"], "--fit"),
+])
+def test_numbers_no_run_can_use_are_usage_errors_up_front(invoke, args, flag):
+    code, out, err = invoke(*args)
+    assert code == ExitCode.USAGE, err
+    assert err.count("\n") == 1 and flag in err and "Traceback" not in err and out == ""
+
+
+def test_recipe_numbers_are_checked_in_the_api_too():
+    from archprobe.training.recipes import default_recipe, with_overrides
+    from archprobe.zoo import resolve
+
+    recipe = default_recipe(resolve("lenet"))
+    for name, value in [("lr", math.inf), ("momentum", math.nan), ("weight_decay", math.inf), ("seed", 2**64)]:
+        with pytest.raises(UsageError) as info:
+            with_overrides(recipe, **{name: value})
+        assert info.value.param == name
+    assert with_overrides(recipe, seed=2**64 - 1).seed == 2**64 - 1
+
+
+def test_min_input_of_a_forward_that_raises_at_every_size_names_the_model_s_error(invoke, tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("from torch import nn\n\n\nclass Typo(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+                    "    def forward(self, x):\n        raise KeyError('typo')\n\n\n"
+                    "def build():\n    return Typo()\n")
+    code, out, err = invoke("min-input", f"{path}:build", "--input-size", "3x32x32", "--max-size", "64")
+    assert code == ExitCode.FAILURE, err
+    assert err.count("\n") == 1 and "KeyError" in err and "'typo'" in err and "fails at every size" in err
+    code, _, err = invoke("params", f"{path}:build", "--input-size", "3x32x32")
+    assert code == ExitCode.FAILURE and "KeyError" in err  # the same verdict as params
+
+
+def test_min_input_of_a_model_no_size_fits_still_answers_none(invoke, tmp_path):
+    path = tmp_path / "wide.py"  # a Linear after Flatten that only a 100x100 input feeds
+    path.write_text("from torch import nn\n\n\ndef build():\n"
+                    "    return nn.Sequential(nn.Conv2d(3, 1, 1), nn.Flatten(), nn.Linear(10000, 2))\n")
+    code, out, err = invoke("min-input", f"{path}:build", "--input-size", "3x32x32", "--max-size", "64", "-f", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["valid"] == []

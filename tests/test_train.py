@@ -229,6 +229,25 @@ SMALL = dict(dataset="fake", device="cpu", threads=THREADS, limit_train=512, lim
              optimizer="adam", lr=0.003, seed=3)
 
 
+def test_sigterm_exits_143_keeping_the_finished_epoch(invoke, tmp_path, monkeypatch):
+    calls = []
+    original = TrainRunner._evaluate
+
+    def evaluate_then_terminate(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, through archprobe's handler
+        return original(self, *args)
+
+    monkeypatch.setattr(TrainRunner, "_evaluate", evaluate_then_terminate)
+    out_dir = tmp_path / "run"
+    code, out, err = invoke("train", "lenet", "--epochs", "3", "-o", out_dir, "--dataset", "fake", "-d", "cpu", *QUICK)
+    assert code == ExitCode.TERMINATED == 143, err
+    assert "terminated: 1 finished epoch kept" in err
+    (saved,) = json.loads((out_dir / "train.json").read_text())
+    assert saved["status"] == "interrupted" and [e["epoch"] for e in saved["epochs"]] == [1]
+
+
 def test_interrupt_then_resume_equals_an_uninterrupted_run(invoke, tmp_path, monkeypatch):
     whole = tmp_path / "whole"
     (reference,) = api.train("lenet", epochs=4, output=whole, **SMALL)

@@ -374,7 +374,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_finished_epoch(data_root, models,
     # once both ranks are in epoch 2
     code, out, err = interrupt_when_ready(command, lambda: len(list(log.glob("asleep-*"))) >= 2, env=env, cwd=ROOT)
     assert code == ExitCode.INTERRUPTED, err
-    assert "interrupted: 1 finished epochs kept" in err and "interrupted" in out
+    assert "interrupted: 1 finished epoch kept" in err and "interrupted" in out
     assert len((out_dir / "train.csv").read_text().splitlines()) == 1 + 1
     (saved,) = json.loads((out_dir / "train.json").read_text())
     assert saved["status"] == "interrupted" and [e["epoch"] for e in saved["epochs"]] == [1]

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from archprobe.errors import InputSizeError, UsageError
+from archprobe.errors import InputSizeError, ModelCodeError, UsageError
 from archprobe.results import Check, LayerSize, MinInputResult, Note
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,6 +156,11 @@ def check_sizes(specs: Sequence["ModelSpec"], modes: Sequence["Mode"], batch_siz
 # --- the solver ---------------------------------------------------------------------------------
 
 
+# What kernels raise about sizes (a shape mismatch, an empty output, too few values for a
+# BatchNorm): another size may run. Anything else comes from the model's own code.
+SIZE_ERRORS = (RuntimeError, ValueError)
+
+
 class _Fallback(Exception):
     """The analytic method cannot answer; the message says why."""
 
@@ -171,6 +176,8 @@ def _solve(probe: "Probe", max_size, explain, progress, query, allow_scan=True):
             solver.query_answer = solver.query_by_pass()
             return None, solver.query_answer, solver
         result = solver.scan(str(why), progress)
+        if not result.valid:
+            solver.raise_if_the_model_fails_everywhere()
     if explain:
         result = solver.explain(result)
     return result, solver.query_answer, solver
@@ -221,6 +228,18 @@ class _Solver:
             text = str(exc.error).strip().splitlines()
             return layer, (text[0] if text else type(exc.error).__name__)
         return None, None
+
+    def raise_if_the_model_fails_everywhere(self) -> None:
+        """No size runs: where the pass at the default size fails in the model's own code (an
+        exception no kernel raises about shapes), no size would help, and the model has a bug."""
+        from archprobe.analysis.trace import TraceFailure, make_input, trace
+
+        try:
+            trace(self.model, make_input(self.shape(*self.default)), train=self.train)
+        except TraceFailure as exc:
+            if not isinstance(exc.error, SIZE_ERRORS):
+                shape = "x".join(map(str, self.shape(*self.default)))
+                raise ModelCodeError(f"{self.probe.name} fails at every size (first at {shape}): {exc}") from None
 
     def query_by_pass(self) -> tuple[bool, str | None, str | None]:
         if self.runs(*self.query):

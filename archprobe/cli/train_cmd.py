@@ -7,9 +7,9 @@ import sys
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import Seconds
+from archprobe.cli.options import MAX_BATCH, Seconds
 from archprobe.cli.progress import progress_bar
-from archprobe.errors import ExitCode
+from archprobe.errors import Interrupted, as_interrupted
 from archprobe.report.frames import FORMATS
 from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 from archprobe.runtime.step import OPTIMIZERS
@@ -28,7 +28,7 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
               help="Device to train on (repeatable); 'all' = each available device, with the CUDA/CPU "
                    "speed-up. Default: cuda if available, else cpu.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs in all (a resumed run continues up to it).")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), help="Batch size.")
+@click.option("--batch-size", "-b", type=click.IntRange(1, MAX_BATCH), help="Batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), help="Optimizer.")
 @click.option("--momentum", type=click.FloatRange(min=0), help="SGD momentum.")
@@ -40,7 +40,7 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
                    "GoogLeNet/ResNet/DenseNet).")
 @click.option("--init", type=click.Choice(["default", "xavier"]),
               help="Weight initialisation: xavier = xavier_uniform_ on Conv2d/Linear weights (d2l's train_ch6).")
-@click.option("--seed", type=click.IntRange(min=0), help="Random seed (initial weights, shuffling, dropout).")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), help="Random seed (initial weights, shuffling, dropout).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
               help="Compute dtype; bfloat16/float16 run under autocast (float16 with a gradient scaler).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
@@ -170,7 +170,10 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
     if interrupted is not None:
         epochs_kept = sum(r.epochs_done for r in runs)
         where = f"; they are in {directory.path}" if directory is not None else ""
-        click.echo(f"interrupted: {epochs_kept} finished epochs kept{where}", err=True)
+        stop = (Interrupted(interrupted.signum) if isinstance(interrupted, TrainingInterrupted)
+                else as_interrupted(interrupted))
+        kept = f"{epochs_kept} finished epoch{'s' if epochs_kept != 1 else ''} kept"
+        click.echo(f"{stop}: {kept}{where}", err=True)
         # SystemExit, not click's Exit: with standalone_mode=False click returns Exit's code
         # from cli.main() instead of raising it, and main() would then exit with 0.
-        sys.exit(ExitCode.INTERRUPTED)
+        sys.exit(stop.exit_code)

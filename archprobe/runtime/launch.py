@@ -23,6 +23,7 @@ import tempfile
 import uuid
 from typing import Any, Callable, Iterator
 
+from archprobe.errors import Interrupted
 from archprobe.runtime.distributed import tidy_message
 
 MONITOR_INTERVAL_S = 0.1  # how often the launcher looks at its ranks
@@ -123,4 +124,4 @@ def launch_local(entrypoint: Callable[[Any], Any], job: Any, nproc: int) -> dict
             rank, failure = exc.get_first_failure()
             raise RankFailure(rank, failure_message(failure)) from None
         except SignalException as exc:
-            raise KeyboardInterrupt(f"stopped by {exc.sigval.name}") from None
+            raise Interrupted(exc.sigval, f"stopped by {exc.sigval.name}") from None

@@ -263,12 +263,12 @@ def launch_training(job: TrainRankJob, nproc: int, start: TrainRun, *, on_epoch:
             finished = launch(train_rank, replace(job, mailbox=directory), nproc)[0]
         except RankFailure as exc:
             failure = exc
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            interrupted = exc
         finally:
             watcher.finish()
     if interrupted:
-        raise TrainingInterrupted(replace(latest, status="interrupted")) from None
+        raise TrainingInterrupted(replace(latest, status="interrupted"), interrupted) from None
     if failure is not None:
         return replace(latest, status="oom" if is_oom(failure) else "error", error=str(failure))
     return finished

@@ -24,6 +24,8 @@ papers' optimizer) at lr 0.01, batch 128, 10 epochs, resized to the model's defa
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +82,11 @@ def check_recipe(recipe: Recipe) -> None:
             raise UsageError(f"must be a positive integer, not {value!r}", param=name)
     if recipe.resize is not None and (isinstance(recipe.resize, bool) or recipe.resize <= 0):
         raise UsageError(f"must be a positive integer, not {recipe.resize!r}", param="resize")
+    for name in ("lr", "momentum", "weight_decay", "label_smoothing"):
+        if not math.isfinite(getattr(recipe, name)):  # inf or nan would train to nan, or not at all
+            raise UsageError(f"must be a finite number, not {getattr(recipe, name)}", param=name)
+    if not 0 <= recipe.seed < 2**64:
+        raise UsageError(f"must be in [0, 2**64), torch's seed range, not {recipe.seed}", param="seed")
     if not recipe.lr > 0:
         raise UsageError(f"must be positive, not {recipe.lr}", param="lr")
     if recipe.momentum < 0 or recipe.weight_decay < 0:

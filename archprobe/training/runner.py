@@ -23,12 +23,13 @@ sums the epoch's figures over the ranks. The loop is the same.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from archprobe.errors import UsageError, first_line
+from archprobe.errors import UsageError, as_interrupted, first_line
 from archprobe.probe import Mode, Probe
 from archprobe.results import EpochRow, ModelCounts, Note, Recipe, TrainRun, plain
 from archprobe.runtime.backends import Devices, is_oom
@@ -61,9 +62,11 @@ class Diverged(Exception):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; ``run`` holds every finished epoch (status ``interrupted``)."""
+    """Ctrl-C or SIGTERM during a run; ``run`` holds every finished epoch (status
+    ``interrupted``), ``signum`` the signal (SIGINT for a plain ``KeyboardInterrupt``)."""
 
-    def __init__(self, run: TrainRun):
+    def __init__(self, run: TrainRun, cause: BaseException | None = None):
+        self.signum = as_interrupted(cause).signum if isinstance(cause, KeyboardInterrupt) else signal.SIGINT
         super().__init__(f"interrupted: {run.label} after {run.epochs_done} epochs")
         self.run = run
 
@@ -263,8 +266,8 @@ class TrainRunner(Devices):
                     if on_epoch is not None:
                         on_epoch(row, run)
             return run
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(replace(_summarised(run, rows), status="interrupted")) from None
+        except KeyboardInterrupt as exc:
+            raise TrainingInterrupted(replace(_summarised(run, rows), status="interrupted"), exc) from None
         except UsageError:
             raise
         except Diverged as exc:

@@ -259,6 +259,7 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
     from archprobe.zoo.resolution import model_list
 
     plan = plan_training(model_list(models), dataset=dataset, data_root=data_root, download=download, device=device,
+                         threads=threads,
                          limit_train=limit_train, limit_test=limit_test, nproc=nproc, timeout=timeout, **overrides)
     directory = run_directory(output, resume=resume, force=force) if output is not None else None
     return list(train_sweep(plan, runner=TrainRunner(threads=threads), output=directory, resume=resume,

@@ -780,3 +780,27 @@ def test_min_input_of_a_model_no_size_fits_still_answers_none(invoke, tmp_path):
     code, out, err = invoke("min-input", f"{path}:build", "--input-size", "3x32x32", "--max-size", "64", "-f", "json")
     assert code == 0, err
     assert json.loads(out)[0]["valid"] == []
+
+
+@pytest.mark.parametrize("args", [
+    ["throughput", "lenet", "--device", "cpu", "--nproc", str((os.cpu_count() or 1) + 1)],
+    ["throughput", "lenet", "--device", "cpu", "--nproc", "1000"],
+    ["train", "lenet", "--dataset", "fake", "--device", "cpu", "--nproc", str((os.cpu_count() or 1) + 1)],
+    ["train", "lenet", "--dataset", "fake", "--threads", "1000"],
+    ["train", "lenet", "--dataset", "fake", "--threads", "100000"],
+])
+def test_ranks_and_threads_are_bounded_by_the_cpus_before_anything_starts(invoke, args):
+    started = threading.active_count()
+    code, out, err = invoke(*args)
+    assert code == ExitCode.USAGE, err
+    assert err.count("\n") == 1 and out == ""
+    assert threading.active_count() <= started + 1  # nothing was launched
+
+
+def test_ranks_times_threads_per_rank_may_not_exceed_the_cpus():
+    from archprobe.runtime.distributed import check_nprocs
+
+    check_nprocs([1, 2], "cpu", threads=2, cpus=4)
+    with pytest.raises(UsageError, match="3 ranks x 2 threads need 6 CPUs; this machine has 4") as info:
+        check_nprocs([1, 3], "cpu", threads=2, cpus=4)
+    assert info.value.param == "nproc"

@@ -68,7 +68,7 @@ def distributed_sweep(models: Sequence[ModelLike], devices: Sequence[str], modes
     elif not nprocs:
         raise UsageError("give the numbers of processes to launch", param="nproc")
     else:
-        check_nprocs(nprocs, kinds[0])
+        check_nprocs(nprocs, kinds[0], threads=config.threads)
     options = dict(input_size=input_size, in_channels=in_channels, num_classes=num_classes)
     names = expand(models)
     specs = [as_spec(m, **options) for m in names]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -45,8 +46,8 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
               help="Compute dtype; bfloat16/float16 run under autocast (float16 with a gradient scaler).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader workers, used only for a data set too large for the device's memory.")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="CPU threads (default: the number of physical cores; per rank with --nproc).")
+@click.option("--threads", type=click.IntRange(1, os.cpu_count() or 1),
+              help="CPU threads, at most the logical CPUs (default: the number of physical cores; per rank with --nproc).")
 @click.option("--nproc", type=click.IntRange(min=1), metavar="N",
               help="Data-parallel: train each model on N local ranks through torch.distributed (DDP, a "
                    "DistributedSampler share of every epoch per rank); -b and --threads are per rank.")
@@ -122,7 +123,7 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
 
     plan = plan_training(models, dataset=dataset, data_root=data_root, download=download,
                              device=list(devices) or None, limit_train=limit_train, limit_test=limit_test,
-                             nproc=nproc, timeout=timeout, **overrides)
+                             nproc=nproc, timeout=timeout, threads=threads, **overrides)
     directory = None
     if output:
         from archprobe.api import run_directory

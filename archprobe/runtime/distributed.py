@@ -86,15 +86,22 @@ def rank_threads(device_kind: str, threads: int | None, local_world_size: int) -
     return threads_per_rank(local_world_size)
 
 
-def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = None) -> None:
-    """Usage errors before anything starts: world sizes below 1, more CUDA ranks than GPUs, a
-    backend this build of torch lacks."""
+def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = None, *, threads: int | None = None,
+                 cpus: int | None = None) -> None:
+    """Usage errors before anything starts: world sizes below 1, more ranks x threads per rank
+    than the machine's logical CPUs (``cpus``, default ``os.cpu_count()``), more CUDA ranks
+    than GPUs, a backend this build of torch lacks."""
     import torch
     import torch.distributed as dist
 
     for n in nprocs:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UsageError(f"must be a positive number of processes, not {n!r}", param="nproc")
+    cpus = cpus or os.cpu_count() or 1
+    per_rank = threads or 1
+    if max(nprocs) * per_rank > cpus:  # every rank is a process with its own threads
+        raise UsageError(f"{max(nprocs)} ranks x {per_rank} thread{'s' if per_rank != 1 else ''} need "
+                         f"{max(nprocs) * per_rank} CPUs; this machine has {cpus}", param="nproc")
     if not dist.is_available():
         raise UsageError("this build of torch has no torch.distributed", param="nproc")
     if device_kind == "cuda":

@@ -69,12 +69,13 @@ def training_recipes(models: Iterable[ModelLike], *, dataset: str = "fashion-mni
 def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist", data_root=None,
                   download: bool = False, device: str | Sequence[str] | None = None,
                   limit_train: int | None = None, limit_test: int | None = None, nproc: int | None = None,
-                  timeout: float = DEFAULT_TIMEOUT_S, **overrides: Any) -> TrainPlan:
+                  timeout: float = DEFAULT_TIMEOUT_S, threads: int | None = None, **overrides: Any) -> TrainPlan:
     """Load the data set, settle each model to it with its recipe, and check every input size
     and device before anything trains (bad input raises a one-line ``UsageError``).
 
     ``device`` None: CUDA if it is usable, else the CPU (the book's ``try_gpu()``). ``nproc``:
-    train each model on that many data-parallel ranks of one device kind (see :func:`train`).
+    train each model on that many data-parallel ranks of one device kind (see :func:`train`);
+    ``threads`` (per rank) only bounds them: ranks x threads may not exceed the logical CPUs.
     """
     from archprobe.analysis.counting import count
     from archprobe.analysis.min_input import check_sizes
@@ -93,7 +94,7 @@ def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist"
 
         check_sendable(items)
         requested = [rank_device_kind(requested)]
-        check_nprocs([nproc], requested[0])
+        check_nprocs([nproc], requested[0], threads=threads)
     devices, notes = resolve_devices(requested)
     if not devices:
         raise UsageError("no device to train on", param="device")

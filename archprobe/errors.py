@@ -125,5 +125,6 @@ class Interrupted(KeyboardInterrupt):
 
 
 def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
-    """``exc`` as an :class:`Interrupted` (a plain ``KeyboardInterrupt`` is Ctrl-C)."""
-    return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
+    """``exc`` as an :class:`Interrupted`: one that carries a ``signum`` (a run's own interrupt
+    that wraps the signal) keeps it; a plain ``KeyboardInterrupt`` is Ctrl-C."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(getattr(exc, "signum", signal.SIGINT))

@@ -217,29 +217,32 @@ class _Solver:
         except TraceFailure:
             return None
 
-    def failure(self, h: int, w: int) -> tuple[str | None, str | None]:
-        """Layer and first error line of a failing pass (for scans and probes)."""
+    def _failed_pass(self, h: int, w: int):
+        """The ``TraceFailure`` of a pass at ``h x w``, or None if it runs."""
         from archprobe.analysis.trace import TraceFailure, make_input, trace
 
         try:
             trace(self.model, make_input(self.shape(h, w)), train=self.train)
         except TraceFailure as exc:
-            layer = f"{exc.path or '(model)'} ({exc.type_name})" if exc.type_name else None
-            text = str(exc.error).strip().splitlines()
-            return layer, (text[0] if text else type(exc.error).__name__)
-        return None, None
+            return exc
+        return None
+
+    def failure(self, h: int, w: int) -> tuple[str | None, str | None]:
+        """Layer and first error line of a failing pass (for scans and probes)."""
+        exc = self._failed_pass(h, w)
+        if exc is None:
+            return None, None
+        layer = f"{exc.path or '(model)'} ({exc.type_name})" if exc.type_name else None
+        text = str(exc.error).strip().splitlines()
+        return layer, (text[0] if text else type(exc.error).__name__)
 
     def raise_if_the_model_fails_everywhere(self) -> None:
         """No size runs: where the pass at the default size fails in the model's own code (an
         exception no kernel raises about shapes), no size would help, and the model has a bug."""
-        from archprobe.analysis.trace import TraceFailure, make_input, trace
-
-        try:
-            trace(self.model, make_input(self.shape(*self.default)), train=self.train)
-        except TraceFailure as exc:
-            if not isinstance(exc.error, SIZE_ERRORS):
-                shape = "x".join(map(str, self.shape(*self.default)))
-                raise ModelCodeError(f"{self.probe.name} fails at every size (first at {shape}): {exc}") from None
+        exc = self._failed_pass(*self.default)
+        if exc is not None and not isinstance(exc.error, SIZE_ERRORS):
+            shape = "x".join(map(str, self.shape(*self.default)))
+            raise ModelCodeError(f"{self.probe.name} fails at every size (first at {shape}): {exc}")
 
     def query_by_pass(self) -> tuple[bool, str | None, str | None]:
         if self.runs(*self.query):

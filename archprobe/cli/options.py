@@ -124,6 +124,7 @@ model_input_options = compose(
     click.option("--num-classes", type=click.IntRange(min=1), help="Output classes (default: the model's)."),
 )
 
+
 def mode_option(train_help: str):
     """``--mode eval|train``, the API's ``mode=`` under the same name, and ``--train``, its shorthand;
     the command receives ``mode`` as ``"eval"`` or ``"train"``."""

@@ -10,7 +10,7 @@ import click
 from archprobe.cli import cli
 from archprobe.cli.options import MAX_BATCH, Seconds
 from archprobe.cli.progress import progress_bar
-from archprobe.errors import Interrupted, as_interrupted
+from archprobe.errors import as_interrupted
 from archprobe.report.frames import FORMATS
 from archprobe.runtime.distributed import DEFAULT_TIMEOUT_S
 from archprobe.runtime.step import OPTIMIZERS
@@ -171,8 +171,7 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
     if interrupted is not None:
         epochs_kept = sum(r.epochs_done for r in runs)
         where = f"; they are in {directory.path}" if directory is not None else ""
-        stop = (Interrupted(interrupted.signum) if isinstance(interrupted, TrainingInterrupted)
-                else as_interrupted(interrupted))
+        stop = as_interrupted(interrupted)
         kept = f"{epochs_kept} finished epoch{'s' if epochs_kept != 1 else ''} kept"
         click.echo(f"{stop}: {kept}{where}", err=True)
         # SystemExit, not click's Exit: with standalone_mode=False click returns Exit's code

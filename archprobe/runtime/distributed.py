@@ -88,20 +88,15 @@ def rank_threads(device_kind: str, threads: int | None, local_world_size: int) -
 
 def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = None, *, threads: int | None = None,
                  cpus: int | None = None) -> None:
-    """Usage errors before anything starts: world sizes below 1, more ranks x threads per rank
-    than the machine's logical CPUs (``cpus``, default ``os.cpu_count()``), more CUDA ranks
-    than GPUs, a backend this build of torch lacks."""
+    """Usage errors before anything starts: world sizes below 1, more CUDA ranks than GPUs, a
+    backend this build of torch lacks, more ranks x threads per rank than the machine's logical
+    CPUs (``cpus``, default ``os.cpu_count()``)."""
     import torch
     import torch.distributed as dist
 
     for n in nprocs:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise UsageError(f"must be a positive number of processes, not {n!r}", param="nproc")
-    cpus = cpus or os.cpu_count() or 1
-    per_rank = threads or 1
-    if max(nprocs) * per_rank > cpus:  # every rank is a process with its own threads
-        raise UsageError(f"{max(nprocs)} ranks x {per_rank} thread{'s' if per_rank != 1 else ''} need "
-                         f"{max(nprocs) * per_rank} CPUs; this machine has {cpus}", param="nproc")
     if not dist.is_available():
         raise UsageError("this build of torch has no torch.distributed", param="nproc")
     if device_kind == "cuda":
@@ -113,6 +108,11 @@ def check_nprocs(nprocs: Sequence[int], device_kind: str, gpus: int | None = Non
             raise UsageError("CUDA ranks need NCCL, which this build of torch lacks", param="nproc")
     elif not dist.is_gloo_available():
         raise UsageError("CPU ranks need gloo, which this build of torch lacks", param="nproc")
+    cpus = cpus or os.cpu_count() or 1
+    per_rank = threads or 1
+    if max(nprocs) * per_rank > cpus:  # every rank is a process with its own threads, GPU or not
+        raise UsageError(f"{max(nprocs)} ranks x {per_rank} thread{'s' if per_rank != 1 else ''} need "
+                         f"{max(nprocs) * per_rank} CPUs; this machine has {cpus}", param="nproc")
 
 
 def rank_device_kind(devices: Sequence[str]) -> str:

@@ -124,4 +124,4 @@ def launch_local(entrypoint: Callable[[Any], Any], job: Any, nproc: int) -> dict
             rank, failure = exc.get_first_failure()
             raise RankFailure(rank, failure_message(failure)) from None
         except SignalException as exc:
-            raise Interrupted(exc.sigval, f"stopped by {exc.sigval.name}") from None
+            raise Interrupted(exc.sigval) from None  # "interrupted" or "terminated", as in one process

@@ -439,3 +439,31 @@ def test_inception_resnet_v1_layout():
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and {bn.eps for bn in bns} == {1e-3}
     assert model.dropout.p == pytest.approx(0.2)
+
+
+# --- library specs build the library's own default head -------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tiny_vit_5m_224", "resnet18", "vit_small_patch14_dinov2"])
+def test_timm_spec_builds_timms_default_head(name):
+    """timm builds the head its pretrained config names (tiny_vit_5m_224: 21,841 classes; a DINOv2
+    backbone: none), and so does ``timm:NAME`` unless ``num_classes`` is given."""
+    import timm
+
+    with torch.device("meta"):
+        reference = timm.create_model(name, pretrained=False)
+    spec = resolve(f"timm:{name}")
+    assert spec.num_classes == reference.num_classes
+    assert n_params(spec.build("meta")) == n_params(reference)
+    assert spec.notes == ()
+
+
+def test_a_head_other_than_the_librarys_is_noted():
+    from archprobe.report.sentences import notes_text
+
+    timm_spec = resolve("timm:tiny_vit_5m_224", num_classes=10, input_size=(64, 64))
+    assert timm_spec.build("meta").num_classes == 10
+    assert notes_text(timm_spec.notes) == ["head built for 10 classes; timm's default is 21,841"]
+    tv_spec = resolve("tv:resnet18", num_classes=10)
+    assert notes_text(tv_spec.notes) == ["head built for 10 classes; torchvision's default is 1,000"]
+    assert resolve("tv:resnet18", num_classes=1000).notes == ()

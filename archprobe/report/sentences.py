@@ -32,6 +32,8 @@ NOTE_TEXT = {
                                      "from here"),
     "data_on_host": lambda v: ("the data set stays in host memory (too large for a quarter of the free device "
                                f"memory); batches come through a DataLoader with {v['workers']} workers"),
+    "head_differs": lambda v: (f"head built for {v['classes']:,} classes; {v['library']}'s default is "
+                               f"{v['default']:,}"),
     "cuda_skipped": lambda v: "CUDA rows skipped: no usable CUDA device (torch.cuda.is_available() is False)",
 }
 # Notes about how one input shape was chosen read as one sentence, in this order.

@@ -24,10 +24,12 @@ def build_torchvision(name: str, in_channels: int = 3, num_classes: int = 1000, 
     return model
 
 
-def build_timm(name: str, in_channels: int = 3, num_classes: int = 1000):
+def build_timm(name: str, in_channels: int = 3, num_classes: int | None = None):
+    """``num_classes=None``: the head timm builds by default (its pretrained config's)."""
     import timm
 
-    return timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=num_classes)
+    head = {} if num_classes is None else {"num_classes": num_classes}
+    return timm.create_model(name, pretrained=False, in_chans=in_channels, **head)
 
 
 def _tv(name, family, paper, shape=(3, 224, 224), notes="", **kwargs) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 DEFAULT_SIZE = 224
+TORCHVISION_CLASSES = 1000  # every torchvision classifier's default head
 SIZE_ASSUMED = Note.of("input_size_assumed", height=DEFAULT_SIZE, width=DEFAULT_SIZE)
 
 
@@ -59,7 +60,8 @@ class ModelSpec:
 
     def with_input_size(self, height: int, width: int, channels: int | None = None) -> "ModelSpec":
         c = self.input_shape[0] if channels is None else channels
-        return replace(self, input_shape=(c, height, width), notes=())
+        # the assumed size no longer holds; notes about the model itself still do
+        return replace(self, input_shape=(c, height, width), notes=tuple(n for n in self.notes if n != SIZE_ASSUMED))
 
     def build(self, device: str = "meta") -> "nn.Module":
         """Instantiate the model on ``device`` (``"meta"``: no weights allocated), in eval mode.
@@ -241,7 +243,7 @@ def _torchvision_spec(name: str, in_channels, num_classes) -> ModelSpec:
     except Exception:  # noqa: BLE001 - some weight enums have no crop size
         pass
     channels = in_channels or 3
-    classes = num_classes or 1000
+    classes = num_classes or TORCHVISION_CLASSES
     kwargs = {"init_weights": True} if key in ("googlenet", "inception_v3") else {}
     if key.startswith("vit_"):
         # a ViT's position embeddings fix its input size; its default weights may be for a larger
@@ -251,7 +253,8 @@ def _torchvision_spec(name: str, in_channels, num_classes) -> ModelSpec:
     def factory():
         return build_torchvision(key, in_channels=channels, num_classes=classes, **kwargs)
 
-    return ModelSpec(f"tv:{key}", "torchvision", (channels, crop, crop), classes, factory)
+    return ModelSpec(f"tv:{key}", "torchvision", (channels, crop, crop), classes, factory,
+                     notes=_head_notes("torchvision", classes, TORCHVISION_CLASSES))
 
 
 def _timm_spec(name: str, in_channels, num_classes) -> ModelSpec:
@@ -269,12 +272,23 @@ def _timm_spec(name: str, in_channels, num_classes) -> ModelSpec:
     cfg = timm.get_pretrained_cfg(key)
     shape = tuple(cfg.input_size) if cfg is not None else (3, DEFAULT_SIZE, DEFAULT_SIZE)
     channels = in_channels or 3
-    classes = num_classes or 1000
+    # timm builds the head its pretrained config names (tiny_vit_5m_224: 21,841 classes; 0 for a
+    # feature extractor without one), so that is the default here too
+    default = getattr(cfg, "num_classes", None)
+    classes = num_classes or default
 
     def factory():
         return build_timm(key, in_channels=channels, num_classes=classes)
 
-    return ModelSpec(f"timm:{key}", "timm", (channels, shape[1], shape[2]), classes, factory)
+    return ModelSpec(f"timm:{key}", "timm", (channels, shape[1], shape[2]), classes, factory,
+                     notes=_head_notes("timm", classes, default))
+
+
+def _head_notes(library: str, classes: int | None, default: int | None) -> tuple[Note, ...]:
+    """A note where the head built differs from the one the library builds by default."""
+    if default is None or classes == default:
+        return ()
+    return (Note.of("head_differs", library=library, classes=classes, default=default),)
 
 
 def _user_spec(text: str, in_channels, num_classes) -> ModelSpec:

@@ -101,11 +101,17 @@ class Probe:
         """How the input shape was chosen, where the user did not give it."""
         return self.spec.notes
 
+    @property
+    def dtype(self) -> "torch.dtype":
+        """The model's own dtype (:func:`model_dtype`): inputs are made in it, bytes counted in it."""
+        return model_dtype(self.model)
+
     def input(self, dtype: "torch.dtype | None" = None) -> "torch.Tensor":
-        """An uninitialised input batch on the probe's device (meta: no memory)."""
+        """An uninitialised input batch on the probe's device (meta: no memory), in ``dtype``
+        (default: the model's)."""
         import torch
 
-        return torch.empty(self.shape, device=self.device, dtype=dtype or torch.float32)
+        return torch.empty(self.shape, device=self.device, dtype=dtype or self.dtype)
 
     def with_setting(self, *, batch_size: int | None = None, mode: "Mode | str | bool | None" = None) -> "Probe":
         """The same built model in another batch size or mode."""
@@ -118,6 +124,22 @@ class Probe:
     def at_size(self, height: int, width: int) -> "Probe":
         """The same built model fed another spatial size (the channel count stays)."""
         return replace(self, spec=self.spec.with_input_size(height, width))
+
+
+def model_dtype(model: "nn.Module") -> "torch.dtype":
+    """The dtype a model computes in: that of its first floating-point parameter or buffer
+    (``model.double()``: float64), float32 for a model with none."""
+    import torch
+
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def dtype_name(dtype: "torch.dtype") -> str:
+    """``torch.float64`` -> ``"float64"``."""
+    return str(dtype).removeprefix("torch.")
 
 
 def _settle_channels(spec: "ModelSpec", model: "nn.Module", device: str) -> "ModelSpec":
@@ -172,7 +194,7 @@ def input_channels(model: "nn.Module", device: str = "meta") -> tuple[int, str, 
     try:
         with torch.no_grad(), running_user_code(f"forward of {type(model).__name__}"):
             model.eval()
-            model(torch.empty((1, guess, 224, 224), device=device))
+            model(torch.empty((1, guess, 224, 224), device=device, dtype=model_dtype(model)))
     except _Found as found:
         first = (found.channels, *found.where)
     except ModelCodeError:

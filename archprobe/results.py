@@ -64,7 +64,8 @@ class ModelCounts:
     ``params``: every parameter of the built module; ``params_forward``: those an eval-mode
     forward reads; ``macs``: multiply-accumulates of conv/linear/matmul; ``flops``: 2 per MAC
     plus the other arithmetic. ``train_*``: one training step (forward in training mode, loss,
-    backward), present when asked for.
+    backward), present when asked for. ``param_bytes`` are counted in each parameter's own dtype;
+    ``dtype`` is the model's (its first floating-point tensor's), the input's too.
     """
 
     model: str
@@ -88,6 +89,7 @@ class ModelCounts:
     fvcore_macs: int | None = None
     unsupported_ops: tuple[str, ...] = ()
     counter: str = "archprobe"
+    dtype: str = "float32"
     notes: tuple[Note, ...] = ()
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from archprobe.analysis.guarded import traced
 from archprobe.errors import ArchprobeError, ModelCodeError, first_line
+from archprobe.probe import dtype_name
 from archprobe.results import ModelCounts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from archprobe.analysis.trace import Trace
     from archprobe.probe import Probe
 
-BYTES_PER_FP32 = 4
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,8 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
         params=params,
         params_forward=forward.params_used,
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        param_bytes=params * BYTES_PER_FP32,
+        param_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        dtype=dtype_name(probe.dtype),
         macs=totals.macs,
         flops=totals.flops,
         conv_params=conv,
@@ -229,7 +230,7 @@ def fvcore_macs(probe: "Probe") -> int:
         from fvcore.nn import FlopCountAnalysis
 
         model = probe.spec.build("cpu")
-        analysis = FlopCountAnalysis(model, torch.randn(probe.shape))
+        analysis = FlopCountAnalysis(model, torch.randn(probe.shape, dtype=probe.dtype))
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         try:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from archprobe.errors import ArchprobeError, UsageError, first_line
 from archprobe.results import MemoryResult
-from archprobe.runtime.precision import check_dtype
+from archprobe.runtime.precision import check_dtype, compute_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -312,14 +312,14 @@ class StepMemory:
 
         from archprobe.runtime.step import logits_of, synthetic_targets
 
-        x = torch.empty((batch_size, *self.probe.input_shape))
+        x = torch.empty((batch_size, *self.probe.input_shape), dtype=self.probe.dtype)
         if self.step is None:
             return x, None
         if self._logit_shapes is None:
             with torch.no_grad(), self.autocast(), self.fast_paths():
                 out = self.model(x)
             self._logit_shapes = [tuple(o.shape[1:]) for o in logits_of(out, batch_size)]
-        outputs = [torch.empty((batch_size, *shape)) for shape in self._logit_shapes]
+        outputs = [torch.empty((batch_size, *shape), dtype=self.probe.dtype) for shape in self._logit_shapes]
         return x, synthetic_targets(outputs, batch_size, torch.Generator().manual_seed(0))
 
     def _run(self, x: "torch.Tensor", targets: Any) -> None:
@@ -392,7 +392,7 @@ class StepMemory:
             model=self.probe.name,
             mode=str(self.probe.mode),
             batch_size=timeline.batch_size,
-            dtype=self.dtype,
+            dtype=compute_dtype(self.dtype, self.probe.dtype),
             optimizer=self.optimizer_name if self.step is not None else None,
             peak_bytes=sum(values),
             peak_at=_innermost(timeline.modules[index]),

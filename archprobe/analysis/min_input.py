@@ -213,7 +213,7 @@ class _Solver:
         from archprobe.analysis.trace import TraceFailure, make_input, trace
 
         try:
-            return trace(self.model, make_input(self.shape(h, w)), train=self.train, track_modules=modules)
+            return trace(self.model, make_input(self.shape(h, w), dtype=self.probe.dtype), train=self.train, track_modules=modules)
         except TraceFailure:
             return None
 
@@ -222,7 +222,7 @@ class _Solver:
         from archprobe.analysis.trace import TraceFailure, make_input, trace
 
         try:
-            trace(self.model, make_input(self.shape(h, w)), train=self.train)
+            trace(self.model, make_input(self.shape(h, w), dtype=self.probe.dtype), train=self.train)
         except TraceFailure as exc:
             return exc
         return None

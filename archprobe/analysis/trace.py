@@ -28,6 +28,7 @@ from torch.utils._pytree import tree_flatten
 from archprobe.analysis.device_checks import check_op, conv_output_sides
 from archprobe.analysis.geometry import Window, named_args, window
 from archprobe.errors import ModelCodeError
+from archprobe.probe import model_dtype
 from archprobe.user_code import running_user_code
 
 FORWARD, LOSS, BACKWARD = "forward", "loss", "backward"
@@ -346,7 +347,7 @@ def forward_runs(model: nn.Module, shape: Sequence[int], *, train: bool = False)
     rather than meaning "this size does not run"."""
     try:
         with model_mode(model, train), torch.no_grad(), FastMeta(), running_user_code(_forward_of(model)):
-            model(make_input(shape))
+            model(make_input(shape, dtype=model_dtype(model)))
         return True
     except ModelCodeError:
         raise

@@ -39,7 +39,7 @@ from archprobe.results import Ceiling, ThroughputResult
 from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.load import load_between, sample
 from archprobe.runtime.memory import live_peak
-from archprobe.runtime.precision import check_dtype
+from archprobe.runtime.precision import check_dtype, compute_dtype
 from archprobe.runtime.step import seeded
 from archprobe.runtime.timing import MAX_ITERS, Clock, run_timed, summarize
 from archprobe.runtime.workload import Workload, step_workload
@@ -179,18 +179,20 @@ class ThroughputRunner(Devices):
         return self.ceilings[key]
 
     def measure(self, spec: "ModelSpec", device: str, config: ThroughputConfig) -> ThroughputResult:
-        spec = self.meta_probe(spec).spec  # the input shape settled (channels read off the model)
+        meta = self.meta_probe(spec)
+        spec = meta.spec  # the input shape settled (channels read off the model)
+        dtype = compute_dtype(config.dtype, meta.dtype)
         backend = self.backend(device)
         env = self.environment(device)
         row: dict[str, Any] = dict(
             model=spec.name, device=device, mode=config.mode.value, batch_size=config.batch_size,
-            dtype=config.dtype, input_shape=tuple(spec.input_shape),
+            dtype=dtype, input_shape=tuple(spec.input_shape),
             channels_last=config.channels_last, compile=config.compile,
             optimizer=_optimizer(config), **asdict(env),
         )
         with backend.settings(threads=config.threads, cudnn_benchmark=config.cudnn_benchmark) as applied:
             row.update(applied)
-            ceiling = self.ceiling(device, config.dtype, applied["threads"]) if config.utilisation else None
+            ceiling = self.ceiling(device, dtype, applied["threads"]) if config.utilisation else None
             status, error = "ok", None
             backend.memory_begin()
             before = sample()

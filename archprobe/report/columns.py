@@ -106,9 +106,9 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("source", "Source"), ("paper", "Paper"), ("year", "Year"),
     ),
     r.ModelCounts: _cols(
-        ("model", "Model"), ("input_shape", "Input", "shape"), ("params", "Params", "count"),
+        ("model", "Model"), ("input_shape", "Input", "shape"), ("dtype", "Dtype"), ("params", "Params", "count"),
         ("params_forward", "Params (fwd)", "count"), ("trainable", "Trainable", "count"),
-        ("param_bytes", "Param mem (fp32)", "bytes"), ("macs", "MACs", "ops"), ("flops", "FLOPs", "ops"),
+        ("param_bytes", "Param mem", "bytes"), ("macs", "MACs", "ops"), ("flops", "FLOPs", "ops"),
         ("conv_params", "Conv params", "count"), ("linear_params", "Linear params", "count"),
         ("linear_share", "In linear", "percent"), ("train_macs", "Train-step MACs", "ops"),
         ("train_flops", "Train-step FLOPs", "ops"), ("fvcore_macs", "fvcore MACs", "ops"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from archprobe.runtime.precision import AUTOCAST_DTYPES
 from archprobe.report.sentences import NOTE_TEXT, note_text, notes_text  # noqa: F401 - re-exported
 from archprobe.results import (EpochRow, MemoryResult, MinInputResult, ModelCounts, Recipe, ThroughputResult,
                                TrainRun)
@@ -154,7 +155,7 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
             setup.append(_plural(r.threads, "thread"))
         if r.cudnn_benchmark is not None:
             setup.append(f"cudnn.benchmark {'on' if r.cudnn_benchmark else 'off'}")
-        setup.append(f"{r.dtype}{' autocast' if r.dtype != 'float32' else ''}")
+        setup.append(f"{r.dtype}{' autocast' if r.dtype in AUTOCAST_DTYPES else ''}")
         setup.append("channels_last" if r.channels_last else "contiguous")
         setup.append("torch.compile" if r.compile else "eager")
         versions = f"torch {r.torch_version}"
@@ -293,7 +294,7 @@ def describe_optimizer(recipe: Recipe) -> str:
 
 def recipe_line(recipe: Recipe, input_shape: Sequence[int] | None = None) -> str:
     """A recipe in one line: optimizer, batch, epochs, input, initialisation, source, changes."""
-    parts = [describe_optimizer(recipe), f"batch {recipe.batch_size}", f"{recipe.epochs} epochs"]
+    parts = [describe_optimizer(recipe), f"batch {recipe.batch_size}", _plural(recipe.epochs, "epoch")]
     if input_shape is not None:
         parts.append("input " + "x".join(map(str, input_shape)))
     elif recipe.resize:

@@ -230,7 +230,7 @@ def memory_vs_batch(rows: Sequence) -> bytes:
     axes[0][0].set_ylabel("predicted peak memory (live tensor bytes)")
     axes[0][-1].legend(fontsize=7, title="model", loc="upper left", bbox_to_anchor=(1.02, 1.0),
                        ncol=2 if len(models) > 18 else 1)
-    fig.suptitle("Peak memory vs batch size (float32)")
+    fig.suptitle(f"Peak memory vs batch size ({', '.join(dict.fromkeys(r.dtype for r in rows))})")
     return _png(fig)
 
 

@@ -1,5 +1,5 @@
-"""Compute dtypes: float32 runs as is; bfloat16 and float16 run under autocast (float16 with a
-gradient scaler when training)."""
+"""Compute dtypes: float32 runs as is (in the model's own dtype: float64 for ``model.double()``);
+bfloat16 and float16 run under autocast (float16 with a gradient scaler when training)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 DTYPES = ("float32", "bfloat16", "float16")
+AUTOCAST_DTYPES = ("bfloat16", "float16")
 
 
 def check_dtype(name: str) -> str:
@@ -21,9 +22,21 @@ def check_dtype(name: str) -> str:
 
 
 def torch_dtype(name: str) -> "torch.dtype":
+    """``"float64"`` -> ``torch.float64``: any floating-point dtype by its name."""
     import torch
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[check_dtype(name)]
+    value = getattr(torch, str(name), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise UsageError(f"unknown dtype {name!r}: use {', '.join(DTYPES)}", param="dtype")
+    return value
+
+
+def compute_dtype(dtype: str, model_dtype: "torch.dtype") -> str:
+    """The dtype a step computes in, as rows name it: the autocast dtype, or with none (``"float32"``,
+    "as is") the model's own (``"float64"`` for a float64 model)."""
+    from archprobe.probe import dtype_name
+
+    return dtype if check_dtype(dtype) in AUTOCAST_DTYPES else dtype_name(model_dtype)
 
 
 def autocast(device: "torch.device", dtype: str) -> Callable[[], ContextManager]:

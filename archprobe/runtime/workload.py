@@ -47,7 +47,7 @@ def step_workload(probe: "Probe", *, dtype: str = "float32", optimizer: str = "s
     with seeded(device):
         generator = torch.Generator(device=device)
         generator.manual_seed(0)
-        x = torch.randn(probe.shape, device=device, generator=generator)
+        x = torch.randn(probe.shape, device=device, generator=generator, dtype=probe.dtype)
     model = probe.model
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -59,7 +59,8 @@ def _whole_batch(batch):
 
 
 class DeviceData:
-    """Training and test batches of ``data`` on ``device``, as float32 in [0, 1] at ``resize``.
+    """Training and test batches of ``data`` on ``device``, in [0, 1] at ``resize``, in ``dtype``
+    (the model's: float32 unless it was made otherwise).
 
     ``placement`` is ``"device"`` (the uint8 tensors live on the device) or ``"host"`` (pinned
     host memory and a ``DataLoader`` with ``workers``); by default the data set goes on the
@@ -67,13 +68,14 @@ class DeviceData:
     """
 
     def __init__(self, data: "ImageData", device: "torch.device", resize: int | None = None, *,
-                 workers: int = 0, placement: str | None = None):
+                 workers: int = 0, placement: str | None = None, dtype: "torch.dtype | None" = None):
         tensors = (data.train_images, data.train_labels, data.test_images, data.test_labels)
         nbytes = sum(t.numel() * t.element_size() for t in tensors)
         self.placement = placement or ("device" if fits_on_device(nbytes, device) else "host")
         if self.placement not in ("device", "host"):
             raise ValueError(f"placement is 'device' or 'host', not {self.placement!r}")
         self.device = device
+        self.dtype = dtype
         self.workers = workers
         height, width = data.shape[1:]
         self.size = None if resize is None or (resize, resize) == (height, width) else (resize, resize)
@@ -92,10 +94,11 @@ class DeviceData:
         return len(self.test_labels)
 
     def prepare(self, images: "torch.Tensor") -> "torch.Tensor":
-        """uint8 images on the device -> float32 in [0, 1], resized (bilinear) where asked."""
+        """uint8 images on the device -> [0, 1] in the model's dtype, resized (bilinear) where asked."""
+        import torch
         import torch.nn.functional as F
 
-        x = images.float().div_(255)
+        x = images.to(self.dtype or torch.float32).div_(255)
         if self.size is not None:
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         return x

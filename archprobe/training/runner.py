@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from archprobe.errors import UsageError, as_interrupted, first_line
-from archprobe.probe import Mode, Probe
+from archprobe.probe import Mode, Probe, model_dtype
 from archprobe.results import EpochRow, ModelCounts, Note, Recipe, TrainRun, plain
 from archprobe.runtime.backends import Devices, is_oom
 from archprobe.runtime.precision import autocast, grad_scaler
@@ -245,7 +245,8 @@ class TrainRunner(Devices):
             step = TrainStep(replicas.wrap(model), optimizer,
                              ClassificationLoss(recipe.label_smoothing), scaler=scaler,
                              autocast=autocast(device, recipe.dtype))
-            batches = DeviceData(data, device, recipe.resize, workers=workers, placement=placement)
+            batches = DeviceData(data, device, recipe.resize, workers=workers, placement=placement,
+                                 dtype=model_dtype(model))
             shuffle = torch.Generator().manual_seed(recipe.seed)
             run = replace(run, train_examples=batches.train_examples, test_examples=batches.test_examples,
                           notes=run.notes + self._placement_note(batches, workers))

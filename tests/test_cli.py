@@ -200,3 +200,10 @@ def test_mode_is_spelled_as_in_the_api_and_train_is_its_shorthand(invoke, comman
     assert by_mode == by_flag != in_eval
     code, _, err = invoke(command, "lenet", "--train", "--mode", "eval")
     assert code == 2 and "--train means --mode train" in err
+
+
+def test_plain_archprobe_prints_the_help(invoke):
+    code, out, err = invoke()
+    assert code == 0 and err == ""
+    assert out.startswith("Usage: archprobe [OPTIONS] COMMAND") and "\n  params " in out
+    assert out == invoke("--help")[1]

@@ -84,6 +84,9 @@ def _run(args: list[str], debug: bool) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain 'archprobe' (click >= 8.2): the help itself
+            click.echo(exc.ctx.get_help())
+            return ExitCode.OK
         where = getattr(exc, "ctx", None)
         hint = f" (see '{where.command_path} --help')" if isinstance(exc, click.UsageError) and where else ""
         _error(exc.format_message() + hint)

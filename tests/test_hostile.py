@@ -804,3 +804,63 @@ def test_ranks_times_threads_per_rank_may_not_exceed_the_cpus():
     with pytest.raises(UsageError, match="3 ranks x 2 threads need 6 CPUs; this machine has 4") as info:
         check_nprocs([1, 3], "cpu", threads=2, cpus=4)
     assert info.value.param == "nproc"
+
+
+# --- model code that changes the process ------------------------------------------------------
+
+MESSY_FACTORIES = '''
+import atexit, os, signal, threading, time
+import torch
+from torch import nn
+
+
+def messy():
+    os.makedirs("elsewhere", exist_ok=True)
+    os.chdir("elsewhere")
+    torch.set_default_dtype(torch.float64)
+    torch.set_grad_enabled(False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.write(1, b"written to file descriptor 1\\n")
+    threading.Thread(target=time.sleep, args=(3600,)).start()  # never joined
+    atexit.register(print, "printed at exit")
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+
+
+def plain():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+'''
+
+
+def test_model_code_does_not_change_the_process_for_what_follows(tmp_path, monkeypatch):
+    import torch
+
+    from archprobe.user_code import running_user_code
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    handler = signal.getsignal(signal.SIGINT)
+    with running_user_code("building a model"):
+        os.chdir("sub")
+        torch.set_default_dtype(torch.float64)
+        torch.set_grad_enabled(False)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    assert Path.cwd() == tmp_path
+    assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_model_code_cannot_move_outputs_corrupt_stdout_or_hang_the_exit(tmp_path):
+    (tmp_path / "messy.py").write_text(MESSY_FACTORIES)
+    command = [sys.executable, "-m", "archprobe", "params", "messy.py:messy", "messy.py:plain",
+               "--input-size", "3x8x8", "-f", "json"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)  # nothing but archprobe's JSON on stdout
+    # the first model is float64 (built so); the one after it is not measured in its default dtype
+    assert [(r["model"], r["dtype"]) for r in rows] == [("messy.py:messy", "float64"), ("messy.py:plain", "float32")]
+    assert "written to file descriptor 1" in done.stderr  # an atexit hook is not run: the thread is not waited for
+    # a relative -o is the caller's, however the model code moved the working directory
+    done = subprocess.run([*command[:-2], "-o", "rows.json"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rows.json").exists() and not (tmp_path / "elsewhere" / "rows.json").exists()

@@ -68,10 +68,33 @@ def main(argv: list[str] | None = None) -> None:
     """
     from archprobe.report.writers import ascii_fallback
     from archprobe.plumbing.signals import handling_signals
+    from archprobe.user_code import stdout_kept_for_archprobe
 
     args = sys.argv[1:] if argv is None else list(argv)
-    with handling_signals(), ascii_fallback(sys.stdout, sys.stderr):
+    with handling_signals(), stdout_kept_for_archprobe(), ascii_fallback(sys.stdout, sys.stderr):
         code = _run(args, debug="--debug" in args)
+    if argv is None:  # the program itself, not a call from Python
+        _exit_program(code)
+    sys.exit(code)
+
+
+def _exit_program(code: int) -> None:
+    """The program's exit. archprobe's output is complete, so whatever model code still writes (a
+    daemon thread, an ``atexit`` hook) goes to stderr; a thread it left running is not waited for."""
+    import threading
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+    except OSError:
+        pass
+    if any(t is not threading.current_thread() and not t.daemon for t in threading.enumerate()):
+        os._exit(code)
     sys.exit(code)
 
 

@@ -390,6 +390,7 @@ class ThroughputResult:
     rank_hosts: tuple[str, ...] | None = None  # each rank's host name, rank order
     rank_device_names: tuple[str, ...] | None = None  # each rank's device ("cuda:0 NVIDIA H200"), rank order
     nccl_version: str | None = None
+    notes: tuple[Note, ...] = ()  # how the input shape was chosen, a head other than the library's
 
     @property
     def ok(self) -> bool:

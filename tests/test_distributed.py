@@ -24,6 +24,7 @@ import archprobe as ap
 from archprobe.bench import distributed as bd
 from archprobe.bench.throughput import RESULT_FIELDS, ThroughputConfig
 from archprobe.errors import ExitCode, UsageError
+from archprobe.probe import Probe
 from archprobe.report.frames import render
 from archprobe.report.notes import throughput_notes
 from archprobe.results import Environment, ThroughputResult
@@ -130,7 +131,7 @@ def test_row_arithmetic_examples_efficiency_and_utilisation():
                                 matmul_flops_per_iter=1_000_000, ceiling_flops_per_sec=1e9,
                                 ceiling_shape="mm 512x512x512",
                                 ceiling_precision="float32")
-    row = bd.distributed_row(tiny_spec(), "cpu", config, FAKE_ENV, timing(), baseline, world_size=2,
+    row = bd.distributed_row(Probe.build(tiny_spec()), "cpu", config, FAKE_ENV, timing(), baseline, world_size=2,
                              nproc_per_node=2, nnodes=1)
     median = 0.0115  # of the per-step maxima 10, 11, 12, 20 ms
     assert row.status == "ok" and row.median_ms == pytest.approx(median * 1e3)
@@ -147,7 +148,7 @@ def test_row_arithmetic_examples_efficiency_and_utilisation():
                             "(2 ranks of cpu, 1 thread) float32 ceiling 2.0 GFLOP/s") and n.endswith("times the ranks)")
                for n in throughput_notes([row]))
 
-    failed = bd.distributed_row(tiny_spec(), "cpu", config, FAKE_ENV, None, baseline, world_size=2,
+    failed = bd.distributed_row(Probe.build(tiny_spec()), "cpu", config, FAKE_ENV, None, baseline, world_size=2,
                                 nproc_per_node=2, nnodes=1, error="rank 1: ValueError: bad")
     assert (failed.status, failed.error, failed.examples_per_sec, failed.scaling_efficiency) == \
         ("error", "rank 1: ValueError: bad", None, None)
@@ -166,7 +167,7 @@ def test_table_and_notes_of_data_parallel_rows():
     config = ThroughputConfig(mode="train", batch_size=8, threads=1)
     baseline = ThroughputResult("tiny", "cpu", "train", 8, "float32", "ok", examples_per_sec=1000.0)
     slow_rank = timing(rank_median_s=(0.010, 0.013))
-    row = bd.distributed_row(tiny_spec(), "cpu", config, FAKE_ENV, slow_rank, baseline, world_size=2,
+    row = bd.distributed_row(Probe.build(tiny_spec()), "cpu", config, FAKE_ENV, slow_rank, baseline, world_size=2,
                              nproc_per_node=2, nnodes=1)
     table = render([row], "table", throughput_notes([row]))
     for header in ("Ranks", "Global batch", "1-process ex/s", "Scaling eff."):

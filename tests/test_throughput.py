@@ -667,3 +667,20 @@ def test_input_size_the_model_cannot_take_is_a_usage_error(capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert "features.12 (MaxPool2d)" in err and "63–4096+" in err and err.count("\n") == 1
+
+
+def test_every_row_says_which_input_it_was_measured_at(invoke):
+    """A user file given no size is measured at 224x224 beside a zoo model at its own size: the
+    Input column shows both, and the notes say 224x224 was assumed (the JSON rows carry it too)."""
+    args = ("throughput", "examples/tiny_net.py:build", "lenet", "--device", "cpu", "-b", "2", "--mode", "eval",
+            *FAST_ARGS)
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    header, _rule, tiny, lenet = out.splitlines()[:4]
+    assert "Input" in header.split()
+    assert "3x224x224" in tiny.split() and "1x28x28" in lenet.split()
+    assert "examples/tiny_net.py:build: input size not given: 224x224 assumed" in out
+    code, out, err = invoke(*args, "-f", "json")
+    rows = json.loads(out)
+    assert [r["input_shape"] for r in rows] == [[3, 224, 224], [1, 28, 28]]
+    assert any("224x224 assumed" in note for note in rows[0]["notes"]) and rows[1]["notes"] == []

@@ -42,7 +42,7 @@ from archprobe.bench.throughput import (
     row_warnings,
 )
 from archprobe.errors import first_line
-from archprobe.probe import Mode
+from archprobe.probe import Mode, Probe
 from archprobe.results import ThroughputResult
 from archprobe.runtime.backends import make_backend
 from archprobe.runtime.distributed import (
@@ -65,6 +65,7 @@ from archprobe.runtime.distributed import (
     timed_iterations,
 )
 from archprobe.runtime.launch import RankFailure, launch_local
+from archprobe.runtime.precision import compute_dtype
 from archprobe.runtime.timing import Clock, run_counted, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -204,13 +205,16 @@ def launch_ranks(job: RankJob, nproc: int) -> GroupTiming:
 # --------------------------------------------------------------------------------------------
 # Rows
 # --------------------------------------------------------------------------------------------
-def distributed_row(spec: "ModelSpec", device_kind: str, config: ThroughputConfig, environment,
+def distributed_row(meta: Probe, device_kind: str, config: ThroughputConfig, environment,
                     timing: GroupTiming | None, baseline: ThroughputResult | None, *, world_size: int,
                     nproc_per_node: int, nnodes: int, error: str | None = None) -> ThroughputResult:
-    """One data-parallel row: the group's timing (or the failure), the baseline and the setup."""
+    """One data-parallel row of the model ``meta`` holds (built on meta, its input settled): the
+    group's timing (or the failure), the baseline and the setup."""
+    spec = meta.spec
     row: dict[str, Any] = dict(
         model=spec.name, device=device_kind, mode=config.mode.value, batch_size=config.batch_size,
-        dtype=config.dtype, input_shape=tuple(spec.input_shape), channels_last=config.channels_last,
+        dtype=compute_dtype(config.dtype, meta.dtype), input_shape=tuple(spec.input_shape), notes=meta.notes,
+        channels_last=config.channels_last,
         compile=config.compile, optimizer=_optimizer(config), threads=config.threads,
         **asdict(environment),
         world_size=world_size, nproc_per_node=nproc_per_node, nnodes=nnodes, backend=backend_for(device_kind),
@@ -275,7 +279,8 @@ def local_sweep(
     runner = runner or ThroughputRunner()
     baselines: dict[tuple, ThroughputResult] = {}
     for text, spec in models:
-        spec = runner.meta_probe(spec).spec
+        meta = runner.meta_probe(spec)
+        spec = meta.spec
         for mode in modes:
             for batch in batch_sizes:
                 for nproc in nprocs:
@@ -292,7 +297,7 @@ def local_sweep(
                         timing = launch(job, nproc)
                     except RankFailure as failure:
                         error = str(failure)
-                    yield distributed_row(spec, device_kind, row_config, runner.environment(device_kind), timing,
+                    yield distributed_row(meta, device_kind, row_config, runner.environment(device_kind), timing,
                                           baselines[key], world_size=nproc, nproc_per_node=nproc, nnodes=1,
                                           error=error)
 
@@ -326,7 +331,8 @@ def group_sweep(
     collectives = Collectives(device)
     with _finish_on_sigterm() if info.rank == 0 else contextlib.nullcontext() as stop:
         for _text, spec in models:
-            spec = runner.meta_probe(spec).spec
+            meta = runner.meta_probe(spec)
+            spec = meta.spec
             for mode in modes:
                 for batch in batch_sizes:
                     row_config = replace(config, mode=Mode.of(mode), batch_size=batch,
@@ -346,7 +352,7 @@ def group_sweep(
                             raise
                         error = _first_failure(exc, info)
                     if info.rank == 0:
-                        yield distributed_row(spec, device_kind, row_config, runner.environment(device), timing,
+                        yield distributed_row(meta, device_kind, row_config, runner.environment(device), timing,
                                               baseline, world_size=info.world_size,
                                               nproc_per_node=info.local_world_size, nnodes=info.nnodes, error=error)
                     if error is not None or (stop is not None and stop.is_set()):

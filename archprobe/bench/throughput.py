@@ -186,7 +186,7 @@ class ThroughputRunner(Devices):
         env = self.environment(device)
         row: dict[str, Any] = dict(
             model=spec.name, device=device, mode=config.mode.value, batch_size=config.batch_size,
-            dtype=dtype, input_shape=tuple(spec.input_shape),
+            dtype=dtype, input_shape=tuple(spec.input_shape), notes=meta.notes,
             channels_last=config.channels_last, compile=config.compile,
             optimizer=_optimizer(config), **asdict(env),
         )

@@ -133,7 +133,7 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
     ),
     r.ThroughputResult: _cols(
         ("model", "Model"), ("device", "Device"), ("mode", "Mode"), ("batch_size", "Batch", "int"),
-        ("world_size", "Ranks", "int"), ("global_batch_size", "Global batch", "int"),  # data-parallel rows
+        ("input_shape", "Input", "shape"), ("world_size", "Ranks", "int"), ("global_batch_size", "Global batch", "int"),  # data-parallel rows
         ("dtype", "Dtype"), ("status", "Status"), ("examples_per_sec", "Examples/s", "rate"),
         ("median_ms", "Median ms", "ms"), ("iqr_ms", "IQR ms", "ms"),
         ("achieved_flops_per_sec", "Matmul FLOP/s", "ops"), ("utilisation", "Util.", "percent"),

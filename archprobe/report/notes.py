@@ -136,8 +136,10 @@ def _warning_text(r: ThroughputResult, code: str) -> str:
 
 
 def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
-    """Warnings (spread, a busy machine, faults), the setup and the conventions, one line each."""
-    notes: list[str] = []
+    """How each model's input was chosen, warnings (spread, a busy machine, faults), the setup and
+    the conventions, one line each."""
+    model_notes = {r.model: r.notes for r in reversed(results)}  # the first row's, in row order
+    notes = [f"{model}: {text}" for model, ns in reversed(model_notes.items()) for text in notes_text(ns)]
     for r in results:
         notes.extend(f"warning: {r.label}: {_warning_text(r, code)}" for code in r.warnings)
         if r.status == "oom":
@@ -155,7 +157,8 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
             setup.append(_plural(r.threads, "thread"))
         if r.cudnn_benchmark is not None:
             setup.append(f"cudnn.benchmark {'on' if r.cudnn_benchmark else 'off'}")
-        setup.append(f"{r.dtype}{' autocast' if r.dtype in AUTOCAST_DTYPES else ''}")
+        dtypes = dict.fromkeys(row.dtype for row in results if row.device == device)
+        setup.append("/".join(f"{d}{' autocast' if d in AUTOCAST_DTYPES else ''}" for d in dtypes))
         setup.append("channels_last" if r.channels_last else "contiguous")
         setup.append("torch.compile" if r.compile else "eager")
         versions = f"torch {r.torch_version}"

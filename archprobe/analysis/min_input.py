@@ -51,7 +51,7 @@ from archprobe.errors import InputSizeError, ModelCodeError, UsageError
 from archprobe.results import Check, LayerSize, MinInputResult, Note
 
 if TYPE_CHECKING:  # pragma: no cover
-    from archprobe.analysis.trace import Trace
+    from archprobe.analysis.trace import Trace, TraceFailure
     from archprobe.probe import Mode, Probe
     from archprobe.zoo.spec import ModelSpec
 
@@ -217,7 +217,7 @@ class _Solver:
         except TraceFailure:
             return None
 
-    def _failed_pass(self, h: int, w: int):
+    def _failed_pass(self, h: int, w: int) -> "TraceFailure | None":
         """The ``TraceFailure`` of a pass at ``h x w``, or None if it runs."""
         from archprobe.analysis.trace import TraceFailure, make_input, trace
 

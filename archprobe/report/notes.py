@@ -138,8 +138,10 @@ def _warning_text(r: ThroughputResult, code: str) -> str:
 def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
     """How each model's input was chosen, warnings (spread, a busy machine, faults), the setup and
     the conventions, one line each."""
-    model_notes = {r.model: r.notes for r in reversed(results)}  # the first row's, in row order
-    notes = [f"{model}: {text}" for model, ns in reversed(model_notes.items()) for text in notes_text(ns)]
+    model_notes: dict[str, tuple] = {}
+    for r in results:
+        model_notes.setdefault(r.model, r.notes)  # every row of a model carries the same notes
+    notes = [f"{model}: {text}" for model, ns in model_notes.items() for text in notes_text(ns)]
     for r in results:
         notes.extend(f"warning: {r.label}: {_warning_text(r, code)}" for code in r.warnings)
         if r.status == "oom":

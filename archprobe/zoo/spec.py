@@ -60,8 +60,10 @@ class ModelSpec:
 
     def with_input_size(self, height: int, width: int, channels: int | None = None) -> "ModelSpec":
         c = self.input_shape[0] if channels is None else channels
-        # the assumed size no longer holds; notes about the model itself still do
-        return replace(self, input_shape=(c, height, width), notes=tuple(n for n in self.notes if n != SIZE_ASSUMED))
+        # the assumed size (and read channels, where channels are given) no longer hold; notes
+        # about the model itself still do
+        stale = {"input_size_assumed"} | ({"channels_read"} if channels is not None else set())
+        return replace(self, input_shape=(c, height, width), notes=tuple(n for n in self.notes if n.code not in stale))
 
     def build(self, device: str = "meta") -> "nn.Module":
         """Instantiate the model on ``device`` (``"meta"``: no weights allocated), in eval mode.

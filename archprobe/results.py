@@ -219,9 +219,11 @@ class MinInputResult:
     ``valid``: square sides that run, as ``(lo, hi)`` intervals (``hi`` None where the set runs
     on to ``max_size``); ``anchor``: the default ``(H, W)`` if it runs, else the smallest valid
     square; ``min_height``/``min_width``: the smallest height at the anchor width and the
-    smallest width at the anchor height; ``min_size``: the smallest input that runs (the smaller
-    by area of the smallest valid square and those two together, where they run). ``method``: ``"analytic"`` (replayed layer arithmetic, checked by forward
-    passes) or ``"scan"`` (forward passes over square sides 1..``scan_limit``).
+    smallest width at the anchor height; ``min_size``: the smallest input that runs, by area
+    (then by its longer side): every ``H x W`` below the smallest valid square's area is
+    replayed; a scan compares only that square and the two minima together. ``method``:
+    ``"analytic"`` (replayed layer arithmetic, checked by forward passes) or ``"scan"``
+    (forward passes over square sides 1..``scan_limit``).
     """
 
     model: str

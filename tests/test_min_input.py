@@ -21,6 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import archprobe as ap
 from archprobe.analysis.min_input import check_input_size, describe_valid_sizes, solve_min_input, valid_text
 from archprobe.analysis.trace import FastMeta, make_input
 from archprobe.errors import ExitCode, InputSizeError, UsageError
@@ -252,16 +253,48 @@ def test_train_mode_batch_norm(name, batch, expected):
     assert not model.training  # the solver restores the mode
 
 
-@pytest.mark.parametrize("name,expected", [("densenet-d2l", 61), ("tv:resnet18", 33), ("googlenet-bn-d2l", 33)])
-def test_min_size_in_training_is_an_input_that_runs(name, expected):
+def _smaller_inputs(height: int, width: int):
+    """Every H x W with a smaller area than ``height x width``, smallest first."""
+    area = height * width
+    return sorted(((h, w) for h in range(1, area) for w in range(1, (area - 1) // h + 1)),
+                  key=lambda hw: hw[0] * hw[1])
+
+
+@pytest.mark.parametrize("name,expected", [("tv:resnet18", (1, 33)), ("googlenet-bn-d2l", (1, 33))])
+def test_min_size_in_training_is_the_smallest_area_that_runs(name, expected):
+    # batch 1 in training: BatchNorm needs more than one value per channel, so 1x1 fails, the
+    # smallest square is 33x33, and 1x33 (area 33) is the smallest input that runs
     spec = resolve(name)
     model = spec.build("meta")
     result = solve(spec, model, train=True, batch_size=1)
-    assert result.min_size == (expected, expected) and result.verified
-    assert runs(model, (1, spec.in_channels, expected, expected), train=True)
-    assert not runs(model, (1, spec.in_channels, expected - 1, expected - 1), train=True)
+    assert result.min_size == expected and result.min_square == 33 and result.verified
+    assert runs(model, (1, spec.in_channels, *expected), train=True)
+    assert not any(runs(model, (1, spec.in_channels, h, w), train=True) for h, w in _smaller_inputs(*expected))
     # the per-dimension minima stay, under their own names, and do not run together here
     assert not runs(model, (1, spec.in_channels, result.min_height, result.min_width), train=True)
+
+
+def test_min_size_is_the_smallest_area_on_the_cpu():
+    # the truth by real CPU forwards over every H x W up to 24: two 3x3 stride-2 convs, each with
+    # BatchNorm; 7x11 leaves a 1x2 map, the least the last BatchNorm takes at batch 1
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, stride=2), torch.nn.BatchNorm2d(2), torch.nn.ReLU(),
+                              torch.nn.Conv2d(2, 2, 3, stride=2), torch.nn.BatchNorm2d(2),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    sides = range(1, 25)
+    truth = min(((h, w) for h in sides for w in sides if runs(net, (1, 1, h, w), train=True)),
+                key=lambda hw: (hw[0] * hw[1], max(hw)))
+    result = ap.min_input(net, (1, 16, 16), mode="train")
+    assert result.min_size == truth and result.min_square == 11 and truth == (7, 11)
+
+
+def test_min_size_of_densenet_in_training_runs_where_its_square_is_larger():
+    spec = resolve("densenet-d2l")
+    model = spec.build("meta")
+    result = solve(spec, model, train=True, batch_size=1)
+    h, w = result.min_size
+    assert result.min_square == 61 and h * w < 61 * 61 and result.verified
+    assert runs(model, (1, 1, h, w), train=True)
+    assert not runs(model, (1, 1, h - 1, w), train=True) and not runs(model, (1, 1, h, w - 1), train=True)
 
 
 def test_train_and_eval_differ_only_where_they_should():
@@ -270,9 +303,9 @@ def test_train_and_eval_differ_only_where_they_should():
     ev = solve(spec, model)
     tr = solve(spec, model, train=True, batch_size=1)
     assert ev.min_square == 1 and tr.min_square == 33
-    # min H at the default width: 1 runs in training (the map is 1x7), but 1x1 does not, so the
-    # smallest input that runs is the smallest valid square
-    assert (tr.min_height, tr.min_width) == (1, 1) and tr.min_size == (33, 33)
+    # min H at the default width: 1 runs in training (the map is 1x7), but 1x1 does not; the
+    # smallest input that runs is 1x33 (a 1x2 map after the stem's /32), not the square
+    assert (tr.min_height, tr.min_width) == (1, 1) and tr.min_size == (1, 33)
     assert any("coupled" in n for n in notes_text(tr.notes))
     assert runs(model, (1, 3, 1, 224), train=True) and not runs(model, (1, 3, 1, 1), train=True)
 

@@ -36,8 +36,10 @@ Definitions:
     smallest valid width at the anchor height (``valid_h``/``valid_w`` hold the sets). Where H and
     W are coupled (LeNet's ``Linear`` fixes ``h_out * w_out``; BatchNorm in training needs
     ``batch x h x w > 1``), the two minima together may not run;
-  * ``min_size = (H, W)``: the smallest valid input, which itself runs: the smaller (by area) of
-    the smallest valid square and the per-dimension minima where those run together.
+  * ``min_size = (H, W)``: the smallest valid input by area (then by its longer side), which
+    itself runs: every ``H x W`` below the area of the smallest valid square is replayed (in
+    training, BatchNorm at batch 1 fails at 1x1 and takes 1x33 where 33x33 is the smallest
+    square). A scan compares only that square and the per-dimension minima together, and says so.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_MAX_SIZE = 4096
 MAX_MAX_SIZE = 65536
+_AREA_CHUNK = 65536  # candidates per replay in the smallest-area search
 SCAN_LIMIT = 512  # the fallback scan covers square sides 1..min(max_size, SCAN_LIMIT)
 MAX_CHECKS = 12  # verification passes at most
 
@@ -317,11 +320,17 @@ class _Solver:
         if self.query is not None:
             self.query_answer = why(3 * cap)
 
+        min_size = _smallest_input(min_h, min_w, self.pair, min_square)
+        if min_size is not None:
+            try:
+                min_size = _smallest_area(program, min_size, cap)
+            except Unsupported as exc:
+                raise _Fallback(f"the analysis cannot follow this model: {exc}") from exc
         result = MinInputResult(
             model=self.probe.name,
             mode=self.probe.mode.value,
             batch_size=self.batch,
-            min_size=_smallest_input(min_h, min_w, self.pair, min_square),
+            min_size=min_size,
             min_square=min_square,
             limiting_layer=limiting[1] if limiting else None,
             method="analytic",
@@ -554,6 +563,27 @@ def _smallest_input(min_h, min_w, pair, min_square) -> tuple[int, int] | None:
     if min_h and min_w and (pair is None or (pair[:2] == (min_h, min_w) and pair[2])):
         candidates.append((min_h, min_w))
     return min(candidates, key=lambda hw: (hw[0] * hw[1], max(hw))) if candidates else None
+
+
+def _smallest_area(program, best: tuple[int, int], cap: int) -> tuple[int, int]:
+    """The smallest input by area (then by its longer side) among every ``(h, w)`` up to ``cap``
+    whose area is below ``best``'s, replayed in chunks; ``best`` where none of them runs.
+
+    The squares and the per-dimension minima miss inputs like 1x33 where BatchNorm in training
+    needs ``h x w > 1`` and 1x1 fails: only a search over areas finds them."""
+    area = best[0] * best[1]
+    heights = np.arange(1, min(area - 1, cap) + 1, dtype=np.int64)
+    counts = np.minimum((area - 1) // heights, cap)
+    ends = np.cumsum(counts)  # candidate k is (heights[row], k - row's first index + 1)
+    found: list[tuple[int, int]] = []
+    for start in range(0, int(ends[-1]) if len(ends) else 0, _AREA_CHUNK):
+        index = np.arange(start, min(int(ends[-1]), start + _AREA_CHUNK), dtype=np.int64)
+        row = np.searchsorted(ends, index, side="right")
+        hs = heights[row]
+        ws = index - (ends - counts)[row] + 1
+        ok = np.flatnonzero(program.replay(hs, ws).valid)
+        found += [(int(hs[i]), int(ws[i])) for i in ok]
+    return min(found, key=lambda hw: (hw[0] * hw[1], max(hw))) if found else best
 
 
 def _layer_name(t: "Trace", op_index: int) -> str:

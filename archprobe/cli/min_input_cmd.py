@@ -33,10 +33,11 @@ def min_input_command(models, mode, batch_size, input_size, in_channels, num_cla
     \b
     Valid sides: square inputs s x s that run, e.g. '15–4096+' (open-ended up to --max-size),
     '28–31' (a Linear after Flatten bounds it), 'even sizes 16–4096+' (branches must agree).
-    Min HxW: the smallest height at the default width and the smallest width at the default
-    height, or at the smallest valid square where the default does not run (H and W are
-    solved separately: a 3x7 kernel needs different ones). --input-size sets the channels and
-    that default (anchor) size.
+    Min HxW: the smallest input that runs, by area, solved over every H x W smaller than the
+    smallest valid square (in training BatchNorm can take 1x33 where 33x33 is the smallest
+    square). Min H, min W: the smallest height at the default width and the smallest width at
+    the default height, or at the smallest valid square where the default does not run (a 3x7
+    kernel needs different ones). --input-size sets the channels and that default (anchor) size.
 
     \b
     Examples:

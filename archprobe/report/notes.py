@@ -98,8 +98,8 @@ def parameter_note(results: Sequence[ModelCounts]) -> str | None:
 def min_input_notes(results: Sequence[MinInputResult]) -> list[str]:
     """The definitions, the limiting layers just outside each valid set, and the solver's notes."""
     notes = [
-        "Valid sides: square inputs s x s whose forward pass runs. Min HxW: the smallest input that runs"
-        " (the smaller of the smallest valid square and the per-dimension minima where those run together)."
+        "Valid sides: square inputs s x s whose forward pass runs. Min HxW: the smallest input that runs,"
+        " by area (every H x W smaller than the smallest valid square is solved)."
         " Min H, min W: the smallest height at the anchor width and the smallest width at the anchor"
         " height (anchor: the default size if it runs, else the smallest valid square).",
     ]

@@ -26,7 +26,8 @@ NOTE_TEXT = {
                           "itself does not run"),
     "default_size_fails": lambda v: (f"the default size {v['height']}x{v['width']} does not run; analysed from "
                                      f"{v['analysed_height']}x{v['analysed_width']}"),
-    "scanned": lambda v: f"scanned square sides 1–{v['limit']} by forward passes: {v['reason']}",
+    "scanned": lambda v: (f"scanned square sides 1–{v['limit']} by forward passes: {v['reason']}; min HxW is the "
+                          "smaller of the smallest square and the per-dimension minima (other shapes not searched)"),
     "world_size_changed": lambda v: (f"resumed a checkpoint of {_processes(v['before'])} on {_processes(v['now'])}: "
                                      "the global batch, the order of the examples and the random streams change "
                                      "from here"),

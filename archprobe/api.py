@@ -69,7 +69,8 @@ def count(model: ModelLike, input_size=None, *, batch_size: int = 1, mode: str |
         batch_size: examples per batch; counts scale with it.
         mode: ``"train"`` also counts one training step (forward in training mode,
             cross-entropy, backward) as ``train_macs``/``train_flops``.
-        counter: ``"fvcore"`` adds fvcore's count on real CPU tensors (``fvcore_macs``).
+        counter: ``"fvcore"`` adds fvcore's count on real CPU tensors: ``fvcore_macs`` (its
+            conv/linear/matmul part, comparable with ``macs``) and ``fvcore_total`` (its total).
 
     Returns:
         A :class:`ModelCounts`.
@@ -195,13 +196,16 @@ def throughput(model: ModelLike, input_size=None, *, device: str = "cpu", batch_
     return row
 
 
-def run_directory(output: str | Path, *, resume: bool = False, force: bool = False) -> "RunDirectory":
-    """The training directory ``output`` with the report's plot and machine records."""
+def run_directory(output: str | Path, *, runs: Iterable[tuple[str, str]] = (), resume: bool = False,
+                  force: bool = False) -> "RunDirectory":
+    """The training directory ``output`` (locked) with the report's plot and machine records;
+    ``runs``: the (model, device) pairs about to train (``force`` replaces their checkpoints)."""
     from archprobe.report.frames import machine
     from archprobe.report.plots import training_curves
     from archprobe.training.outputs import RunDirectory
 
-    return RunDirectory(output, resume=resume, force=force, draw_curves=training_curves, record=machine)
+    return RunDirectory(output, runs=runs, resume=resume, force=force, draw_curves=training_curves,
+                        record=machine)
 
 
 def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mnist", data_root=None,
@@ -261,7 +265,7 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
     plan = plan_training(model_list(models), dataset=dataset, data_root=data_root, download=download, device=device,
                          threads=threads,
                          limit_train=limit_train, limit_test=limit_test, nproc=nproc, timeout=timeout, **overrides)
-    directory = run_directory(output, resume=resume, force=force) if output is not None else None
+    directory = run_directory(output, runs=plan.runs, resume=resume, force=force) if output is not None else None
     return list(train_sweep(plan, runner=TrainRunner(threads=threads), output=directory, resume=resume,
                             workers=workers, on_epoch=on_epoch))
 

@@ -86,7 +86,8 @@ class ModelCounts:
     idle_in_training: tuple[str, ...] | None = ()  # those a training forward does not read either
     train_macs: int | None = None
     train_flops: int | None = None
-    fvcore_macs: int | None = None
+    fvcore_macs: int | None = None  # fvcore's conv/linear/matmul count, comparable with ``macs``
+    fvcore_total: int | None = None  # everything fvcore counts (also norms, adaptive pools, upsampling)
     unsupported_ops: tuple[str, ...] = ()
     counter: str = "archprobe"
     dtype: str = "float32"

@@ -169,7 +169,28 @@ def test_counts_scale_with_batch():
 
 def test_fvcore_cross_check_agrees_on_a_plain_net():
     result = count(resolve("lenet"), counter="fvcore")
-    assert result.fvcore_macs == result.macs  # no BN/adaptive pools: same convention
+    assert result.fvcore_macs == result.macs == result.fvcore_total  # no BN/adaptive pools: same convention
+
+
+def test_fvcore_column_is_its_conv_linear_matmul_part_and_the_total_is_named():
+    # tv:mnasnet0_5: fvcore's total() adds its BatchNorm count (110.59M next to 104.46M at 224x224)
+    from fvcore.nn import FlopCountAnalysis
+
+    spec = resolve("tv:mnasnet0_5", input_size=(3, 64, 64))
+    result = count(spec, counter="fvcore")
+    analysis = FlopCountAnalysis(spec.build("cpu"), torch.randn(1, 3, 64, 64))
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    by_operator = analysis.by_operator()
+    assert set(by_operator) == {"conv", "batch_norm", "linear"}
+    assert result.fvcore_macs == result.macs == by_operator["conv"] + by_operator["linear"]
+    assert result.fvcore_total == analysis.total() == result.fvcore_macs + by_operator["batch_norm"]
+
+
+def test_fvcore_columns_are_explained(invoke):
+    code, out, _ = invoke("params", "lenet", "--counter", "fvcore")
+    assert code == 0 and "fvcore MACs" in out and "fvcore total" in out
+    assert "fvcore MACs: fvcore's conv/linear/matmul count, comparable with MACs" in out
 
 
 def test_whole_zoo_has_no_unsupported_ops_in_train_step():

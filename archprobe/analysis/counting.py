@@ -179,6 +179,7 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
     idle = idle_modules(model, forward.used_param_ids)
     idle_in_training = _idle_in_training(probe, idle)
     unsupported = totals.unsupported + (train_totals.unsupported if train_totals else ())
+    fvcore = fvcore_counts(probe) if counter == "fvcore" else (None, None)
     return ModelCounts(
         model=probe.name,
         input_shape=probe.shape,
@@ -199,7 +200,8 @@ def count(probe: "Probe", *, counter: str = "archprobe") -> ModelCounts:
         idle_in_training=idle_in_training,
         train_macs=train_totals.macs if train_totals else None,
         train_flops=train_totals.flops if train_totals else None,
-        fvcore_macs=fvcore_macs(probe) if counter == "fvcore" else None,
+        fvcore_macs=fvcore[0],
+        fvcore_total=fvcore[1],
         unsupported_ops=tuple(dict.fromkeys(unsupported)),
         counter=counter,
         notes=probe.notes,
@@ -215,11 +217,17 @@ def count_pass(probe: "Probe") -> CostTotals:
     return cost_totals(t, (FORWARD, LOSS, BACKWARD) if probe.train else (FORWARD,))
 
 
-def fvcore_macs(probe: "Probe") -> int:
-    """fvcore's count on real CPU tensors (fvcore is imported only here).
+# The operators fvcore's by_operator() names for conv/linear/matmul: archprobe's MACs count these.
+FVCORE_MATMUL_CLASS = frozenset({"conv", "linear", "matmul", "mm", "addmm", "bmm", "baddbmm", "einsum", "mv",
+                                 "addmv"})
 
-    fvcore counts one "flop" per MAC for conv/linear/matmul but also counts BatchNorm,
-    adaptive pooling and upsampling, so it runs a little above archprobe's ``macs``.
+
+def fvcore_counts(probe: "Probe") -> tuple[int, int]:
+    """fvcore's count on real CPU tensors (fvcore is imported only here): ``(macs, total)``.
+
+    fvcore counts one "flop" per MAC; ``macs`` is its conv/linear/matmul part, the figure
+    comparable with archprobe's ``macs``; ``total`` adds what else fvcore counts (BatchNorm,
+    LayerNorm, adaptive pooling, upsampling), fvcore's ``total()``.
     """
     import torch
 
@@ -235,8 +243,10 @@ def fvcore_macs(probe: "Probe") -> int:
         analysis.uncalled_modules_warnings(False)
         try:
             with running_user_code(f"forward of {probe.name}"):
-                return int(analysis.total())
+                by_operator = analysis.by_operator()
         except ModelCodeError:
             raise
         except Exception as exc:  # noqa: BLE001 - fvcore's tracer fails on some models
             raise ArchprobeError(f"fvcore could not count {probe.name}: {first_line(exc)}") from exc
+    macs = sum(n for op, n in by_operator.items() if op in FVCORE_MATMUL_CLASS)
+    return int(macs), int(sum(by_operator.values()))

@@ -28,7 +28,7 @@ def _notes(results, fmt: str) -> list[str]:
 @mode_option("train adds one training step's cost (forward + loss + backward).")
 @click.option(
     "--counter", type=click.Choice(["archprobe", "fvcore"]), default="archprobe", show_default=True,
-    help="fvcore: also count with fvcore on real CPU tensors, as a cross-check column.",
+    help="fvcore: also count with fvcore on real CPU tensors: its conv/linear/matmul MACs and its total.",
 )
 @output_options
 def params_command(models, input_size, in_channels, num_classes, batch_size, mode, counter, fmt, output):
@@ -55,7 +55,7 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
     from archprobe.probe import Mode
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
-    from archprobe.report.notes import idle_notes, parameter_note
+    from archprobe.report.notes import FVCORE_NOTE, idle_notes, parameter_note
     from archprobe.report.writers import emit
 
     specs = resolve_specs(models, input_size, in_channels, num_classes)
@@ -64,6 +64,8 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
     note = parameter_note(results)
     if note:
         notes.append(note)
+    if counter == "fvcore":
+        notes.append(FVCORE_NOTE)
     emit(render(results, fmt, notes), output)
 
 

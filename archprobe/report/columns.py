@@ -112,6 +112,7 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("conv_params", "Conv params", "count"), ("linear_params", "Linear params", "count"),
         ("linear_share", "In linear", "percent"), ("train_macs", "Train-step MACs", "ops"),
         ("train_flops", "Train-step FLOPs", "ops"), ("fvcore_macs", "fvcore MACs", "ops"),
+        ("fvcore_total", "fvcore total", "ops"),
     ),
     r.LayerRow: _cols(
         ("layer", "Layer", "text", layer_label), ("type", "Type"), ("output_shape", "Output shape", "shape"),

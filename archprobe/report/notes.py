@@ -19,6 +19,12 @@ CONVENTIONS = (
 )
 
 
+FVCORE_NOTE = (
+    "fvcore MACs: fvcore's conv/linear/matmul count, comparable with MACs; fvcore total: everything fvcore "
+    "counts (also BatchNorm, LayerNorm, adaptive pooling and upsampling), its total()."
+)
+
+
 def unsupported_warnings(results: Sequence) -> list[str]:
     """One line per result that met ops without a cost formula."""
     return [f"warning: {r.model}: unsupported ops counted as 0: {', '.join(r.unsupported_ops)}"

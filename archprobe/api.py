@@ -121,7 +121,7 @@ def min_input(model: ModelLike, input_size=None, *, batch_size: int = 1, mode: s
 
 
 def memory(model: ModelLike, input_size=None, *, batch_size: int = 32, mode: str | Mode = Mode.EVAL,
-           optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda",
+           optimizer: str = "sgd", dtype: str = "float32", device: str | None = None,
            fit: int | str | None = None, in_channels: int | None = None,
            num_classes: int | None = None) -> MemoryResult:
     """The predicted peak memory of one step of ``model``, allocating no weights.
@@ -139,7 +139,7 @@ def memory(model: ModelLike, input_size=None, *, batch_size: int = 32, mode: str
         optimizer: ``"sgd"`` (lr 0.001, momentum 0.9, as the throughput engine) or ``"adam"``.
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast on the forward).
         device: the device whose step is modelled, ``"cuda"`` (multi-tensor optimizer kernels)
-            or ``"cpu"``.
+            or ``"cpu"``; by default cuda where one is visible, else cpu.
         fit: a memory budget (bytes, or text such as ``"24GiB"``): find the largest batch whose
             peak fits; the row is that batch's, with ``max_batch_size`` and ``budget_bytes``.
 

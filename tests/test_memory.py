@@ -483,3 +483,13 @@ def test_report_lists_models_whose_step_cannot_be_predicted(tmp_path):
     assert failed.model == "no-weights" and "no trainable parameters" in failed.error
     write_report(result, tmp_path / "r")
     assert f"not predicted: {failure}" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("visible", [True, False])
+def test_the_default_device_is_the_machines_own(monkeypatch, invoke, visible):
+    # a machine without a GPU models its CPU unless asked for cuda (which needs no GPU to model)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: visible)
+    assert memory(linear_spec(8, 2)).device == ("cuda" if visible else "cpu")
+    assert memory(linear_spec(8, 2), device="cuda").device == "cuda"
+    code, out, _ = invoke("memory", "lenet", "-b", "2", "-d", "cuda", "-f", "json")
+    assert code == 0 and json.loads(out)[0]["device"] == "cuda"

@@ -193,7 +193,12 @@ class BatchLine:
         return max(0, int(((budget - intercept[growing]) // slope[growing]).min()))
 
 
-def check_device(device: str) -> str:
+def check_device(device: str | None) -> str:
+    """``device``, checked; ``None`` is the machine's own: cuda where one is visible, else cpu."""
+    if device is None:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}: use {' or '.join(DEVICES)}", param="device")
     return device
@@ -571,17 +576,18 @@ def _interpolate(b0: int, p0: int, b1: int, p1: int, budget: int) -> int:
 
 
 def memory_rows(specs: Sequence["ModelSpec"], modes: Sequence["Mode"], batch_sizes: Sequence[int] = (32,), *,
-                optimizer: str = "sgd", dtype: str = "float32", device: str = "cuda",
+                optimizer: str = "sgd", dtype: str = "float32", device: str | None = None,
                 budget: int | None = None) -> list[MemoryResult]:
     """Predicted peak memory: one row per model x mode x batch size, or with ``budget`` (bytes)
     one row per model x mode at the largest batch that fits. Each model is built once on meta
     and every input size is checked before any prediction (an ``InputSizeError`` names the layer
-    and the valid sizes)."""
+    and the valid sizes). ``device``: the one modelled, by default cuda where one is visible,
+    else cpu."""
     from archprobe.analysis.min_input import ensure_input_size
     from archprobe.probe import Probe
 
     check_dtype(dtype)
-    check_device(device)
+    device = check_device(device)
     probes = [meta.with_setting(mode=mode) for meta in map(Probe.build, specs) for mode in modes]
     for p in probes:
         if budget is not None:

@@ -20,9 +20,10 @@ from archprobe.runtime.step import OPTIMIZERS
               help="With --train: SGD (lr 0.001, momentum 0.9; the throughput engine's) or Adam.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True, help="Compute dtype; bfloat16/float16 run the forward under autocast.")
-@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
-              help="The device whose step is modelled: cuda runs the optimizer's multi-tensor kernels "
-                   "(torch's default there), cpu one tensor at a time.")
+@click.option("--device", "-d", type=click.Choice(["cuda", "cpu"]),
+              help="The device whose step is modelled (default: cuda where one is visible, else cpu): "
+                   "cuda runs the optimizer's multi-tensor kernels (torch's default there), cpu one "
+                   "tensor at a time. No GPU is needed to model one.")
 @click.option("--fit", "budget", type=ByteSize(),
               help="Find the largest batch whose peak fits in SIZE (24GiB, 16GB, 512MiB; B/KB/MB/GB "
                    "are powers of 1000, KiB/MiB/GiB powers of 1024).")
@@ -50,7 +51,7 @@ def memory_command(ctx, models, mode, batch_sizes, optimizer, dtype, device, bud
     \b
     Examples:
       archprobe memory resnet18 --train -b 8
-      archprobe memory resnet50 --train --fit 24GiB
+      archprobe memory resnet50 --train --fit 24GiB -d cuda   # a GPU's step, modelled here
       archprobe memory vgg16 resnet50 densenet121 -b 1,32,128 --train --optimizer adam
       archprobe memory googlenet --train --dtype bfloat16 -f json
     """

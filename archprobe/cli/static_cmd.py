@@ -73,7 +73,7 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
 @click.argument("model")
 @model_input_options
 @batch_size_option
-@click.option("--depth", "-d", type=click.IntRange(min=0), default=3, show_default=True,
+@click.option("--depth", type=click.IntRange(min=0), default=3, show_default=True,
               help="Fold rows nested deeper than this into their parent.")
 @click.option("--rf", is_flag=True,
               help="Add each layer's receptive field, effective stride and first unit's centre (input pixels).")

@@ -144,8 +144,8 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("warnings", "Warnings", "list", lambda row: row.warnings or None),
     ),
     r.MemoryResult: _cols(
-        ("model", "Model"), ("mode", "Mode"), ("batch_size", "Batch", "int"), ("dtype", "Dtype"),
-        ("optimizer", "Optimizer"), ("peak_bytes", "Peak", "bytes"), ("param_bytes", "Params", "bytes"),
+        ("model", "Model"), ("device", "Device"), ("mode", "Mode"), ("batch_size", "Batch", "int"),
+        ("dtype", "Dtype"), ("optimizer", "Optimizer"), ("peak_bytes", "Peak", "bytes"), ("param_bytes", "Params", "bytes"),
         ("buffer_bytes", "Buffers", "bytes"), ("grad_bytes", "Grads", "bytes"),
         ("optimizer_bytes", "Opt. state", "bytes"), ("activation_bytes", "Activations", "bytes"),
         ("temp_bytes", "Temp", "bytes"), ("input_bytes", "Input", "bytes"), ("peak_at", "Peak at", "path"),

@@ -34,6 +34,7 @@ from archprobe.plumbing.signals import signals_deferred
 from archprobe.training import datasets as ds
 from archprobe.training.formats import CorruptDataError, read_cifar_batch
 from archprobe.training.loader import DeviceData, fits_on_device
+from archprobe.training.outputs import checkpoint_name
 from archprobe.training.recipes import default_recipe, with_overrides
 from archprobe.zoo.book import BOOK_RECIPES
 from archprobe.training.plan import plan_training
@@ -222,7 +223,7 @@ def test_lenet_learns_and_agrees_with_a_hand_written_loop(data_root):
 
 
 def _weights(directory: Path, model: str = "lenet") -> dict:
-    return torch.load(directory / "checkpoints" / f"{model}@cpu.pt", weights_only=True)["model_state"]
+    return torch.load(directory / "checkpoints" / checkpoint_name(model, "cpu"), weights_only=True)["model_state"]
 
 
 SMALL = dict(dataset="fake", device="cpu", threads=THREADS, limit_train=512, limit_test=256, batch_size=64,
@@ -271,7 +272,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(invoke, tmp_path, mon
     assert len((cut / "train.csv").read_text().splitlines()) == 1 + 2
     (saved,) = json.loads((cut / "train.json").read_text())
     assert saved["status"] == "interrupted" and [e["epoch"] for e in saved["epochs"]] == [1, 2]
-    assert torch.load(cut / "checkpoints" / "lenet@cpu.pt", weights_only=True)["epoch"] == 2
+    assert torch.load(cut / "checkpoints" / checkpoint_name("lenet", "cpu"), weights_only=True)["epoch"] == 2
     monkeypatch.setattr(TrainRunner, "_evaluate", original)
 
     code, out, err = invoke("train", "lenet", "--epochs", "4", "-o", str(cut), "--resume", *options,

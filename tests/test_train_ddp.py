@@ -30,7 +30,7 @@ from archprobe.runtime import distributed as rd
 from archprobe.training import datasets as ds
 from archprobe.training.distributed import DataParallel, EpochMailbox, rank_share
 from archprobe.training.formats import write_idx
-from archprobe.training.outputs import file_label
+from archprobe.training.outputs import checkpoint_name
 from archprobe.training.plan import training_recipes
 from archprobe.training.runner import TrainRunner
 from archprobe.zoo import resolve
@@ -134,7 +134,7 @@ def sampler_indices(rank: int, epoch: int, seed: int = RANKS["seed"]) -> list[in
 
 
 def weights(directory: Path, model: str) -> dict:
-    return torch.load(directory / "checkpoints" / f"{file_label(model)}@cpu.pt", weights_only=True)["model_state"]
+    return torch.load(directory / "checkpoints" / checkpoint_name(model, "cpu"), weights_only=True)["model_state"]
 
 
 # --- the sampler's share, the mailbox, one rank in this process ----------------------------------
@@ -264,7 +264,7 @@ def test_two_ranks_of_lenet_write_once_and_resume_without_ranks(invoke, data_roo
     # written once, by one writer: two CSV rows, one run, one checkpoint, of the unwrapped module
     assert len((out_dir / "train.csv").read_text().splitlines()) == 1 + 2
     assert [r["model"] for r in json.loads((out_dir / "train.json").read_text())] == ["lenet"]
-    assert [p.name for p in (out_dir / "checkpoints").iterdir()] == ["lenet@cpu.pt"]
+    assert [p.name for p in (out_dir / "checkpoints").iterdir()] == [checkpoint_name("lenet", "cpu")]
     state = weights(out_dir, "lenet")
     net = lenet()
     net.load_state_dict(state)  # the plain module's keys, no "module." prefix

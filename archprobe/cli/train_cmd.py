@@ -59,7 +59,8 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
 @click.option("--output", "-o", type=click.Path(file_okay=False),
               help="Directory for train.csv, train.json, train.png and checkpoints, written every epoch.")
 @click.option("--resume", is_flag=True, help="Continue the runs in --output from their last finished epoch.")
-@click.option("--force", is_flag=True, help="Replace a training run already in --output.")
+@click.option("--force", is_flag=True,
+              help="Replace a training run already in --output (only the files this run writes).")
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="Output format: the comparison table (table, md), the runs (json) or the epochs (csv).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-epoch lines.")
@@ -82,7 +83,8 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
 
     With -o DIR every epoch is on disk as it ends (train.csv row, train.json, a checkpoint
     per model and device; train.png at the end); --resume continues up to --epochs in all,
-    and Ctrl-C exits with 130 keeping every finished epoch. A run whose loss stops being
+    and Ctrl-C exits with 130 keeping every finished epoch. One run at a time writes DIR (a
+    second is refused); --force replaces only the files the run writes. A run whose loss stops being
     finite is 'diverged' and one out of memory 'oom' (the batch size is never changed); the
     other runs go on.
 
@@ -128,7 +130,7 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
     if output:
         from archprobe.api import run_directory
 
-        directory = run_directory(output, resume=resume, force=force)
+        directory = run_directory(output, runs=plan.runs, resume=resume, force=force)
     data_text = plan.data.describe()
     progress = progress_bar(quiet)
     say = (lambda line: None) if quiet else (lambda line: progress.console.print(line, markup=False,

@@ -35,6 +35,33 @@ def check_directory_writable(directory: str | os.PathLike, *, param: str | None)
         raise UsageError(f"cannot write in {existing}: {exc.strerror}", param=param) from exc
 
 
+def lock_directory(directory: str | os.PathLike, name: str, *, param: str | None) -> int:
+    """Hold ``directory`` for this process until the returned descriptor is closed: an exclusive,
+    non-blocking ``flock`` on the file ``name`` in it (created where missing, never removed: a
+    removed lock file would let two processes lock two different files). The lock goes with
+    the process, so a killed run never leaves the directory locked.
+
+    Raises:
+        UsageError: another process holds the directory (or the lock cannot be taken), naming it.
+    """
+    import fcntl
+
+    path = Path(directory) / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access
+    except OSError as exc:
+        raise UsageError(f"cannot lock {directory}: {path}: {exc.strerror}", param=param) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+            raise UsageError(f"{directory} is in use by another process (it holds the lock on {path}); "
+                             "wait for it to end, or choose another directory", param=param) from None
+        raise UsageError(f"cannot lock {directory}: {path}: {exc.strerror}", param=param) from exc
+    return fd
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], Any]) -> Path:
     """Replace the file at ``path`` (a symlink's target) with ``data`` (text, bytes, or a function
     that writes to the open binary file, e.g. ``torch.save``), atomically and durably.

@@ -239,29 +239,33 @@ def memory_vs_batch(rows: Sequence) -> bytes:
 DEVICE_STYLES = ("-", "--", ":", "-.")
 
 
-def training_curves(runs: Sequence) -> bytes:
+def training_curves(rows: Sequence) -> bytes:
     """The book's training plot, static: train loss, train accuracy and test accuracy per
-    epoch, one colour per model and one line style per device."""
+    epoch (``rows``: :class:`archprobe.results.EpochRow`), one colour per model and one line
+    style per device."""
     plt = _figure()
-    with_epochs = [r for r in runs if r.epochs]
-    models = list(dict.fromkeys(r.model for r in with_epochs))
-    devices = list(dict.fromkeys(r.device for r in with_epochs))
+    curves: dict[tuple[str, str], list] = {}
+    for row in rows:
+        curves.setdefault((row.model, row.device), []).append(row)
+    models = list(dict.fromkeys(model for model, _ in curves))
+    devices = list(dict.fromkeys(device for _, device in curves))
     colours = plt.get_cmap("tab10")
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     panels = (("train_loss", "train loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy"))
-    for r in with_epochs:
-        epochs = [row.epoch for row in r.epochs]
-        style = dict(color=colours(models.index(r.model) % 10),
-                     linestyle=DEVICE_STYLES[devices.index(r.device) % len(DEVICE_STYLES)], marker="o", markersize=3)
-        label = r.model if len(devices) == 1 else f"{r.model} ({r.device})"
+    for (model, device), points in curves.items():
+        points = sorted(points, key=lambda row: row.epoch)
+        epochs = [row.epoch for row in points]
+        style = dict(color=colours(models.index(model) % 10),
+                     linestyle=DEVICE_STYLES[devices.index(device) % len(DEVICE_STYLES)], marker="o", markersize=3)
+        label = model if len(devices) == 1 else f"{model} ({device})"
         for ax, (field, _title) in zip(axes, panels):
-            ax.plot(epochs, [getattr(row, field) for row in r.epochs], label=label, **style)
+            ax.plot(epochs, [getattr(row, field) for row in points], label=label, **style)
     for ax, (_field, title) in zip(axes, panels):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(True, alpha=0.25)
         ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize=8)
-    dataset = with_epochs[0].dataset if with_epochs else ""
+    dataset = rows[0].dataset if rows else ""
     fig.suptitle(f"Training on {dataset}" if dataset else "Training", y=1.03)
     return _png(fig)

@@ -13,17 +13,14 @@ Importing this module does not import torch (the command line lists the names).
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archprobe.errors import ArchprobeError, UsageError
-from archprobe.training.formats import CorruptDataError
+from archprobe.training.formats import CorruptDataError, inflate_idx
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -154,22 +151,18 @@ def _download(info: DatasetInfo, root: Path) -> None:
         raise ArchprobeError(f"downloading {info.title} into {root} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _uncompressed(path: Path) -> Path:
-    """``path``, extracting ``path.gz`` next to it first where only that exists (torchvision
-    reads only uncompressed IDX files; its downloader extracts them the same way)."""
-    if path.is_file():
-        return path
+def _uncompressed(path: Path, ndim: int) -> Path:
+    """``path``, extracted first from ``path.gz`` beside it (torchvision reads only uncompressed
+    IDX files; its downloader extracts them the same way) where it is missing or older than the
+    ``.gz``: an extraction made from an earlier ``.gz`` must not hide the one there now. The
+    extraction takes the ``.gz``'s time stamps (as ``gunzip`` does), so a ``.gz`` replaced
+    later is newer than it."""
     packed = path.with_name(path.name + ".gz")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with gzip.open(packed, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, path)
-    except (OSError, EOFError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, (gzip.BadGzipFile, EOFError)):
-            raise CorruptDataError(packed, f"not a complete gzip file ({exc or type(exc).__name__})") from exc
-        raise ArchprobeError(f"cannot extract {packed} next to it: {exc}") from exc
+    if not packed.is_file() or (path.is_file() and path.stat().st_mtime_ns >= packed.stat().st_mtime_ns):
+        return path
+    inflate_idx(packed, path, ndim)
+    stamps = packed.stat()
+    os.utime(path, ns=(stamps.st_atime_ns, stamps.st_mtime_ns))
     return path
 
 
@@ -181,8 +174,8 @@ def _read_idx(info: DatasetInfo, directory: Path) -> ImageData:
 
     split = {}
     for prefix in ("train", "t10k"):
-        images_path = _uncompressed(directory / f"{prefix}-images-idx3-ubyte")
-        labels_path = _uncompressed(directory / f"{prefix}-labels-idx1-ubyte")
+        images_path = _uncompressed(directory / f"{prefix}-images-idx3-ubyte", 3)
+        labels_path = _uncompressed(directory / f"{prefix}-labels-idx1-ubyte", 1)
         images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
         if len(images) != len(labels):
             raise CorruptDataError(labels_path, f"{len(labels):,} labels for the {len(images):,} images of "

@@ -44,7 +44,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from archprobe.errors import ArchprobeError
 from archprobe.plumbing.files import write_atomic
 from archprobe.results import EpochRow, ModelCounts, Recipe, TrainRun
 from archprobe.runtime.backends import is_oom, make_backend
@@ -60,7 +59,7 @@ from archprobe.runtime.distributed import (
 )
 from archprobe.runtime.launch import RankFailure, launch_local
 from archprobe.training.checkpoint import load_checkpoint
-from archprobe.training.runner import TrainingInterrupted, TrainRunner, check_resumable
+from archprobe.training.runner import TrainingInterrupted, TrainRunner, check_resumable, check_weights, resumed
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -281,19 +280,18 @@ def train_on_ranks(plan: "TrainPlan", job: "TrainJob", device: str, runner: Trai
     """One job of a training plan on ``plan.nproc`` local ranks of ``device`` (``cpu`` or
     ``cuda``): :func:`launch_training` with the job made picklable, the threads per rank from
     ``runner`` (default: the cores split between the ranks) and, when resuming, the checkpoint
-    checked here first (another recipe or data set is a ``UsageError`` before any rank starts)."""
+    checked here first (another recipe or data set is a ``UsageError``, a damaged file an
+    ``ArchprobeError`` naming it, before any rank starts)."""
     nproc = plan.nproc
     threads = rank_threads(device, runner.threads, nproc)
     start = replace(runner.new_run(job.spec, device, plan.data, job.recipe, job.counts), threads=threads,
-                    world_size=nproc, global_batch_size=job.recipe.batch_size * nproc, backend=backend_for(device),
-                    train_examples=len(plan.data.train_labels), test_examples=len(plan.data.test_labels))
+                    world_size=nproc, global_batch_size=job.recipe.batch_size * nproc, backend=backend_for(device))
     if resume and checkpoint:
-        try:
-            saved = load_checkpoint(checkpoint, "cpu")
-        except ArchprobeError:
-            saved = None  # a damaged file: the ranks meet it too, and the run records the error
+        saved = load_checkpoint(checkpoint, "cpu")  # a damaged file ends the sweep here, named
         if saved is not None:
             check_resumable(saved, start, checkpoint)
+            check_weights(saved, job.spec.build("meta"), checkpoint)  # shapes alone: no weights made
+            start = resumed(start, saved)  # a launch that fails keeps the epochs already done
     rank_job = TrainRankJob(
         model=job.text, side=job.spec.input_shape[1], device=device, dataset=plan.data.name,
         data_root=plan.data_root, limit_train=plan.limit_train, limit_test=plan.limit_test, recipe=job.recipe,

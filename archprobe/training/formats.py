@@ -4,6 +4,7 @@
   dimensions, then one 4-byte size per dimension) followed by the values. archprobe checks the
   header and the file size against each other, so a truncated or corrupt file is named with
   what is wrong, then reads it with torchvision's own reader (``torchvision.datasets.mnist``).
+  A gzipped one is inflated checked the same way, from the stream (:func:`inflate_idx`).
 * CIFAR-10 (``cifar-10-batches-py``): one pickled dict per batch with ``data`` (N x 3072 uint8,
   the red, green and blue planes of 32x32 images) and ``labels``. torchvision's ``CIFAR10``
   accepts only the official files (it checks the md5 of every batch), so archprobe reads the
@@ -18,11 +19,14 @@ import gzip
 import io
 import os
 import pickle
+import shutil
 import struct
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archprobe.errors import ArchprobeError
+from archprobe.plumbing.files import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -30,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 IDX_UBYTE = 0x08  # the type code of unsigned bytes, the only type MNIST-style files use
 CIFAR_SIDE = 32
+INFLATE_CHUNK = 1 << 20  # bytes decompressed at a time
 
 
 class CorruptDataError(ArchprobeError):
@@ -49,21 +54,70 @@ def idx_dims(path: str | os.PathLike, ndim: int) -> tuple[int, ...]:
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         head = fh.read(4 + 4 * ndim)
+    dims = _idx_header(head, ndim, path, f"{size} bytes")
+    expected = 4 + 4 * ndim + _product(dims)
+    if size != expected:
+        raise CorruptDataError(path, f"{size:,} bytes, but its header ({_shape(dims)}) needs {expected:,}")
+    return dims
+
+
+def inflate_idx(packed: str | os.PathLike, target: str | os.PathLike, ndim: int) -> Path:
+    """Decompress the gzipped IDX file ``packed`` into ``target``, checked as it goes: the header
+    is read from the stream and checked before anything is written; then exactly the bytes it
+    implies are written (a stream that runs past them, a decompression bomb, stops there), if
+    the disk has room for them. ``target`` appears whole or not at all (a temp file renamed,
+    removed on any failure). Every error names ``packed``."""
+    packed, target = Path(packed), Path(target)
+    try:
+        with gzip.open(packed, "rb") as src:
+            head = src.read(4 + 4 * ndim)
+            dims = _idx_header(head, ndim, packed, f"{len(head)} bytes uncompressed")
+            expected = len(head) + _product(dims)
+            free = shutil.disk_usage(target.parent).free
+            if expected > free:
+                raise ArchprobeError(f"cannot extract {packed}: its header ({_shape(dims)}) implies {expected:,} "
+                                     f"bytes, more than the {free:,} free in {target.parent}")
+
+            def copy(dst) -> None:
+                dst.write(head)
+                left = expected - len(head)
+                while left:
+                    chunk = src.read(min(left, INFLATE_CHUNK))
+                    if not chunk:
+                        raise CorruptDataError(packed, f"{expected - left:,} bytes uncompressed, but its header "
+                                                       f"({_shape(dims)}) needs {expected:,}")
+                    dst.write(chunk)
+                    left -= len(chunk)
+                if src.read(1):
+                    raise CorruptDataError(packed, f"more than the {expected:,} bytes its header "
+                                                   f"({_shape(dims)}) needs, uncompressed")
+
+            return write_atomic(target, copy)
+    except EOFError as exc:
+        raise CorruptDataError(packed, f"not a complete gzip file ({exc or type(exc).__name__})") from exc
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise CorruptDataError(packed, f"not a valid gzip file ({exc})") from exc
+    except OSError as exc:
+        raise ArchprobeError(f"cannot extract {packed} to {target}: {exc.strerror or exc}") from exc
+
+
+def _idx_header(head: bytes, ndim: int, path: str | os.PathLike, size: str) -> tuple[int, ...]:
+    """The dimensions in ``head``, the first bytes of an IDX file of unsigned bytes with
+    ``ndim`` dimensions (``size``: how long the file is, for the message)."""
     if len(head) < 4:
-        raise CorruptDataError(path, f"{size} bytes, shorter than an IDX header")
+        raise CorruptDataError(path, f"{size}, shorter than an IDX header")
     zero, type_code, found_ndim = struct.unpack(">HBB", head[:4])
     if zero != 0 or type_code != IDX_UBYTE:
         raise CorruptDataError(path, f"not an IDX file of unsigned bytes (header {head[:4].hex()})")
     if found_ndim != ndim:
         raise CorruptDataError(path, f"{found_ndim} dimensions, expected {ndim}")
     if len(head) < 4 + 4 * ndim:
-        raise CorruptDataError(path, f"{size} bytes, shorter than its header")
-    dims = struct.unpack(f">{ndim}I", head[4:])
-    expected = 4 + 4 * ndim + _product(dims)
-    if size != expected:
-        shape = "x".join(map(str, dims))
-        raise CorruptDataError(path, f"{size:,} bytes, but its header ({shape}) needs {expected:,}")
-    return dims
+        raise CorruptDataError(path, f"{size}, shorter than its header")
+    return struct.unpack(f">{ndim}I", head[4:4 + 4 * ndim])
+
+
+def _shape(dims: tuple[int, ...]) -> str:
+    return "x".join(map(str, dims))
 
 
 def read_idx(path: str | os.PathLike, ndim: int) -> "torch.Tensor":

@@ -44,6 +44,11 @@ class TrainPlan:
     nproc: int | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
 
+    @property
+    def runs(self) -> tuple[tuple[str, str], ...]:
+        """The (model, device) pair of every run, in the order the sweep trains them."""
+        return tuple((job.spec.name, device) for job in self.jobs for device in self.devices)
+
 
 def training_recipes(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist",
                      **overrides: Any) -> list[Recipe]:

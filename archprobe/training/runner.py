@@ -195,18 +195,27 @@ class TrainRunner(Devices):
         on ``device`` for ``recipe.epochs`` epochs in all.
 
         With ``checkpoint``, one is written after every epoch; with ``resume`` too, the run
-        continues after the epoch the checkpoint holds (its rows come first in the result).
+        continues after the epoch the checkpoint holds (its rows come first in the result, an
+        interrupted or failed one included). The checkpoint is read and checked before anything
+        is built: one that cannot be read raises an ``ArchprobeError`` naming it, one trained
+        otherwise a ``UsageError``.
         ``on_epoch(row, run_so_far)`` is called after each epoch, inside the block a Ctrl-C
         does not interrupt, together with the checkpoint.
         """
         backend = self.backend(device)
         run = self.new_run(spec, device, data, recipe, counts)
+        # Read and checked before anything is built: a checkpoint that cannot be read or resumed
+        # ends the sweep naming it (the directory's record untouched), and from here on an
+        # interrupt or a failure keeps the epochs it holds.
+        saved = load_checkpoint(checkpoint, backend.device) if resume and checkpoint else None
+        if saved is not None:
+            check_resumable(saved, run, checkpoint)
         with backend.settings(threads=self.threads) as applied:
             run = replace(run, threads=applied["threads"], cudnn_benchmark=applied["cudnn_benchmark"],
                           **self.replicas.setup(run, backend))
             try:
                 with seeded(backend.device):  # the caller's random state is restored afterwards
-                    return self._train(run, spec, backend, data, recipe, checkpoint, resume, workers, placement,
+                    return self._train(run, spec, backend, data, recipe, checkpoint, saved, workers, placement,
                                        on_epoch, on_batch)
             finally:
                 backend.cleanup()
@@ -218,17 +227,20 @@ class TrainRunner(Devices):
             model=spec.name, device=device, dataset=data.name, status="ok", recipe=recipe,
             input_shape=tuple(spec.input_shape), params=counts.params if counts else None,
             macs=counts.macs if counts else None, environment=self.environment(device),
+            train_examples=len(data.train_labels), test_examples=len(data.test_labels),
         )
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _train(self, run: TrainRun, spec, backend, data, recipe, checkpoint, resume, workers, placement,
+    def _train(self, run: TrainRun, spec, backend, data, recipe, checkpoint, saved, workers, placement,
                on_epoch, on_batch) -> TrainRun:
         import torch
 
         device = backend.device
         replicas = self.replicas
-        rows: list[EpochRow] = []
+        if saved is not None:
+            run = replace(resumed(run, saved), notes=run.notes + self._world_change_note(saved))
+        rows = list(run.epochs)
         try:
             torch.manual_seed(recipe.seed)
             # Built on the CPU, then moved: the same seed gives the same initial weights on any device.
@@ -248,12 +260,9 @@ class TrainRunner(Devices):
             batches = DeviceData(data, device, recipe.resize, workers=workers, placement=placement,
                                  dtype=model_dtype(model))
             shuffle = torch.Generator().manual_seed(recipe.seed)
-            run = replace(run, train_examples=batches.train_examples, test_examples=batches.test_examples,
-                          notes=run.notes + self._placement_note(batches, workers))
-            saved = load_checkpoint(checkpoint, device) if resume and checkpoint else None
+            run = replace(run, notes=run.notes + self._placement_note(batches, workers))
             if saved is not None:
-                rows = self._restore(saved, run, step, shuffle, device, checkpoint)
-                run = replace(run, resumed_from=len(rows), notes=run.notes + self._world_change_note(saved))
+                self._restore(saved, step, shuffle, device, checkpoint)
             run = _summarised(run, rows)
             for epoch in range(len(rows) + 1, recipe.epochs + 1):
                 row = self._epoch(epoch, run, step, batches, backend, shuffle, on_batch)
@@ -261,7 +270,9 @@ class TrainRunner(Devices):
                 run = _summarised(run, rows)
                 # every rank takes part in the payload (its random states); rank 0 writes it
                 payload = self._payload(run, rows, step, shuffle, device) if checkpoint else None
-                with signals_deferred():  # the checkpoint and the epoch's rows together, or neither
+                # The checkpoint, then the epoch's row, with Ctrl-C held back; after a kill between
+                # the two, the checkpoint holds the row and a resumed run writes it.
+                with signals_deferred():
                     if payload is not None and replicas.rank == 0:
                         save_checkpoint(checkpoint, payload)
                     if on_epoch is not None:
@@ -362,19 +373,20 @@ class TrainRunner(Devices):
             payload["rank_rng"] = self.replicas.gather(states)
         return payload
 
-    def _restore(self, saved: dict, run: TrainRun, step: TrainStep, shuffle, device, path) -> list[EpochRow]:
-        """Load a checkpoint into the run's model and optimizer, after checking it was trained
-        the same way; returns its epochs' rows. Each process takes its own saved random states
-        where the checkpoint has them (a rank the saved run did not have keeps its fresh ones)."""
-        check_resumable(saved, run, path)
-        self.replicas.unwrap(step.model).load_state_dict(saved["model_state"])
+    def _restore(self, saved: dict, step: TrainStep, shuffle, device, path) -> None:
+        """Load a checkpoint (checked by :func:`check_resumable`) into the run's model, after
+        checking it holds that model's weights, and its optimizer. Each process takes its own
+        saved random states where the checkpoint has them (a rank the saved run did not have
+        keeps its fresh ones)."""
+        model = self.replicas.unwrap(step.model)
+        check_weights(saved, model, path)
+        model.load_state_dict(saved["model_state"])
         step.optimizer.load_state_dict(saved["optimizer_state"])
         if step.scaler is not None and saved.get("scaler_state"):
             step.scaler.load_state_dict(saved["scaler_state"])
         states = saved.get("rank_rng") or [saved["rng"]]
         if self.replicas.rank < len(states):
             restore_rng_states(states[self.replicas.rank], device, shuffle)
-        return [EpochRow(**row) for row in saved["epochs"]]
 
     def _world_change_note(self, saved: dict) -> tuple[Note, ...]:
         before, now = saved.get("world_size"), self.replicas.world_size
@@ -391,7 +403,10 @@ class TrainRunner(Devices):
 
 def check_resumable(saved: dict, run: TrainRun, path) -> None:
     """A :class:`UsageError` unless checkpoint ``saved`` was trained with ``run``'s recipe and
-    data and holds no more epochs than the run asks for."""
+    data, of the same model (its spec string), and holds no more epochs than the run asks for."""
+    if saved.get("model") != run.model:
+        raise UsageError(f"{path} holds a run of {saved.get('model')!r}, not {run.model!r}; train "
+                         f"{run.model!r} into another directory", param="resume")
     recipe = plain(run.recipe)
     mismatched = [f"{key} {saved['recipe'].get(key)!r} (now {recipe[key]!r})"
                   for key in RESUME_KEYS if saved["recipe"].get(key) != recipe[key]]
@@ -404,6 +419,33 @@ def check_resumable(saved: dict, run: TrainRun, path) -> None:
     if saved["epoch"] > run.recipe.epochs:
         raise UsageError(f"{path} already holds {saved['epoch']} epochs, more than the {run.recipe.epochs} "
                          "asked for", param="epochs")
+
+
+def check_weights(saved: dict, model: "nn.Module", path) -> None:
+    """A :class:`UsageError` unless checkpoint ``saved`` holds ``model``'s state: the same names
+    and shapes (one spec string can name other code since: an edited file, another directory)."""
+    have = {name: tuple(value.shape) for name, value in saved["model_state"].items()}
+    want = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    if have == want:
+        return
+    differ = [f"{name} {_shape_text(have.get(name))} (now {_shape_text(want.get(name))})"
+              for name in [*want, *(n for n in have if n not in want)] if have.get(name) != want.get(name)]
+    more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+    raise UsageError(f"{path} holds weights of another model than {saved.get('model')!r} builds now: "
+                     f"{', '.join(differ[:3])}{more}; train it into another directory", param="resume")
+
+
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    if shape is None:
+        return "absent"
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def resumed(run: TrainRun, saved: dict) -> TrainRun:
+    """``run`` continuing checkpoint ``saved``: its finished epochs, and the figures over them,
+    are the run's from the start (a resume that fails or is interrupted still records them)."""
+    rows = [EpochRow(**row) for row in saved["epochs"]]
+    return _summarised(replace(run, resumed_from=len(rows)), rows)
 
 
 def _summarised(run: TrainRun, rows: list[EpochRow]) -> TrainRun:

@@ -22,7 +22,8 @@ def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output:
     """Train every job of ``plan`` on every device (CPU first), yielding each run as it ends.
 
     With ``output``, each epoch's row, ``train.json`` and the model's checkpoint are written
-    as the epoch ends, and the curves when the sweep ends or is interrupted. A CUDA run gets
+    as the epoch ends (a resumed run's rows that ``train.csv`` lacks too), and the curves when
+    the sweep ends or is interrupted. A CUDA run gets
     its ``speedup`` over the same model's CPU run. Ctrl-C raises
     :class:`archprobe.training.runner.TrainingInterrupted` (a ``KeyboardInterrupt``) with the
     interrupted run, after writing it. With ``plan.nproc``, each run is trained by that many
@@ -37,10 +38,16 @@ def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output:
 
     def epoch_done(row: EpochRow, so_far: TrainRun) -> None:
         if output is not None:
-            output.write_epoch(row)
+            output.write_epochs(so_far.epochs)
             output.write_summary(done + [replace(so_far, status="running")])
         if on_epoch is not None:
             on_epoch(row, so_far)
+
+    def finished(run: TrainRun) -> None:
+        done.append(run)
+        if output is not None:
+            output.write_epochs(run.epochs)  # a resumed run may have run no epoch to write them
+            output.write_summary(done)
 
     try:
         for job in plan.jobs:
@@ -55,18 +62,14 @@ def train_sweep(plan: TrainPlan, *, runner: "TrainRunner | None" = None, output:
                 else:
                     run = train_on_ranks(plan, job, device, runner, checkpoint=checkpoint, resume=resume,
                                          workers=workers, on_epoch=epoch_done)
-                done.append(with_train_speedup(run, done))
-                if output is not None:
-                    output.write_summary(done)
+                finished(with_train_speedup(run, done))
                 yield done[-1]
     except TrainingInterrupted as interrupted:
-        done.append(interrupted.run)
-        if output is not None:
-            output.write_summary(done)
+        finished(interrupted.run)
         raise
     finally:
         if output is not None:
-            output.write_curves(done)
+            output.write_curves()
             output.close()
 
 

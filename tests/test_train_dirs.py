@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from archprobe import api
 from archprobe.errors import ExitCode, UsageError

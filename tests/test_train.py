@@ -543,3 +543,38 @@ def test_cuda_training_speedup_and_resume(tmp_path):
     assert cuda_run.test_acc > 0.1 and cuda_run.cudnn_benchmark is True
     _, resumed = api.train("lenet", epochs=3, output=tmp_path, resume=True, **options)
     assert resumed.resumed_from == 2 and [r.epoch for r in resumed.epochs] == [1, 2, 3]
+
+
+FROZEN_AND_BN1D = textwrap.dedent("""
+    import torch.nn as nn
+
+    def frozen(in_channels=1, num_classes=10):
+        m = nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+        for p in m.parameters():
+            p.requires_grad_(False)
+        return m
+
+    def bn1d(in_channels=1, num_classes=10):
+        return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 28 * 28, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                             nn.Linear(16, num_classes))
+""")
+
+
+def test_a_model_with_nothing_to_train_is_refused_before_any_model_trains(invoke, tmp_path):
+    (tmp_path / "nets.py").write_text(FROZEN_AND_BN1D)
+    out_dir = tmp_path / "run"
+    code, out, err = invoke("train", "lenet", f"{tmp_path}/nets.py:frozen", "--dataset", "fake", "-d", "cpu",
+                            "--epochs", "1", *QUICK, "-o", out_dir)
+    assert code == ExitCode.USAGE and "nets.py:frozen has no trainable parameters" in err
+    assert "epoch 1/1" not in out + err and not (out_dir / "train.json").exists()
+
+
+def test_a_last_batch_of_one_is_left_out_under_batchnorm(invoke, tmp_path):
+    # 129 examples at batch 64: the third batch would hold one example, which BatchNorm1d refuses
+    (tmp_path / "nets.py").write_text(FROZEN_AND_BN1D)
+    code, out, err = invoke("train", f"{tmp_path}/nets.py:bn1d", "--dataset", "fake", "-d", "cpu", "--epochs", "1",
+                            "--threads", "1", "--limit-train", "129", "--limit-test", "64", "-b", "64", "-f", "json")
+    assert code == 0, err
+    (run,) = json.loads(out)
+    assert run["status"] == "ok" and len(run["epochs"]) == 1
+    assert "the last training batch of each epoch would hold 1 of 129 examples" in json.dumps(run["notes"]) + err

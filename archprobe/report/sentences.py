@@ -35,6 +35,8 @@ NOTE_TEXT = {
                                f"memory); batches come through a DataLoader with {v['workers']} workers"),
     "head_differs": lambda v: (f"head built for {v['classes']:,} classes; {v['library']}'s default is "
                                f"{v['default']:,}"),
+    "last_batch_dropped": lambda v: (f"the last training batch of each epoch would hold 1 of {v['examples']:,} "
+                                     "examples and is left out (BatchNorm in training refuses a batch of one)"),
     "cuda_skipped": lambda v: "CUDA rows skipped: no usable CUDA device (torch.cuda.is_available() is False)",
 }
 # Notes about how one input shape was chosen read as one sentence, in this order.

@@ -110,7 +110,10 @@ def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist"
     for model, recipe in zip(items, recipes):
         spec = data_spec(model, channels, data.num_classes, side=recipe.resize or height)
         check_sizes([spec], [Mode.TRAIN], recipe.batch_size)
-        jobs.append(TrainJob(spec, recipe, count(Probe.build(spec)), text=model if isinstance(model, str) else None))
+        counts = count(Probe.build(spec))
+        if not counts.trainable:  # every model is checked before any trains
+            raise UsageError(f"{spec.name} has no trainable parameters")
+        jobs.append(TrainJob(spec, recipe, counts, text=model if isinstance(model, str) else None))
     return TrainPlan(data=data, devices=tuple(devices), jobs=tuple(jobs), notes=tuple(notes),
                      data_root=None if data_root is None else str(data_root), limit_train=limit_train,
                      limit_test=limit_test, nproc=nproc, timeout_s=timeout)

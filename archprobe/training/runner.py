@@ -260,7 +260,8 @@ class TrainRunner(Devices):
             batches = DeviceData(data, device, recipe.resize, workers=workers, placement=placement,
                                  dtype=model_dtype(model))
             shuffle = torch.Generator().manual_seed(recipe.seed)
-            run = replace(run, notes=run.notes + self._placement_note(batches, workers))
+            run = replace(run, notes=run.notes + self._placement_note(batches, workers)
+                          + _last_batch_note(batches.train_examples, replicas.world_size, recipe.batch_size))
             if saved is not None:
                 self._restore(saved, step, shuffle, device, checkpoint)
             run = _summarised(run, rows)
@@ -299,6 +300,8 @@ class TrainRunner(Devices):
         backend.synchronize()
         started = self.clock()
         order = replicas.train_order(batches.train_examples, epoch, shuffle)
+        if _ends_in_one(len(order), recipe.batch_size):
+            order = order[:-1]  # BatchNorm in training refuses a batch of one example (see _last_batch_note)
         timer = backend.timer()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -399,6 +402,19 @@ class TrainRunner(Devices):
         if batches.placement == "host":
             return (Note.of("data_on_host", workers=workers),)
         return ()
+
+
+def _ends_in_one(examples: int, batch_size: int) -> bool:
+    return examples > 1 and examples % batch_size == 1
+
+
+def _last_batch_note(examples: int, world_size: int | None, batch_size: int) -> tuple[Note, ...]:
+    """A note where each epoch's last training batch would hold one example, which is left out:
+    BatchNorm in training needs more than one value per channel (``BatchNorm1d`` after a Linear
+    fails on it), and one example's gradient is no batch's. Each rank takes ``ceil(examples /
+    world_size)`` (``DistributedSampler`` pads), so every rank leaves it out or none does."""
+    share = -(-examples // (world_size or 1))
+    return (Note.of("last_batch_dropped", examples=share),) if _ends_in_one(share, batch_size) else ()
 
 
 def check_resumable(saved: dict, run: TrainRun, path) -> None:

@@ -173,6 +173,16 @@ def test_cifar_garbage_and_hostile_pickles_are_refused(tmp_path):
         read_cifar_batch(batch)
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_cifar_batch_pickled_at_any_protocol_is_read(tmp_path, protocol):
+    # Python 3.8+ pickles arrays at protocol 5 through numpy's _frombuffer: valid, not corrupt
+    data = np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8)
+    batch = tmp_path / "data_batch_1"
+    batch.write_bytes(pickle.dumps({b"data": data, b"labels": [1, 2, 3]}, protocol=protocol))
+    images, labels = read_cifar_batch(batch)
+    assert np.array_equal(images.reshape(3, -1), data) and labels.tolist() == [1, 2, 3]
+
+
 # --- learning: archprobe against the book's plain loop ------------------------------------------
 
 LEARNING = dict(epochs=7, optimizer="adam", lr=0.003, batch_size=64, init="xavier", seed=0)

@@ -95,6 +95,14 @@ def test_a_damaged_checkpoint_is_an_error_naming_it_and_the_record_stays(invoke,
     assert (one_epoch / "train.json").read_text() == before and _csv_epochs(one_epoch) == ["1"]
 
 
+def test_a_checkpoint_that_is_a_fifo_is_refused_not_waited_on(invoke, one_epoch):
+    checkpoint = one_epoch / "checkpoints" / checkpoint_name("lenet", "cpu")
+    checkpoint.unlink()
+    os.mkfifo(checkpoint)
+    code, _, err = invoke("train", "lenet", "--epochs", "2", "-o", one_epoch, "--resume", "-q", *TINY_CLI)
+    assert code == ExitCode.FAILURE and err == f"error: cannot read checkpoint {checkpoint}: not a regular file\n"
+
+
 def test_ctrl_c_before_the_restore_keeps_the_finished_epochs(invoke, one_epoch, monkeypatch):
     before = (one_epoch / "train.json").read_text()
 

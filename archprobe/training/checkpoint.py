@@ -42,8 +42,10 @@ def load_checkpoint(path: str | os.PathLike, device: "torch.device | str") -> di
     """
     import torch
 
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
+    if not os.path.isfile(path):  # a FIFO or device would block or never end; a dangling link reads nothing
+        raise ArchprobeError(f"cannot read checkpoint {path}: not a regular file")
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file is named, not guessed at

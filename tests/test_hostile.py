@@ -864,3 +864,15 @@ def test_model_code_cannot_move_outputs_corrupt_stdout_or_hang_the_exit(tmp_path
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "rows.json").exists() and not (tmp_path / "elsewhere" / "rows.json").exists()
+
+
+@pytest.mark.parametrize("args", [["params", "lenet"],
+                                  ["train", "lenet", "--dataset", "fake", "-d", "cpu", "--epochs", "1",
+                                   "--limit-train", "64", "--limit-test", "32", "--threads", "1"]])
+def test_a_closed_stdout_is_refused_before_any_work_in_one_line(tmp_path, args):
+    # started with descriptor 1 closed (`archprobe ... >&-`): one line, exit 2, no traceback
+    result = subprocess.run([sys.executable, "-m", "archprobe", *args], stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, preexec_fn=lambda: os.close(1), timeout=120)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert result.stderr.count("\n") == 1 and "stdout is closed" in result.stderr
+    assert "epoch" not in result.stderr

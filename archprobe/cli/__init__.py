@@ -85,7 +85,8 @@ def _exit_program(code: int) -> None:
 
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: the program was started with that descriptor closed
+                stream.flush()
         except (OSError, ValueError):
             pass
     try:

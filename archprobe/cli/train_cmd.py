@@ -113,6 +113,10 @@ def train_command(models, dataset, data_root, download, devices, epochs, batch_s
     from archprobe.report.writers import emit
     from archprobe.training.runner import TrainingInterrupted, TrainRunner
 
+    if sys.stdout is None:  # the table goes there: refused before anything trains, not after
+        raise click.UsageError("stdout is closed, and the results table is written there; "
+                               "redirect it to a file (> train.txt)")
+
     overrides = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
                      weight_decay=weight_decay, label_smoothing=label_smoothing, resize=resize, init=init,
                      seed=seed, dtype=dtype)

@@ -445,8 +445,8 @@ def test_report_force_leaves_no_stale_file(invoke, tmp_path, spec):
     code, _, err = invoke("report", spec("tiny"), "-o", out_dir, "--force")
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "counts.csv", "memory.csv", "memory.png", "memory_curve.csv", "min_inputs.csv", "params_vs_macs.png",
-        "report.json", "report.md", "zoo.csv"]
+        "counts.csv", "environment.json", "memory.csv", "memory.png", "memory_curve.csv", "min_inputs.csv",
+        "params_vs_macs.png", "report.json", "report.md", "zoo.csv"]
     assert json.loads((out_dir / "report.json").read_text())["models"] == [spec("tiny")]
     assert leftovers(tmp_path) == []
 
@@ -492,7 +492,7 @@ def test_a_second_writer_meanwhile_is_not_overwritten_without_force(invoke, tmp_
     code, _, err = invoke("report", spec("second_writer"), "--input-size", "8", "-o", out_dir)
     assert code == ExitCode.USAGE
     second, ours = err.split("\n", 1)  # the second writer (same process) says what it wrote
-    assert second.startswith("wrote 9 files to ")
+    assert second.startswith("wrote 10 files to ")
     assert one_error_line(ours).endswith("was written by another run meanwhile; use --force to overwrite it")
     assert json.loads((out_dir / "report.json").read_text())["models"] == [spec("tiny")]  # the other's, whole
     assert leftovers(tmp_path) == []

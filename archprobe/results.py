@@ -111,9 +111,11 @@ class LayerRow:
     # dimension (height, width), in input pixels: the field one output unit sees, the distance
     # between neighbouring units and the centre of the first unit's field (pixel centres at 0, 1,
     # ...). ``rf_global``: every unit sees the whole input (the three are then None); None when
-    # not computed, or where the field cannot be followed (non-spatial inputs, resampling).
+    # not computed, or where the field cannot be followed exactly (non-spatial inputs, flips,
+    # rolls, cumulative ops along the image). Where units differ (after upsampling) the field is
+    # the largest and the stride the mean (a float where it is not whole).
     receptive_field: tuple[int, ...] | None = None
-    effective_stride: tuple[int, ...] | None = None
+    effective_stride: tuple[int | float, ...] | None = None
     rf_offset: tuple[float, ...] | None = None
     rf_global: bool | None = None
 

@@ -10,8 +10,11 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn import functional as F
 
-from archprobe.api import layers
+from archprobe.analysis.guarded import traced
+from archprobe.analysis.receptive import GLOBAL, Field, State, Unknown, layer_fields
+from archprobe.api import layers, probe
 from archprobe.zoo.spec import ModelSpec
 
 
@@ -233,3 +236,245 @@ def test_shapes_rf_table_and_json(invoke):
     assert rows["classifier.6"]["receptive_field"] is None and rows["classifier.6"]["rf_global"] is True
     code, out, _ = invoke("shapes", "alexnet")
     assert "Receptive field" not in out
+
+
+
+# --- every path: upsampled branches, fusion, U-Nets, against the gradient of real passes ----------
+
+
+def unit_fields(model, shape=None) -> dict[str, State]:
+    """Each module's receptive-field state at its first call, as ``shapes --rf`` computes it (on meta)."""
+    t = traced(probe(model, shape))
+    states = layer_fields(t)
+    found: dict[str, State] = {}
+    for call in t.calls:
+        found.setdefault(call.path, states[call.index])
+    return found
+
+
+def positive(model: nn.Module) -> nn.Module:
+    """Positive weights (each kernel summing to 1), so that no contributions to a gradient cancel."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0 / p[0].numel() if p.dim() > 1 else 0.5)
+    return model.eval()
+
+
+def gradient_support(model: nn.Module, shape, units, paths=None) -> dict[str, dict[tuple, tuple]]:
+    """``{path: {unit: ((first row, last row), (first column, last column))}}``: the input pixels
+    with a nonzero gradient of each of ``units(h, w)`` (all channels summed) of each module's
+    first 4-d output."""
+    outputs: dict[str, torch.Tensor] = {}
+
+    def keep(path: str):
+        def hook(module, args, out) -> None:
+            outputs.setdefault(path, out)  # a module called twice: its first call
+        return hook
+
+    for path, module in model.named_modules():
+        if paths is None or path in paths:
+            module.register_forward_hook(keep(path))
+    x = torch.ones(1, *shape, requires_grad=True)
+    model(x)
+    found = {}
+    for path, y in outputs.items():
+        if isinstance(y, torch.Tensor) and y.dim() == 4:
+            found[path] = {}
+            for unit in units(*y.shape[2:]):
+                grad, = torch.autograd.grad(y[0, :, unit[0], unit[1]].sum(), x, retain_graph=True)
+                rows, cols = torch.nonzero(grad[0].abs().sum(0), as_tuple=True)
+                found[path][unit] = ((int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max())))
+    return found
+
+
+def central(h: int, w: int) -> list[tuple[int, int]]:
+    """Four neighbouring units at the centre: after upsampling by up to 4, each residue once."""
+    return [(h // 2 + i, w // 2 + j) for i, j in [(0, 0), (1, 1), (2, 1), (3, 2)]]
+
+
+class Fusion(nn.Module):
+    """HRNet-like: branches at strides 1 and 2, each fused into the other twice (the low one
+    resampled by ``mode``, added or concatenated; the high one by a strided convolution)."""
+
+    def __init__(self, mode: str = "nearest", align_corners: bool | None = None, join: str = "add"):
+        super().__init__()
+        self.join = join
+        self.stem = nn.Conv2d(1, 1, 3, padding=1)
+        self.high = nn.ModuleList([nn.Conv2d(1, 1, 3, padding=1) for _ in range(2)])
+        self.low = nn.ModuleList([nn.Conv2d(1, 1, (3, 5), stride=2, padding=(1, 2)), nn.Conv2d(1, 1, 3, padding=1)])
+        self.up = nn.Upsample(scale_factor=2, mode=mode, align_corners=align_corners)
+        self.down = nn.Conv2d(1, 1, 3, stride=2, padding=1)
+        self.fuse = nn.ModuleList([nn.Conv2d(2 if join == "cat" else 1, 1, 1) for _ in range(2)])
+
+    def merge(self, i: int, high, low):
+        up = self.up(low)
+        return self.fuse[i](torch.cat([high, up], 1) if self.join == "cat" else high + up)
+
+    def forward(self, x):
+        x = self.stem(x)
+        high, low = self.high[0](x), self.low[0](x)
+        high, low = self.merge(0, high, low), low + self.down(high)
+        return self.merge(1, self.high[1](high), self.low[1](low))
+
+
+def _crop(x, h: int, w: int):
+    top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
+    return x[:, :, top:top + h, left:left + w]
+
+
+class UNet(nn.Module):
+    """U-Net-like: down by a pool and a strided convolution, up by a transposed convolution (or
+    nearest interpolation to a size) and bilinear interpolation, skips concatenated; ``valid``:
+    unpadded convolutions, centre-cropped skips and a reflect pad, as in the original U-Net."""
+
+    def __init__(self, up: str = "transposed", valid: bool = False, pool=nn.MaxPool2d):
+        super().__init__()
+        p = 0 if valid else 1
+        self.valid, self.transposed = valid, up == "transposed"
+        self.enc1 = nn.Sequential(nn.Conv2d(1, 1, 3, padding=p), nn.ReLU())
+        self.pool = pool(2)
+        self.enc2 = nn.Conv2d(1, 1, 3, padding=p)
+        self.down = nn.Conv2d(1, 1, 3, stride=2, padding=1)
+        self.mid = nn.Conv2d(1, 1, (3, 5), padding=(p, 2 * p))
+        self.up = nn.ConvTranspose2d(1, 1, 2, stride=2)
+        self.dec2 = nn.Conv2d(2, 1, 3, padding=p)
+        self.dec1 = nn.Conv2d(2, 1, 3, padding=p)
+
+    def skip(self, up, skip):
+        h, w = min(up.shape[2], skip.shape[2]), min(up.shape[3], skip.shape[3])
+        return torch.cat([_crop(up, h, w), _crop(skip, h, w)], 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        m = self.down(e2)
+        m = self.mid(F.pad(m, (2, 2, 1, 1), mode="reflect") if self.valid else m)
+        u2 = self.up(m) if self.transposed else F.interpolate(m, size=(2 * m.shape[2], 2 * m.shape[3]))
+        d2 = self.dec2(self.skip(u2, e2))
+        u1 = F.interpolate(d2, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.dec1(self.skip(u1, e1))
+
+
+def assert_fields_equal_gradient_support(predicted: dict[str, State], measured, shape) -> None:
+    """Every measured unit's field is exactly its gradient support, which the input does not clip."""
+    for path, units in measured.items():
+        field = predicted[path]
+        assert isinstance(field, Field), (path, field)
+        for unit, support in units.items():
+            assert all(0 < lo and hi < n - 1 for (lo, hi), n in zip(support, shape[1:])), (path, unit)  # not clipped
+            assert field.unit(unit) == support, (path, unit)
+
+
+FUSIONS = {
+    "nearest-add": ("nearest", None, "add"),
+    "bilinear-add": ("bilinear", False, "add"),
+    "bilinear-corners-cat": ("bilinear", True, "cat"),
+    "bicubic-cat": ("bicubic", False, "cat"),
+    "nearest-exact-add": ("nearest-exact", None, "add"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_fusion_of_upsampled_branches_equals_the_gradient_support(name):
+    shape = (1, 64, 64)
+    predicted = unit_fields(spec_of(lambda: Fusion(*FUSIONS[name]), shape))
+    measured = gradient_support(positive(Fusion(*FUSIONS[name])), shape, central)
+    assert len(measured) == 10  # every module's output
+    assert_fields_equal_gradient_support(predicted, measured, shape)
+    root = layers(spec_of(lambda: Fusion(*FUSIONS[name]), shape), rf=True).rows[0]
+    if max(a.period for a in predicted[""].axes) <= 4:  # every kind of unit measured: the largest is shown
+        extents = [tuple(hi - lo + 1 for lo, hi in support) for support in measured[""].values()]
+        assert root.receptive_field == tuple(max(e[i] for e in extents) for i in range(2))
+
+
+def test_nearest_fusion_is_larger_than_the_high_branch_alone():
+    fields = unit_fields(spec_of(Fusion, (1, 64, 64)))
+    assert fields["fuse.0"].size > fields["high.0"].size  # the upsampled branch's field counts
+    assert fields["fuse.0"].jump == (1, 1) and fields["fuse.0"].axes[0].period == 2  # units 2m, 2m+1 differ
+
+
+@pytest.mark.parametrize("up", ["transposed", "interpolate"])
+@pytest.mark.parametrize("valid", [False, True], ids=["padded", "valid"])
+def test_unet_equals_the_gradient_support(up, valid):
+    shape = (1, 72, 72)
+    predicted = unit_fields(spec_of(lambda: UNet(up, valid), shape))
+    # max pooling routes the gradient to one input of its window: measure with the average pool
+    # of the same geometry, which has the same field
+    measured = gradient_support(positive(UNet(up, valid, pool=nn.AvgPool2d)), shape, central)
+    assert len(measured) >= 10  # every module's output
+    assert_fields_equal_gradient_support(predicted, measured, shape)
+
+
+def test_hrnet_w18_small_after_upsampled_branches():
+    timm = pytest.importorskip("timm")
+    fields = unit_fields("timm:hrnet_w18_small")  # 224x224
+    assert fields["stage3.0.branches.0"].size == (119, 119)  # was 87: only the stride-4 branch
+    assert fields["stage4.0.branches.0"].size == (263, 263)
+    shape = (3, 320, 320)  # large enough that the input clips neither field
+    predicted = unit_fields("timm:hrnet_w18_small", shape)
+    paths = ["stage3.0.branches.0", "stage4.0.branches.0"]
+    with torch.device("cpu"):
+        model = positive(timm.create_model("hrnet_w18_small"))
+    measured = gradient_support(model, shape, lambda h, w: [(h // 2, w // 2), (h // 2 + 2, w // 2 + 3)], paths)
+    assert sorted(measured) == paths
+    assert_fields_equal_gradient_support(predicted, measured, shape)
+
+
+# --- ops whose dependence is spatial: the whole input, '-', or exact; never too small ------------
+
+
+class Around(nn.Module):
+    """A convolution, then ``op`` (channels summed, so any channel count follows), then another."""
+
+    def __init__(self, op):
+        super().__init__()
+        self.op = op
+        self.pre = nn.Conv2d(1, 2, 3, padding=1)
+        self.post = nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.post(self.op(self.pre(x)).sum(1, keepdim=True))
+
+
+def _shifted_copy(x):
+    out = x.new_zeros(x.shape)  # depends on nothing, until a view of it is written
+    out[:, :, 2:] = x[:, :, :-2]
+    return out
+
+
+SPATIAL_OPS = {
+    "group_norm": (lambda x: F.group_norm(x, 1), "global"),
+    "instance_norm": (F.instance_norm, "global"),
+    "squeeze_excite": (lambda x: x * x.mean((2, 3), keepdim=True).sigmoid(), "global"),
+    "softmax_w": (lambda x: x.softmax(-1), "field"),
+    "mean_h_broadcast": (lambda x: x + x.mean(2, keepdim=True), "field"),
+    "layer_norm_w": (lambda x: F.layer_norm(x, x.shape[-1:]), "field"),
+    "channel_shuffle": (lambda x: x.view(1, 2, 1, 40, 40).transpose(1, 2).reshape(1, 2, 40, 40), "field"),
+    "pixel_shuffle": (lambda x: F.pixel_shuffle(x.repeat(1, 2, 1, 1), 2), "field"),
+    "pixel_unshuffle": (lambda x: F.pixel_unshuffle(x, 2), "field"),
+    "crop_and_pad": (lambda x: F.pad(x[:, :, 3:-1, ::2], (1, 2, 0, 3), mode="replicate"), "field"),
+    "cumsum_h": (lambda x: x.cumsum(2), "-"),
+    "flip_w": (lambda x: x.flip(3), "-"),
+    "roll_w": (lambda x: x.roll(1, 3), "-"),
+    "transpose_hw": (lambda x: x.transpose(2, 3), "-"),
+    "antialiased_resize": (lambda x: F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True), "-"),
+    "write_into_a_view": (_shifted_copy, "-"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPATIAL_OPS))
+def test_spatial_ops_give_the_whole_input_a_dash_or_the_exact_field(name):
+    op, expected = SPATIAL_OPS[name]
+    shape = (1, 40, 40)
+    state = unit_fields(spec_of(lambda: Around(op), shape))[""]
+    measured = gradient_support(positive(Around(op)), shape, central)[""]
+    if expected == "global":
+        assert state is GLOBAL
+        assert all(support == ((0, 39), (0, 39)) for support in measured.values())
+    elif expected == "-":
+        assert isinstance(state, Unknown)
+        row = layers(spec_of(lambda: Around(op), shape), rf=True).rows[0]
+        assert row.receptive_field is None and row.rf_global is None
+    else:
+        for unit, support in measured.items():  # clipped: whole lines reach into the padding
+            assert tuple((max(lo, 0), min(hi, 39)) for lo, hi in state.unit(unit)) == support, unit

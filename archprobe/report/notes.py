@@ -277,7 +277,10 @@ RECEPTIVE_FIELDS = (
     "input pixels between neighbouring units; First centre: the centre of the first unit's field (pixel centres "
     "at 0, 1, 2, ...; negative in the padding). Merged branches (cat, add) see the union of their fields; "
     "'global': every unit sees the whole input (after global pooling or a fully connected layer over the map); "
-    "'-': not followed (non-spatial input, resampling, padding or permuting ops)."
+    "'-': not followed exactly, so not given (an op that moves, flips, rolls, indexes or accumulates along a "
+    "spatial dimension, antialiased resizing, a non-spatial input, and what depends on them); upsampling, "
+    "transposed convolutions, pads and crops are followed, and where units differ (after upsampling) the "
+    "largest field and the mean stride are shown."
 )
 
 

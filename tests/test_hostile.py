@@ -521,6 +521,120 @@ def test_a_file_saved_into_the_report_meanwhile_is_not_swept_away(invoke, tmp_pa
     assert leftovers(tmp_path) == []
 
 
+def test_a_symlink_loop_as_the_report_directory_is_refused_before_any_work(invoke, tmp_path, spec):
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    code, _, err = invoke("report", spec("build", "printing.py"), "-o", loop)
+    assert code == ExitCode.USAGE
+    assert one_error_line(err) == f"error: cannot use {loop}: Too many levels of symbolic links"
+    assert leftovers(tmp_path) == []  # no stage made
+
+
+def test_a_signal_as_the_stage_is_made_leaves_no_stage(tmp_path, monkeypatch):
+    import tempfile
+
+    from archprobe.plumbing.files import staged_directory
+    from archprobe.plumbing.signals import handling_signals
+
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp_under_sigterm(**kwargs):
+        made = real_mkdtemp(**kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return made
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_under_sigterm)
+    with handling_signals(), pytest.raises(Interrupted):
+        with staged_directory(tmp_path / "report", replace=False):
+            pytest.fail("the signal is raised as the stage is made")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_signal_during_the_first_row_append_keeps_the_row_and_earlier_rows(invoke, tmp_path, spec, monkeypatch,
+                                                                             earlier):
+    from archprobe.runtime.sink import CsvSink
+
+    first = tmp_path / "report-throughput-interrupted.csv"
+    if earlier:  # an earlier interrupted run's rows
+        first.write_text("mine\n")
+    syncs = []
+    real_sync = CsvSink._sync
+
+    def sync_under_sigint(sink):  # the first sync writes the header, the second the first row
+        syncs.append(1)
+        if len(syncs) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        real_sync(sink)
+
+    monkeypatch.setattr(CsvSink, "_sync", sync_under_sigint)
+    out_dir = tmp_path / "report"
+    code, _, err = invoke("report", spec("tiny"), "--input-size", "8", "-o", out_dir, "--no-memory", "--throughput",
+                          "--device", "cpu", "--mode", "eval", "-b", "2,4", "--min-time", "0.01")
+    assert code == ExitCode.INTERRUPTED
+    kept = tmp_path / f"report-throughput-interrupted{'-2' if earlier else ''}.csv"
+    assert one_error_line(err) == f"interrupted after 1 throughput row; they are in {kept}; nothing was written to {out_dir}"
+    assert [(r["batch_size"], r["status"]) for r in csv.DictReader(kept.open(newline=""))] == [("2", "ok")]
+    assert not earlier or first.read_text() == "mine\n"
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("name,kind", [("report.md", "a directory"), ("report.json", "a symlink")])
+def test_force_refuses_a_report_name_that_is_not_a_file_before_any_work(invoke, tmp_path, spec, name, kind):
+    out_dir = tmp_path / "report"
+    _old_report(out_dir)
+    (out_dir / name).unlink()
+    thesis = tmp_path / "thesis.tex"
+    if kind == "a directory":  # the user's directory, whatever its name
+        (out_dir / name).mkdir()
+        thesis = out_dir / name / "thesis.tex"
+    else:
+        (out_dir / name).symlink_to(thesis)
+    thesis.write_text("years of work\n")
+    old = sorted(p.name for p in out_dir.iterdir())
+    code, _, err = invoke("report", spec("build", "printing.py"), "-o", out_dir, "--force")
+    assert code == ExitCode.USAGE and "noise" not in err  # refused before the model was imported
+    assert one_error_line(err).startswith(f"error: {out_dir / name} is {kind}, not a file of a report")
+    assert thesis.read_text() == "years of work\n" and sorted(p.name for p in out_dir.iterdir()) == old
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_mount_point_gets_the_report_moved_in(invoke, tmp_path, spec, monkeypatch, force):
+    import errno
+
+    import archprobe.plumbing.files as files_module
+
+    out_dir = tmp_path / "mnt"
+    if force:
+        _old_report(out_dir)  # its throughput.csv and throughput.png are stale: they go
+    else:
+        out_dir.mkdir()
+    (out_dir / "lost+found").mkdir()  # the file system's own: neither the user's nor the report's
+    real_rename = os.rename
+
+    def rename_like_the_kernel(source, destination):  # a mount point cannot be renamed over
+        if Path(destination) == out_dir.resolve():
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(destination))
+        real_rename(source, destination)
+
+    monkeypatch.setattr(files_module, "is_mount_point", lambda path: Path(path) == out_dir.resolve())
+    monkeypatch.setattr(os, "rename", rename_like_the_kernel)
+    code, _, err = invoke("report", spec("tiny"), "-o", out_dir, *(["--force"] if force else []))
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "counts.csv", "environment.json", "lost+found", "memory.csv", "memory.png", "memory_curve.csv",
+        "min_inputs.csv", "params_vs_macs.png", "report.json", "report.md", "zoo.csv"]
+    assert json.loads((out_dir / "report.json").read_text())["models"] == [spec("tiny")]
+    assert leftovers(out_dir) == [] and leftovers(tmp_path) == []
+
+
+def test_mount_points_are_told_from_directories(tmp_path):
+    from archprobe.plumbing.files import is_mount_point
+
+    assert is_mount_point("/") and not is_mount_point(tmp_path)
+
+
 # --- 7. the CSV sink checks what it appends to ------------------------------------------------------
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from archprobe.cli import cli
@@ -49,9 +47,11 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
     Every table keeps every model given (zoo, tv:, timm: or file.py:factory).
 
     The report is built in a hidden directory beside DIR and swapped in whole when done, so
-    an interrupt or a second run leaves the old report or the new one, never a mix. --force
-    replaces a directory holding a report (nothing else). An interrupted --throughput keeps
-    the rows measured so far in DIR-throughput-interrupted.csv beside DIR.
+    an interrupt or a second run leaves the old report or the new one, never a mix (a mount
+    point, which cannot be swapped, gets the files moved in one by one). --force replaces a
+    directory holding a report (nothing else). An interrupted --throughput keeps the rows
+    measured so far in DIR-throughput-interrupted.csv beside DIR (-2, -3, ... where an
+    earlier run's rows are there already; inside DIR where it is a mount point).
 
     \b
     Examples:
@@ -76,62 +76,72 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
     check_directory(out_dir, force=force)  # fail before the long work (and any model code), not after it
     specs = resolve_specs(models or ("*",), input_size, in_channels, num_classes)
     with staged_directory(out_dir, replace=force) as stage:
-        measured: list = []
-        measure = (_throughput_measure(stage.path / ROWS_FILE, measured, devices, flatten_lists(batch_sizes),
-                                       mode, min_time) if throughput else None)
+        rows = (_ThroughputRows(stage.path / ROWS_FILE, devices, flatten_lists(batch_sizes), mode, min_time)
+                if throughput else None)
         try:
             with _progress(len(specs)) as advance:
-                report = compare(specs, measure=measure, on_progress=advance, memory=memory,
+                report = compare(specs, measure=rows, on_progress=advance, memory=memory,
                                     memory_batch_sizes=flatten_lists(batch_sizes))
             written = write_report_files(report, stage.path)
             commit_report(stage, out_dir, force=force)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the old report stays; rows are kept
-            raise _interrupted(as_interrupted(exc), stage, measured, out_dir) from None
+            raise _interrupted(as_interrupted(exc), stage, rows, out_dir) from None
     click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
 
 
-def _interrupted(interrupted, stage, measured: list, out_dir: str):
+def _interrupted(interrupted, stage, rows: "_ThroughputRows | None", out_dir: str):
     """The interrupt, with where things stand: the rows measured so far moved beside the report
-    (the stage is about to go), the report directory as it was (or, when the signal came as the
-    new report was swapped in, complete)."""
+    (the stage is about to go) under a name no earlier run's rows have, the report directory as
+    it was (or, when the signal came as the new report was swapped in, complete)."""
+    from archprobe.plumbing.files import move_to_fresh_name
+
     if stage.committed:
         return interrupted.with_message(f"{interrupted}; the report in {out_dir} is complete")
-    unchanged = f"{out_dir} is unchanged" if stage.target.exists() else f"nothing was written to {out_dir}"
-    rows = stage.path / ROWS_FILE
-    if not measured or not rows.exists():
+    unchanged = (f"the report in {out_dir} is unchanged" if stage.in_place  # the rows may go into it
+                 else f"{out_dir} is unchanged" if stage.target.exists() else f"nothing was written to {out_dir}")
+    if rows is None or not rows.written:
         return interrupted.with_message(f"{interrupted}; {unchanged}")
-    kept = stage.target.with_name(f"{stage.target.name}-throughput-interrupted.csv")
-    os.replace(rows, kept)
-    rows_text = f"{len(measured)} throughput row{'s' if len(measured) != 1 else ''}"
+    # beside DIR, on the stage's file system (so inside DIR where DIR is a mount point)
+    kept = move_to_fresh_name(rows.path, stage.home / f"{stage.target.name}-throughput-interrupted.csv")
+    rows_text = f"{rows.written} throughput row{'s' if rows.written != 1 else ''}"
     return interrupted.with_message(f"{interrupted} after {rows_text}; they are in {kept}; {unchanged}")
 
 
-def _throughput_measure(rows_path, measured: list, devices, batch_sizes, mode, min_time):
-    """Measure with the throughput engine, appending each row to ``rows_path`` (in the report's
-    stage) and to ``measured`` as it lands."""
-    from archprobe.bench.sweeps import throughput_sweep
-    from archprobe.bench.throughput import MODES, RESULT_FIELDS, ThroughputConfig
-    from archprobe.probe import Mode
-    from archprobe.runtime.backends import resolve_devices
-    from archprobe.runtime.sink import CsvSink
+class _ThroughputRows:
+    """The report's ``measure``: the throughput engine's rows, each appended to ``path`` (in the
+    report's stage) as it lands. ``written`` counts the rows on disk, the one whose append a
+    signal waited for included."""
 
-    from archprobe.report.notes import note_text
+    def __init__(self, path, devices, batch_sizes, mode, min_time):
+        from archprobe.bench.throughput import MODES, ThroughputConfig
+        from archprobe.probe import Mode
+        from archprobe.report.notes import note_text
+        from archprobe.runtime.backends import resolve_devices
 
-    resolved, notes = resolve_devices(devices)
-    for note in notes:
-        click.echo(f"note: {note_text(note)}", err=True)
-    modes = MODES if mode == "both" else (Mode.of(mode),)
-    config = ThroughputConfig(min_time=min_time)
+        self.path = path
+        self.devices, notes = resolve_devices(devices)
+        for note in notes:
+            click.echo(f"note: {note_text(note)}", err=True)
+        self.modes = MODES if mode == "both" else (Mode.of(mode),)
+        self.batch_sizes = batch_sizes
+        self.config = ThroughputConfig(min_time=min_time)
+        self.sink = None
 
-    def measure(specs):
-        rows_iter = throughput_sweep(specs, resolved, modes, batch_sizes, config)
-        with CsvSink(rows_path, RESULT_FIELDS) as sink:
-            for row in rows_iter:
-                sink.write(row)
+    @property
+    def written(self) -> int:
+        return self.sink.rows if self.sink is not None else 0
+
+    def __call__(self, specs) -> list:
+        from archprobe.bench.sweeps import throughput_sweep
+        from archprobe.bench.throughput import RESULT_FIELDS
+        from archprobe.runtime.sink import CsvSink
+
+        measured = []
+        with CsvSink(self.path, RESULT_FIELDS) as self.sink:
+            for row in throughput_sweep(specs, self.devices, self.modes, self.batch_sizes, self.config):
+                self.sink.write(row)
                 measured.append(row)
-        return list(measured)
-
-    return measure
+        return measured
 
 
 def _progress(total: int):

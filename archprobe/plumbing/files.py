@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
+import re
 import shutil
 import stat
 import sys
@@ -72,10 +74,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO
     """
     target = Path(os.path.realpath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+    mode = _mode_of(target, 0o666)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     with signals_deferred():
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -96,6 +95,32 @@ def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO
     return target
 
 
+def move_to_fresh_name(source: Path, wanted: Path) -> Path:
+    """Move the file ``source`` to ``wanted`` (on the same file system), or, where that name is
+    taken, to the first free one of ``wanted`` with ``-2``, ``-3``, ... before its suffix: a file
+    of an earlier run is never replaced. The name is claimed first (``O_EXCL``), so two runs
+    never pick the same one; SIGINT and SIGTERM are held back meanwhile. Returns the new path."""
+    names = (wanted.with_name(f"{wanted.stem}-{n}{wanted.suffix}") if n > 1 else wanted for n in itertools.count(1))
+    with signals_deferred():
+        candidate = next(name for name in names if _claim(name))
+        try:
+            os.replace(source, candidate)
+        except BaseException:
+            candidate.unlink(missing_ok=True)
+            raise
+        fsync_directory(candidate.parent)
+    return candidate
+
+
+def _claim(path: Path) -> bool:
+    """Create ``path`` empty, unless anything is there (a file, a directory, even a dangling link)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
+
+
 def fsync_directory(directory: str | os.PathLike) -> None:
     """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
     try:
@@ -110,6 +135,14 @@ def fsync_directory(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _mode_of(path: Path, new: int) -> int:
+    """The permission bits of ``path``; for a path that does not exist yet, ``new`` less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return new & ~_umask()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -119,38 +152,86 @@ def _umask() -> int:
 # --- directories built aside and swapped in -----------------------------------------------------
 
 
+def is_mount_point(path: str | os.PathLike) -> bool:
+    """Is ``path`` a mount point? ``os.path.ismount`` misses a bind mount of a directory of the
+    same file system; the kernel's mount table (Linux) does not."""
+    if os.path.ismount(path):
+        return True
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            table = fh.read()
+    except OSError:
+        return False
+    fields = (line.split() for line in table.splitlines())
+    return os.fspath(path) in {_unescape_octal(f[4]) for f in fields if len(f) > 4}  # the 5th: where
+
+
+def _unescape_octal(field: str) -> str:
+    """A path of the mount table, where a space is ``\\040`` (a tab, a newline, a backslash alike)."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
+
+
+def stage_home(target: Path) -> Path:
+    """Where the stage of ``target`` (a real path) is built: beside it, so that the swap is one
+    rename; inside it when it is a mount point, which no rename can replace."""
+    return target if is_mount_point(target) else target.parent
+
+
+def directory_entries(directory: Path) -> list[str]:
+    """The names in ``directory`` (a real path), sorted, less what is not a user's at a mount
+    point: the file system's ``lost+found`` and the stages of runs writing into it."""
+    names = sorted(os.listdir(directory))
+    if not is_mount_point(directory):
+        return names
+    return [name for name in names if name != "lost+found" and not _is_stage_name(name, directory)]
+
+
+def _is_stage_name(name: str, target: Path) -> bool:
+    return name.startswith(f".{target.name}.") and name.endswith(".tmp")
+
+
 @contextlib.contextmanager
 def staged_directory(target: str | os.PathLike, *, replace: bool) -> Iterator["Stage"]:
     """A directory built aside and swapped in whole: the block writes into ``stage.path`` (a
     hidden sibling of ``target``, so the swap is a rename on one file system) and calls
-    ``stage.commit()``; without a commit, or after it, the stage is removed.
+    ``stage.commit()``; without a commit, or after it, the stage is removed, on every path out.
 
     ``target`` (a symlink's target) is created, or with ``replace`` swapped for the new one. An
     interrupt or a crash at any moment leaves either the old directory or the new one at
     ``target``, each whole; a second writer never mixes its files with ours.
+
+    A mount point cannot be swapped: its stage is built inside it, and the commit moves the
+    files in one by one (each whole, signals held back) and removes the old ones.
     """
     stage = Stage(Path(os.path.realpath(target)), replace=replace)
     try:
+        with signals_deferred():  # a signal raised as it ends is inside the try: the stage goes
+            stage.create()
         yield stage
     finally:
         with signals_deferred():  # an interrupt now must not leave half a stage behind
-            shutil.rmtree(stage.path, ignore_errors=True)
+            if stage.path is not None:
+                shutil.rmtree(stage.path, ignore_errors=True)
 
 
 class Stage:
-    """The hidden sibling directory of :func:`staged_directory`."""
+    """The hidden directory of :func:`staged_directory`, beside its target (or, at a mount point,
+    inside it: ``home``)."""
 
     def __init__(self, target: Path, *, replace: bool):
         self.target = target
         self.replace = replace
         self.committed = False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-        try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        except FileNotFoundError:
-            mode = 0o777 & ~_umask()
-        os.chmod(self.path, mode)  # mkdtemp makes 0700 directories
+        self.home = stage_home(target)
+        self.in_place = self.home == target
+        self.path: Path | None = None
+
+    def create(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        mode = None if self.in_place else _mode_of(self.target, 0o777)
+        self.path = Path(tempfile.mkdtemp(dir=self.home, prefix=f".{self.target.name}.", suffix=".tmp"))
+        if mode is not None:
+            os.chmod(self.path, mode)  # mkdtemp makes 0700 directories; this one becomes the target
 
     def commit(self) -> None:
         """Swap the stage in at the target (SIGINT and SIGTERM held back meanwhile).
@@ -161,17 +242,34 @@ class Stage:
         """
         fsync_directory(self.path)
         with signals_deferred():
-            try:
-                os.rename(self.path, self.target)  # a missing or empty target: replaced at once
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                if not self.replace:
-                    raise UsageError(f"{self.target} was written by another run meanwhile",
-                                     hint="force") from None
-                self._swap()
+            if self.in_place:
+                self._move_in()
+            else:
+                try:
+                    os.rename(self.path, self.target)  # a missing or empty target: replaced at once
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                    self._refuse_unless_replacing()
+                    self._swap()
             self.committed = True
-            fsync_directory(self.target.parent)
+            fsync_directory(self.home)
+
+    def _refuse_unless_replacing(self) -> None:
+        if not self.replace:
+            raise UsageError(f"{self.target} was written by another run meanwhile", hint="force") from None
+
+    def _move_in(self) -> None:
+        # The mount point's own files: each new one renamed over its old namesake, then the old
+        # ones the new report does not have removed.
+        old = directory_entries(self.target)
+        if old:
+            self._refuse_unless_replacing()
+        new = sorted(os.listdir(self.path))
+        for name in new:
+            os.replace(self.path / name, self.target / name)
+        for name in set(old) - set(new):
+            (self.target / name).unlink(missing_ok=True)
 
     def _swap(self) -> None:
         # One atomic exchange where the kernel offers it; the old report lands in the stage path

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Sequence
 
 from archprobe.errors import UsageError
 from archprobe.report.frames import machine_frame, records, render
 from archprobe.report.notes import idle_notes, memory_notes, parameter_note
-from archprobe.plumbing.files import Stage, check_directory_writable, staged_directory, write_atomic
+from archprobe.plumbing.files import (Stage, check_directory_writable, directory_entries, stage_home,
+                                      staged_directory, write_atomic)
 from archprobe.results import Report
 
 
@@ -143,13 +145,20 @@ def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
     """Check before any work that a report can go to ``out_dir`` (a symlink's target).
 
     An existing, non-empty directory is replaced only with ``force``, and only when it holds
-    nothing but the files of a report (never someone's other files); the directory it is
-    created in must be writable.
+    nothing but the files of a report, each a regular file (never someone's other files, nor a
+    directory of theirs that happens to be called ``report.md``); the directory the report is
+    built in (beside ``out_dir``; inside it at a mount point) must be writable.
     """
     out = Path(os.path.realpath(out_dir))
-    if out.exists() and not out.is_dir():
+    try:
+        mode = os.stat(out).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # to be created (a file on the way is refused below, naming it)
+    except OSError as exc:  # a symlink loop, a directory on the way that may not be searched
+        raise UsageError(f"cannot use {out_dir}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISDIR(mode):
         raise UsageError(f"{out_dir} exists and is not a directory")
-    entries = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
+    entries = directory_entries(out) if mode is not None else []
     if entries and not force:
         raise UsageError(f"{out_dir} already exists", hint="force")
     others = [name for name in entries if name not in REPORT_FILES]
@@ -157,7 +166,23 @@ def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise UsageError(f"{out_dir} holds files that are not part of a report ({shown}); "
                          "remove them or write the report to another directory")
-    check_directory_writable(out.parent, param=None)
+    for name in entries:
+        what = _not_a_file(out / name)
+        if what:
+            raise UsageError(f"{Path(out_dir) / name} is {what}, not a file of a report; "
+                             "remove it or write the report to another directory")
+    check_directory_writable(stage_home(out), param=None)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (``None`` for one, or for a path now gone)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return "a directory" if stat.S_ISDIR(mode) else "a symlink" if stat.S_ISLNK(mode) else "a special file"
 
 
 def write_report(report: Report, out_dir: str | Path, *, force: bool = False) -> list[Path]:

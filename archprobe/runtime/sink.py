@@ -46,11 +46,12 @@ class CsvSink:
             os.fsync(self._fh.fileno())
 
     def write(self, result: Any) -> None:
-        """Append ``result`` as one row, whole: SIGINT/SIGTERM wait until it is on disk."""
+        """Append ``result`` as one row, whole: SIGINT/SIGTERM wait until it is on disk (and
+        counted in ``rows``, which a signal raised as the append ends must not skip)."""
         with signals_deferred():
             self._writer.writerow(flat_record(result))
             self._sync()
-        self.rows += 1
+            self.rows += 1
 
     def close(self) -> None:
         if self._owned and not self._fh.closed:

@@ -471,7 +471,8 @@ class TrainRun:
     ``status``: ``"ok"``, ``"diverged"`` (the loss stopped being finite; the run stopped),
     ``"oom"`` (out of memory at the recipe's batch size, which is never changed), ``"error"``
     or ``"interrupted"``; ``train.json`` says ``"running"`` while a run is under way. ``test_acc`` is the last finished epoch's, ``best_test_acc`` the best
-    of them; ``train_seconds`` sums the epochs' training time and ``examples_per_sec`` is all
+    of them; ``train_loss`` and ``train_acc`` are the last finished epoch's too (the book's final
+    ``loss ..., train acc ...``); ``train_seconds`` sums the epochs' training time and ``examples_per_sec`` is all
     training examples over it. ``macs``: multiply-accumulates of one example's forward pass at
     ``input_shape``. ``speedup``: CUDA over CPU examples/sec for the same model and recipe.
 
@@ -494,6 +495,8 @@ class TrainRun:
     epochs_done: int = 0
     test_acc: float | None = None
     best_test_acc: float | None = None
+    train_loss: float | None = None  # the last finished epoch's
+    train_acc: float | None = None  # the last finished epoch's
     train_seconds: float | None = None
     total_seconds: float | None = None
     examples_per_sec: float | None = None

@@ -163,7 +163,8 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("model", "Model"), ("device", "Device"),
         ("world_size", "Ranks", "int"), ("global_batch_size", "Global batch", "int"),  # data-parallel runs
         ("status", "Status"), ("params", "Params", "count"),
-        ("macs", "MACs", "ops"), ("epochs_done", "Epochs", "int"), ("test_acc", "Test acc", "float"),
+        ("macs", "MACs", "ops"), ("epochs_done", "Epochs", "int"), ("train_loss", "Train loss", "float"),
+        ("train_acc", "Train acc", "float"), ("test_acc", "Test acc", "float"),
         ("best_test_acc", "Best test acc", "float"), ("examples_per_sec", "Examples/s", "rate"),
         ("train_seconds", "Train s", "float"), ("speedup", "Speedup", "ratio"),
     ),

@@ -387,7 +387,8 @@ def train_notes(runs: Sequence[TrainRun], data: str | None = None) -> list[str]:
     notes.extend(data_parallel_train_notes(runs))
     notes.extend(book_results_note([r.model for r in runs]))
     if runs:
-        notes.append("Test acc: after the last finished epoch; Best: the best epoch's. Examples/s: training "
+        notes.append("Train loss, train acc, test acc: after the last finished epoch; Best: the best epoch's. "
+                     "Examples/s: training "
                      "examples / training time (evaluation excluded), the book's definition; Train s: the "
                      "training time of all epochs" + ("; Speedup: CUDA over CPU examples/s"
                                                       if any(r.speedup for r in runs) else ""))

@@ -472,6 +472,7 @@ def _summarised(run: TrainRun, rows: list[EpochRow]) -> TrainRun:
     examples = sum(r.train_examples for r in rows)
     return replace(
         run, epochs=tuple(rows), epochs_done=len(rows), test_acc=rows[-1].test_acc,
+        train_loss=rows[-1].train_loss, train_acc=rows[-1].train_acc,
         best_test_acc=max(r.test_acc for r in rows), train_seconds=train_seconds,
         total_seconds=sum(r.epoch_seconds for r in rows),
         examples_per_sec=examples / train_seconds if train_seconds > 0 else None,

@@ -7,6 +7,7 @@ the valid sizes); rows are yielded as each is measured, so the caller writes the
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from archprobe.analysis.min_input import check_sizes
@@ -69,14 +70,19 @@ def distributed_sweep(models: Sequence[ModelLike], devices: Sequence[str], modes
         raise UsageError("give the numbers of processes to launch", param="nproc")
     else:
         check_nprocs(nprocs, kinds[0], threads=config.threads)
-    options = dict(input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    from archprobe.zoo.sizes import sizes_for
+
+    options = dict(in_channels=in_channels, num_classes=num_classes)
     names = expand(models)
-    specs = [as_spec(m, **options) for m in names]
+    sizes = sizes_for(names, input_size)  # MODEL=SIZE: each model its own, its ranks too
+    specs = [as_spec(m, input_size=size, **options) for m, size in zip(names, sizes)]
     runner = runner or ThroughputRunner()
     check_sizes(specs, modes, min(batch_sizes), build=runner.meta_probe)
     pairs = list(zip(names, specs))
     if join_group:
         return dist.group_sweep(pairs, kinds[0], modes, batch_sizes, config, timeout_s=timeout, runner=runner,
                                 on_start=on_start)
-    return dist.local_sweep(pairs, options, kinds[0], modes, batch_sizes, nprocs, config, timeout_s=timeout,
-                            runner=runner, on_start=on_start)
+    return itertools.chain.from_iterable(  # lazily, one model at a time: rows are yielded as measured
+        dist.local_sweep([pair], {**options, "input_size": size}, kinds[0], modes, batch_sizes, nprocs, config,
+                         timeout_s=timeout, runner=runner, on_start=on_start)
+        for pair, size in zip(pairs, sizes))

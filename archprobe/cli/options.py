@@ -117,8 +117,9 @@ def flatten_lists(values) -> tuple[int, ...]:
 
 
 model_input_options = compose(
-    click.option("--input-size", metavar="SIZE",
-                 help="Input size: 224, HxW or CxHxW (default: the model's; CxHxW also sets the channels)."),
+    click.option("--input-size", metavar="[MODEL=]SIZE", multiple=True, callback=lambda _c, _p, v: v or None,
+                 help="Input size: 224, HxW or CxHxW (default: the model's; CxHxW also sets the channels); "
+                      "MODEL=SIZE gives one model its own (repeatable; MODEL as typed, or a glob)."),
     click.option("--in-channels", type=click.IntRange(min=1),
                  help="Build the model for this many input channels (zoo/library models, or factories that take it)."),
     click.option("--num-classes", type=click.IntRange(min=1), help="Output classes (default: the model's)."),

@@ -3,6 +3,7 @@
   registry  registered models, globs, suggestions;  d2l, library, paper  the entries
   spec      a spec string or module resolved to something buildable;  twin  twins of live modules
   resolution  what a user names -> resolved specs (globs, repeats, data-set settling)
+  sizes     the one reader of input sizes: every model's, or MODEL=SIZE per model
   book      the book's training recipes and results for the Dive-into-DL entries (data)
 
 Importing the package registers every zoo entry (the entry modules import the registry, never

@@ -63,9 +63,12 @@ def model_list(models: "ModelLike | Iterable[ModelLike]") -> list[ModelLike]:
 
 def as_spec(model: ModelLike, *, input_size=None, in_channels: int | None = None,
             num_classes: int | None = None, name: str | None = None) -> "ModelSpec":
-    """Resolve ``model`` to a spec (nothing is built yet for strings and specs)."""
+    """Resolve ``model`` to a spec (nothing is built yet for strings and specs); ``input_size``
+    as :mod:`archprobe.zoo.sizes` reads it (a size, or this model's of ``MODEL=SIZE`` entries)."""
+    from archprobe.zoo.sizes import size_for
     from archprobe.zoo.spec import ModelSpec, module_spec, normalise_input_size, resolve
 
+    input_size = size_for(model, input_size)
     if isinstance(model, ModelSpec):
         size = normalise_input_size(input_size)
         return model.with_input_size(size[1], size[2], size[0]) if size else model
@@ -77,7 +80,11 @@ def as_spec(model: ModelLike, *, input_size=None, in_channels: int | None = None
 def resolve_all(models: Iterable[ModelLike], **options) -> list["ModelSpec"]:
     """Every model resolved up front, so a typo fails before any work starts; zoo globs expand
     and repeated names are kept once."""
-    return [as_spec(m, **options) for m in expand_all(models)]
+    from archprobe.zoo.sizes import sizes_for
+
+    items = expand_all(models)
+    sizes = sizes_for(items, options.pop("input_size", None))  # MODEL=SIZE: each model its own
+    return [as_spec(m, input_size=size, **options) for m, size in zip(items, sizes)]
 
 
 def data_spec(model: ModelLike, channels: int, classes: int, side: int | None = None) -> "ModelSpec":

@@ -5,6 +5,7 @@ The Python API (the command line is a second face over the same functions)::
     import archprobe as ap
     ap.count("googlenet").params                 # 6624904
     ap.count(my_module, input_size=(3, 224, 224))  # any nn.Module; its weights are never touched
+    ap.breakdown("resnet18", by="module", depth=1).rows  # MACs/FLOPs by operator or by module
     ap.min_input("alexnet").min_size             # (63, 63)
     ap.memory("resnet50", mode="train", fit="24GiB").max_batch_size
     ap.to_frame([ap.count("alexnet"), ap.count("vgg16")])
@@ -15,6 +16,7 @@ Importing archprobe does not import torch; the functions import it when called.
 
 __version__ = "0.1.0"
 
+from archprobe.api import breakdown as breakdown
 from archprobe.api import count as count
 from archprobe.api import layers as layers
 from archprobe.api import list_models as list_models
@@ -31,6 +33,8 @@ from archprobe.errors import SpecError as SpecError
 from archprobe.errors import UsageError as UsageError
 from archprobe.probe import Mode as Mode
 from archprobe.probe import Probe as Probe
+from archprobe.results import CostBreakdown as CostBreakdown
+from archprobe.results import CostRow as CostRow
 from archprobe.results import EpochRow as EpochRow
 from archprobe.results import LayerTable as LayerTable
 from archprobe.results import MemoryResult as MemoryResult
@@ -42,6 +46,8 @@ from archprobe.results import TrainRun as TrainRun
 
 __all__ = [
     "ArchprobeError",
+    "CostBreakdown",
+    "CostRow",
     "EpochRow",
     "InputSizeError",
     "ModelCodeError",
@@ -57,6 +63,7 @@ __all__ = [
     "TrainRun",
     "UsageError",
     "__version__",
+    "breakdown",
     "count",
     "layers",
     "list_models",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from archprobe.probe import Mode, Probe
 from archprobe.results import (
+    CostBreakdown,
     EpochRow,
     LayerTable,
     MemoryResult,
@@ -97,6 +98,31 @@ def layers(model: ModelLike, input_size=None, *, batch_size: int = 1, depth: int
 
     p = probe(model, input_size, batch_size=batch_size, in_channels=in_channels, num_classes=num_classes)
     return layer_table(p, depth=depth, rf=rf)
+
+
+def breakdown(model: ModelLike, input_size=None, *, by: str = "operator", depth: int | None = None,
+              batch_size: int = 1, mode: str | Mode = Mode.EVAL, in_channels: int | None = None,
+              num_classes: int | None = None) -> CostBreakdown:
+    """The MACs and FLOPs of :func:`count`, broken down by aten operator or by module (fvcore's
+    ``by_operator`` and ``by_module``; ``archprobe params --by``). The same count gives both, so
+    the rows add up to ``count(...).macs`` and ``.flops`` exactly.
+
+    Args:
+        model: a spec string, a :class:`ModelSpec` or an ``nn.Module`` (never touched).
+        by: ``"operator"``: a row per aten operator that costs something, with its calls;
+            ``"module"``: a row per module down to ``depth`` (the model is 0; None: all), with
+            all it runs (the modules inside it included, as ``FlopCounterMode`` counts per
+            module) and ``own_macs``/``own_flops``, what no row below it holds.
+        mode: ``"train"`` (by operator): one training step, forward, loss and backward.
+
+    Returns:
+        A :class:`CostBreakdown` (``.rows`` of :class:`CostRow`, ``.macs``, ``.flops``).
+    """
+    from archprobe.analysis.breakdown import breakdown as breakdown_probe
+
+    p = probe(model, input_size, batch_size=batch_size, mode=mode, in_channels=in_channels,
+              num_classes=num_classes)
+    return breakdown_probe(p, by=by, depth=depth)
 
 
 def min_input(model: ModelLike, input_size=None, *, batch_size: int = 1, mode: str | Mode = Mode.EVAL,
@@ -284,11 +310,12 @@ def list_models(pattern: str | Sequence[str] | None = None,
 def to_frame(results: Any) -> "pd.DataFrame":
     """A pandas DataFrame of results, with the same columns (base units) as the CSV output.
 
-    Takes one result or a sequence of results of one type; a :class:`LayerTable` gives its rows.
+    Takes one result or a sequence of results of one type; a :class:`LayerTable` or a
+    :class:`CostBreakdown` gives its rows.
     """
     from archprobe.report.frames import machine_frame
 
-    if isinstance(results, LayerTable):
+    if isinstance(results, (LayerTable, CostBreakdown)):
         results = results.rows
     elif not isinstance(results, (list, tuple)):
         results = [results]

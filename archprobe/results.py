@@ -135,6 +135,51 @@ class LayerTable:
     notes: tuple[Note, ...] = ()
 
 
+@dataclass(frozen=True)
+class CostRow:
+    """One operator's or one module's part of a model's MACs and FLOPs (``archprobe params --by``).
+
+    ``by="operator"``: ``name`` is the aten operator (``"convolution"``, ``"addmm"``; in-place
+    variants such as ``"relu_"`` apart), ``calls`` how often it ran, ``macs``/``flops`` its
+    cost. ``by="module"``: ``name`` is the module's qualified name (``""`` the model itself),
+    ``macs``/``flops`` everything it runs, the modules inside it included (fvcore's
+    ``by_module``, ``FlopCounterMode``'s per-module figures), and ``own_macs``/``own_flops``
+    what no row below it holds (its own ops, and those of modules deeper than the table goes),
+    so the ``own_*`` of a table sum to the model's total. Shares are of that total.
+    """
+
+    model: str
+    by: str  # "operator" | "module"
+    name: str
+    calls: int
+    macs: int
+    flops: int
+    macs_share: float
+    flops_share: float
+    type: str | None = None  # the module's class (module rows)
+    depth: int | None = None  # the module's depth, 0 the model (module rows)
+    own_macs: int | None = None  # module rows
+    own_flops: int | None = None
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """A model's MACs and FLOPs broken down by operator or by module; ``macs``/``flops`` are
+    the totals the rows add up to (those of :class:`ModelCounts`, the same count). ``mode``
+    "train": one training step (forward, loss, backward; by operator only)."""
+
+    model: str
+    input_shape: tuple[int, ...]  # (batch, C, H, W)
+    by: str  # "operator" | "module"
+    mode: str  # "eval" | "train"
+    rows: tuple[CostRow, ...]
+    macs: int
+    flops: int
+    depth: int | None = None  # module rows down to this depth (None: all)
+    unsupported_ops: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+
 # --- memory -------------------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ import archprobe.results as results
 IDENTIFIERS = {  # names and codes a program compares: models, devices, modules, ops, settings
     "model", "name", "models", "device", "dataset", "type", "path", "layer", "family", "variant", "d2l",
     "imagenet", "peak_at", "backend", "rank_hosts", "rank_device_names", "device_name", "cpu_model",
-    "counter", "method", "kind", "mode", "dtype", "status", "optimizer", "init", "peak_phase", "precision",
+    "counter", "by", "method", "kind", "mode", "dtype", "status", "optimizer", "init", "peak_phase", "precision",
     "code", "values",  # a note: its kind and the names of its figures
     "idle_modules", "idle_in_training", "unsupported_ops", "warnings", "overrides", "source",
     "ceiling_precision",

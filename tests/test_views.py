@@ -138,3 +138,118 @@ def test_data_parallel_ranks_get_their_model_s_size(monkeypatch):
                              input_size=("lenet=1x30x30", "nin=3x64x64"))
     assert list(rows) == []
     assert sent == [("lenet", (1, 30, 30), "1x30x30"), ("nin", (3, 64, 64), "3x64x64")]
+
+
+# --- (b) MACs and FLOPs by operator and by module -----------------------------------------------
+
+# torchvision models of different kinds (residual, depthwise, concatenating, attention-free
+# transformer-ish), at small sizes to keep the real CPU pass of the reference fast
+BREAKDOWN_MODELS = [("resnet18", (3, 64, 64)), ("mobilenet_v2", (3, 64, 64)), ("googlenet", (3, 64, 64)),
+                    ("squeezenet1_0", (3, 64, 64)), ("convnext_tiny", (3, 64, 64))]
+
+
+def _flop_counter(name: str, shape, train: bool = False):
+    """torch's own per-module, per-operator FLOP counts of a real CPU pass (2 per MAC)."""
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    kwargs = {"init_weights": False, "aux_logits": False} if name == "googlenet" else {}
+    model = torchvision.models.get_model(name, **kwargs).train(train)
+    x = torch.randn(2 if train else 1, *shape)
+    with FlopCounterMode(display=False) as counter:
+        if train:
+            out = model(x)
+            torch.nn.functional.cross_entropy(out, torch.zeros(2, dtype=torch.long)).backward()
+        else:
+            with torch.no_grad():
+                model(x)
+    return type(model).__name__, counter.get_flop_counts()
+
+
+@pytest.mark.parametrize("name,shape", BREAKDOWN_MODELS, ids=[n for n, _ in BREAKDOWN_MODELS])
+def test_by_operator_and_by_module_sum_to_the_total_and_match_flop_counter_mode(name, shape):
+    import torch
+
+    import archprobe as ap
+
+    spec = f"tv:{name}" if name != "googlenet" else "googlenet"  # the zoo's: no aux heads, as published
+    total = ap.count(spec, input_size=shape)
+    by_op = ap.breakdown(spec, input_size=shape)
+    by_module = ap.breakdown(spec, input_size=shape, by="module")  # every module
+    root, counts = _flop_counter(name, shape)
+
+    # the rows add up to the model's totals exactly
+    assert (by_op.macs, by_op.flops) == (total.macs, total.flops)
+    assert sum(r.macs for r in by_op.rows) == total.macs and sum(r.flops for r in by_op.rows) == total.flops
+    assert sum(r.own_macs for r in by_module.rows) == total.macs
+    assert sum(r.own_flops for r in by_module.rows) == total.flops
+    assert (by_module.rows[0].name, by_module.rows[0].macs, by_module.rows[0].flops) == ("", total.macs, total.flops)
+
+    # per operator: torch counts 2 FLOPs per MAC of the operators archprobe takes MACs from
+    reference = {str(op).removeprefix("aten."): n for op, n in counts["Global"].items()}
+    assert {r.name: 2 * r.macs for r in by_op.rows if r.macs} == reference
+    # per module: everything the module runs, its children included, as FlopCounterMode counts it
+    modules = {("" if k == root else k.removeprefix(root + ".")): sum(v.values()) for k, v in counts.items()
+               if k != "Global"}
+    assert {r.name: 2 * r.macs for r in by_module.rows if r.macs} == modules
+    assert torch  # imported for the reference
+
+
+def test_by_operator_of_a_training_step_matches_flop_counter_mode():
+    import archprobe as ap
+
+    step = ap.breakdown("tv:resnet18", input_size=(3, 32, 32), batch_size=2, mode="train")
+    counts = ap.count("tv:resnet18", input_size=(3, 32, 32), batch_size=2, mode="train")
+    assert (step.macs, step.flops) == (counts.train_macs, counts.train_flops)
+    assert sum(r.flops for r in step.rows) == counts.train_flops
+    _, reference = _flop_counter("resnet18", (3, 32, 32), train=True)
+    ops = {str(op).removeprefix("aten."): n for op, n in reference["Global"].items()}
+    assert {r.name: 2 * r.macs for r in step.rows if r.macs} == ops
+    assert "convolution_backward" in ops
+
+
+def test_module_rows_fold_deeper_modules_into_their_own_part():
+    import archprobe as ap
+
+    full = ap.breakdown("tv:resnet18", input_size=(3, 64, 64), by="module")
+    top = ap.breakdown("tv:resnet18", input_size=(3, 64, 64), by="module", depth=1)
+    assert {r.depth for r in top.rows} == {0, 1}
+    by_name = {r.name: r for r in full.rows}
+    for row in top.rows:  # the same inclusive figures, whatever the depth shown
+        assert (row.macs, row.flops, row.calls) == (by_name[row.name].macs, by_name[row.name].flops,
+                                                    by_name[row.name].calls)
+        if row.depth == 1:
+            assert (row.own_macs, row.own_flops) == (row.macs, row.flops)
+    assert top.rows[0].own_macs == 0 and sum(r.own_flops for r in top.rows) == top.flops
+    # shapes --depth folds the same way: a row's own figures are the layer table's
+    table = ap.layers("tv:resnet18", input_size=(3, 64, 64), depth=1)
+    assert [(r.path, r.macs, r.flops) for r in table.rows] == [(r.name, r.own_macs, r.own_flops) for r in top.rows]
+
+
+def test_params_by_operator_and_module_on_the_command_line(invoke):
+    code, out, err = invoke("params", "tv:resnet18", "--input-size", "3x64x64", "--by", "operator", "-f", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert rows[0]["name"] == "convolution" and rows[0]["calls"] == 20
+    import archprobe as ap
+
+    assert sum(r["macs"] for r in rows) == ap.count("tv:resnet18", input_size=(3, 64, 64)).macs
+    code, out, err = invoke("params", "lenet", "nin", "--by", "module")
+    assert code == 0, err
+    assert out.splitlines()[0].split()[:4] == ["Model", "Module", "Type", "Calls"]
+    assert "Own MACs and Own FLOPs add up to them exactly" in out and "modules down to depth 1" in out
+    assert {row["Model"] for row in _table(out)} == {"lenet", "nin"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--by", "module", "--train"], "--by: a training step's backward runs outside the modules' calls"),
+    (["--depth", "2"], "--depth applies to --by module"),
+    (["--by", "operator", "--depth", "2"], "--depth applies to --by module"),
+    (["--by", "operator", "--counter", "fvcore"], "--by breaks archprobe's own count down"),
+])
+def test_bad_breakdowns_are_one_line_usage_errors(invoke, args, message):
+    code, out, err = invoke("params", "lenet", *args)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1, err

@@ -6,7 +6,7 @@
   geometry       the one reader of op arguments (kernels, strides, paddings, dilations)
   guarded        the pass every analysis takes, and the one explanation of a pass that fails
   costs          MACs and FLOPs per op (one formula per op family)
-  counting       parameters, MACs and FLOPs of a model
+  counting       parameters, MACs and FLOPs of a model;  breakdown  the same by operator or by module
   shapes         the per-layer table; receptive  receptive fields per layer
   min_input      the exact set of valid input sizes (+ replay/, the shape arithmetic replayed)
   memory         peak memory of a step on meta/fake tensors, the batch that fits

@@ -33,26 +33,39 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class CostTotals:
+    """A pass's MACs and FLOPs, the sums of ``by_operator``: ``(operator, calls, macs, flops)``
+    per aten operator that costs something, in the order each first ran."""
+
     macs: int
     flops: int
     unsupported: tuple[str, ...]
+    by_operator: tuple[tuple[str, int, int, int], ...] = ()
+
+
+def op_costs(t: "Trace", phases: tuple[str, ...]):
+    """``(op, (macs, flops) | None)`` for every op of ``t`` in ``phases``, in order: the one
+    count behind the totals, the per-operator and the per-module breakdowns."""
+    from archprobe.analysis.costs import op_cost
+
+    for op in t.ops:
+        if op.phase in phases:
+            yield op, op_cost(op)
 
 
 def cost_totals(t: "Trace", phases: tuple[str, ...]) -> CostTotals:
-    from archprobe.analysis.costs import op_cost
-
-    macs = flops = 0
+    operators: dict[str, list[int]] = {}
     unsupported: Counter[str] = Counter()
-    for op in t.ops:
-        if op.phase not in phases:
-            continue
-        cost = op_cost(op)
+    for op, cost in op_costs(t, phases):
         if cost is None:
             unsupported[op.overload] += 1
-        else:
-            macs += cost[0]
-            flops += cost[1]
-    return CostTotals(macs, flops, tuple(f"{name} (x{n})" for name, n in sorted(unsupported.items())))
+        elif cost != (0, 0):
+            entry = operators.setdefault(op.name, [0, 0, 0])
+            entry[0] += 1
+            entry[1] += cost[0]
+            entry[2] += cost[1]
+    return CostTotals(sum(e[1] for e in operators.values()), sum(e[2] for e in operators.values()),
+                      tuple(f"{name} (x{n})" for name, n in sorted(unsupported.items())),
+                      tuple((name, *entry) for name, entry in operators.items()))
 
 
 def _layer_params(model: "nn.Module") -> tuple[int, int, tuple[int, int] | None]:

@@ -30,8 +30,13 @@ def _notes(results, fmt: str) -> list[str]:
     "--counter", type=click.Choice(["archprobe", "fvcore"]), default="archprobe", show_default=True,
     help="fvcore: also count with fvcore on real CPU tensors: its conv/linear/matmul MACs and its total.",
 )
+@click.option("--by", type=click.Choice(["operator", "module"]),
+              help="Break the MACs and FLOPs down by aten operator or by module (fvcore's by_operator, "
+                   "by_module): a row each, adding up to the totals.")
+@click.option("--depth", type=click.IntRange(min=0), metavar="N",
+              help="With --by module: modules down to depth N (the model is 0). Default: 1.")
 @output_options
-def params_command(models, input_size, in_channels, num_classes, batch_size, mode, counter, fmt, output):
+def params_command(models, input_size, in_channels, num_classes, batch_size, mode, counter, by, depth, fmt, output):
     """Compare parameters, MACs and FLOPs of MODELS (zoo names, globs, tv:, timm:, file.py:fn).
 
     \b
@@ -50,15 +55,35 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
       archprobe params googlenet-d2l --input-size 1x96x96 --train -b 128
       archprobe params my_net.py:build --input-size 3x64x64 --format json
       archprobe params alexnet --counter fvcore
+      archprobe params tv:resnet18 --by operator
+      archprobe params googlenet --by module --depth 1
     """
     from archprobe import api
     from archprobe.probe import Mode
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
-    from archprobe.report.notes import FVCORE_NOTE, idle_notes, parameter_note
+    from archprobe.report.notes import CONVENTIONS, FVCORE_NOTE, idle_notes, notes_text, parameter_note, \
+        unsupported_warnings
     from archprobe.report.writers import emit
 
+    if depth is not None and by != "module":
+        raise click.UsageError("--depth applies to --by module")
+    if by and counter == "fvcore":
+        raise click.UsageError("--by breaks archprobe's own count down; --counter fvcore does not apply")
     specs = resolve_specs(models, input_size, in_channels, num_classes)
+    if by:
+        from archprobe.report.notes import breakdown_notes
+
+        tables = [api.breakdown(s, by=by, depth=1 if by == "module" and depth is None else depth,
+                                batch_size=batch_size, mode=Mode.of(mode)) for s in specs]
+        notes = [CONVENTIONS] + [f"{t.model}: {note}" for t in tables for note in notes_text(t.notes)]
+        warnings = unsupported_warnings(tables)
+        if fmt in ("json", "csv"):
+            for warning in warnings:
+                click.echo(warning, err=True)
+        emit(render([row for t in tables for row in t.rows], fmt, notes + breakdown_notes(tables) + warnings),
+             output)
+        return
     results = [api.count(s, batch_size=batch_size, mode=Mode.of(mode), counter=counter) for s in specs]
     notes = _notes(results, fmt) + idle_notes(results)
     note = parameter_note(results)

@@ -60,6 +60,13 @@ def layer_label(row: r.LayerRow) -> str:
     return "  " * row.depth + (row.path.rsplit(".", 1)[-1] if row.path else row.model)
 
 
+def module_label(row: r.CostRow) -> str | None:
+    """A module row's name, indented by its depth (the model itself by the model's name)."""
+    if row.by != "module":
+        return None
+    return "  " * (row.depth or 0) + (row.name.rsplit(".", 1)[-1] if row.name else row.model)
+
+
 def valid_sides(result: r.MinInputResult) -> str:
     """The valid square sides in words: ``15–4096+``, ``every 4th size 4–4096+ (1024 sizes)``."""
     from archprobe.analysis.min_input import valid_text
@@ -120,6 +127,13 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         # the --rf set: shown when computed
         ("receptive_field", "Receptive field", "pair", "rf_global", "global"),
         ("effective_stride", "Eff. stride", "pair"), ("rf_offset", "First centre", "pair"),
+    ),
+    # archprobe params --by operator|module (the label column of the other kind stays empty, so is dropped)
+    r.CostRow: _cols(
+        ("model", "Model"), ("operator", "Operator", "text", lambda row: row.name if row.by == "operator" else None),
+        ("module", "Module", "text", module_label), ("type", "Type"), ("calls", "Calls", "int"),
+        ("macs", "MACs", "ops"), ("macs_share", "MACs %", "percent"), ("flops", "FLOPs", "ops"),
+        ("flops_share", "FLOPs %", "percent"), ("own_macs", "Own MACs", "ops"), ("own_flops", "Own FLOPs", "ops"),
     ),
     r.LayerSize: _cols(
         ("depth", "Depth", "int"), ("layer", "Layer", "path"), ("type", "Type"),

@@ -31,6 +31,27 @@ def unsupported_warnings(results: Sequence) -> list[str]:
             for r in results if r.unsupported_ops]
 
 
+def breakdown_notes(tables: Sequence) -> list[str]:
+    """Under a table of ``params --by``: each model's total, which the rows add up to, and what
+    a row holds."""
+    notes = []
+    for t in tables:
+        shape = "x".join(map(str, t.input_shape))
+        step = " for one training step (forward, loss, backward)" if t.mode == "train" else ""
+        column = "Own MACs and Own FLOPs" if t.by == "module" else "the rows"
+        notes.append(f"{t.model}: {t.macs:,} MACs, {t.flops:,} FLOPs{step} for input {shape}; {column} add up "
+                     "to them exactly")
+    if any(t.by == "operator" for t in tables):
+        notes.append("Operator: the aten operator as it ran (in-place variants such as relu_ apart); operators "
+                     "that cost nothing by definition (views, copies, cat) are left out")
+    if any(t.by == "module" for t in tables):
+        depths = {t.depth for t in tables if t.by == "module"}
+        down = "every module" if None in depths else f"modules down to depth {max(depths)}"
+        notes.append(f"Module: {down} (the model is depth 0); MACs and FLOPs: all it runs, the modules inside it "
+                     "included (fvcore's by_module, torch's FlopCounterMode); Own: what no row below it holds")
+    return notes
+
+
 def idle_notes(results: Sequence[ModelCounts]) -> list[str]:
     """Which parameters an eval forward leaves unread, and why (aux heads run only in training)."""
     notes = []

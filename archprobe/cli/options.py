@@ -116,6 +116,35 @@ def flatten_lists(values) -> tuple[int, ...]:
     return tuple(dict.fromkeys(v for group in values for v in group))
 
 
+def exclude_option(command):
+    """``--exclude GLOB`` (repeatable): models matching it are left out of the command's models
+    (globs included: ``'tv:*' --exclude 'vit*'``), through the one expansion every command and
+    door uses (:func:`archprobe.zoo.resolution.expand`); a command's default models too, as
+    :func:`resolve_specs` applies it."""
+
+    @functools.wraps(command)
+    def without_excluded(*args, exclude, **kwargs):
+        if exclude:
+            from archprobe.zoo.resolution import expand
+
+            click.get_current_context().meta[EXCLUDE_KEY] = exclude
+            if kwargs.get("models"):
+                kwargs["models"] = tuple(expand(kwargs["models"], exclude))
+            elif isinstance(kwargs.get("model"), str):
+                names = expand([kwargs["model"]], exclude)
+                if len(names) != 1:
+                    raise click.BadParameter(f"{kwargs['model']!r} names {len(names)} models; give one",
+                                             param_hint="MODEL")
+                kwargs["model"] = names[0]
+        return command(*args, **kwargs)
+
+    return click.option("--exclude", "-x", "exclude", multiple=True, metavar="GLOB",
+                        help="Leave out models matching GLOB (repeatable): 'vit*', 'tv:*_bn', '*-d2l'.")(
+        without_excluded)
+
+
+EXCLUDE_KEY = "archprobe.exclude"
+
 model_input_options = compose(
     click.option("--input-size", metavar="[MODEL=]SIZE", multiple=True, callback=lambda _c, _p, v: v or None,
                  help="Input size: 224, HxW or CxHxW (default: the model's; CxHxW also sets the channels); "
@@ -123,6 +152,7 @@ model_input_options = compose(
     click.option("--in-channels", type=click.IntRange(min=1),
                  help="Build the model for this many input channels (zoo/library models, or factories that take it)."),
     click.option("--num-classes", type=click.IntRange(min=1), help="Output classes (default: the model's)."),
+    exclude_option,
 )
 
 
@@ -203,4 +233,6 @@ def resolve_specs(models, input_size=None, in_channels=None, num_classes=None):
     """Resolve every spec up front, so a typo fails before any work starts."""
     from archprobe.zoo.resolution import resolve_all
 
-    return resolve_all(models, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    context = click.get_current_context(silent=True)
+    exclude = context.meta.get(EXCLUDE_KEY) if context is not None else None
+    return resolve_all(models, exclude, input_size=input_size, in_channels=in_channels, num_classes=num_classes)

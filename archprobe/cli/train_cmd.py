@@ -8,7 +8,7 @@ import sys
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import MAX_BATCH, Seconds
+from archprobe.cli.options import MAX_BATCH, Seconds, exclude_option
 from archprobe.cli.progress import progress_bar
 from archprobe.errors import as_interrupted
 from archprobe.report.frames import FORMATS
@@ -19,6 +19,7 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
 
 @cli.command("train")
 @click.argument("models", nargs=-1)
+@exclude_option
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default="fashion-mnist", show_default=True,
               help="Data set; 'fake' is generated in memory (class patterns + noise), a stand-in when none "
                    "can be fetched.")

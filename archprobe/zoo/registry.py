@@ -110,7 +110,8 @@ def register_model(
     )
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
+    """``vgg11`` before ``vgg13`` before ``vgg16`` (digits compare as numbers, as in timm)."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
@@ -132,7 +133,7 @@ def list_models(
         names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in inc)]
     if exc:
         names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exc)]
-    return [_REGISTRY[n] for n in sorted(names, key=_natural_key)]
+    return [_REGISTRY[n] for n in sorted(names, key=natural_key)]
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -8,7 +8,8 @@ through twins, never touched).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence, Union
+import fnmatch
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 from archprobe.errors import SpecError, UsageError
 from archprobe.results import ZooEntry
@@ -21,32 +22,113 @@ if TYPE_CHECKING:  # pragma: no cover
 ModelLike = Union[str, "nn.Module", "ModelSpec"]
 
 
-def expand(models: Iterable[str]) -> list[str]:
-    """Zoo globs (``'inception*'``, ``'*'``) expand to the matching zoo names, in zoo order;
-    repeated names (in any spelling) are kept once."""
-    from archprobe.zoo.registry import canonical_name, list_models
+GLOB_CHARS = "*?["
+# the libraries whose names globs expand over: prefix -> what their names are
+LIBRARIES = {"tv": "torchvision classification model", "timm": "timm model"}
 
+
+def is_glob(text: str) -> bool:
+    return any(ch in text for ch in GLOB_CHARS)
+
+
+def library_names(prefix: str) -> list[str]:
+    """Every model name a library knows, offline: torchvision's classification models
+    (``torchvision.models.list_models``) or timm's (``timm.list_models``)."""
+    if prefix == "tv":
+        import torchvision
+
+        return list(torchvision.models.list_models(module=torchvision.models))
+    import timm
+
+    return list(timm.list_models())
+
+
+def _fold(text: str) -> str:
+    """Case, ``_`` and ``-`` are interchangeable in names and in globs."""
+    return text.strip().lower().replace("_", "-")
+
+
+def _library_of(spec: str) -> tuple[str | None, str]:
+    """``"tv:resnet*"`` -> ``("tv", "resnet*")``; a zoo name or user spec -> ``(None, spec)``."""
+    prefix, sep, name = spec.strip().partition(":")
+    return (prefix, name) if sep and prefix in LIBRARIES else (None, spec.strip())
+
+
+def spec_key(spec: str) -> str:
+    """The spelling-free identity of a spec string, for dropping repeats."""
+    from archprobe.zoo.registry import canonical_name
+
+    prefix, name = _library_of(spec)
+    if prefix == "tv":
+        return "tv:" + name.strip().lower().replace("-", "_")
+    if prefix == "timm" or ":" in spec:
+        return spec.strip()
+    return canonical_name(spec)
+
+
+def excluded(spec: str, patterns: Sequence[str]) -> bool:
+    """Whether ``spec`` matches one of the ``exclude`` globs: a glob with a library prefix
+    (``tv:vit*``) matches that library's names; one without (``vit*``, ``*-d2l``) matches the
+    name of a zoo or library model (``tv:vit_b_16`` too) and the whole text of a user spec."""
+    prefix, name = _library_of(spec)
+    for pattern in patterns:
+        if ":" in pattern:
+            if fnmatch.fnmatchcase(_fold(spec), _fold(pattern)):
+                return True
+        elif fnmatch.fnmatchcase(_fold(name), _fold(pattern)):
+            return True
+    return False
+
+
+def expand(models: Iterable[str], exclude: str | Iterable[str] | None = None, *,
+           names: Callable[[str], list[str]] = library_names) -> list[str]:
+    """The one expansion of what a user names into spec strings, used by every command and door.
+
+    Zoo globs (``'inception*'``, ``'*'``) expand over the zoo; library globs (``'tv:*'``,
+    ``'tv:resnet*'``, ``'timm:convnext*'``) over the library's own list (``names(prefix)``;
+    torchvision's classification models, timm's models; offline), each glob's matches in natural
+    order (``resnet18`` before ``resnet101``); other specs are kept as given, in order. Models
+    matching an ``exclude`` glob (see :func:`excluded`) are left out; repeated names (in any
+    spelling) are kept once.
+
+    Raises:
+        SpecError: a glob matches no model, or ``exclude`` leaves none.
+    """
+    from archprobe.zoo.registry import list_models, natural_key
+
+    patterns = [exclude] if isinstance(exclude, str) else list(exclude or ())
+    given = list(models)
     expanded: list[str] = []
-    for model in models:
-        if ":" not in model and any(ch in model for ch in "*?["):
-            names = [info.name for info in list_models(model)]
-            if not names:
+    for model in given:
+        prefix, name = _library_of(model)
+        if prefix is not None and is_glob(name):
+            matches = [f"{prefix}:{n}" for n in sorted(names(prefix), key=lambda n: natural_key(_fold(n)))
+                       if fnmatch.fnmatchcase(_fold(n), _fold(name))]
+            if not matches:
+                raise SpecError(f"no {LIBRARIES[prefix]} matches {model!r}")
+            expanded.extend(matches)
+        elif ":" not in model and is_glob(model):
+            matches = [info.name for info in list_models(model)]
+            if not matches:
                 raise SpecError(f"no zoo model matches {model!r}", hint="list")
-            expanded.extend(names)
+            expanded.extend(matches)
         else:
             expanded.append(model)
+    kept = [m for m in expanded if not (patterns and excluded(m, patterns))]
+    if given and not kept:
+        raise SpecError(f"every model of {' '.join(given)!r} is excluded by {' '.join(patterns)!r}")
     seen: dict[str, str] = {}
-    for model in expanded:
-        key = canonical_name(model) if ":" not in model else model.strip()
-        seen.setdefault(key, model)
+    for model in kept:
+        seen.setdefault(spec_key(model), model)
     return list(seen.values())
 
 
-def expand_all(models: Iterable[ModelLike]) -> list[ModelLike]:
-    """Zoo globs in spec strings expanded; repeated names kept once (specs and modules as given)."""
+def expand_all(models: Iterable[ModelLike], exclude: str | Iterable[str] | None = None) -> list[ModelLike]:
+    """Globs in spec strings expanded (see :func:`expand`); repeated names kept once (specs and
+    modules as given)."""
     items: list[ModelLike] = []
     for model in models:
-        items.extend(expand([model]) if isinstance(model, str) else [model])
+        items.extend(expand([model], exclude) if isinstance(model, str) else [model])
     if all(isinstance(m, str) for m in items):
         items = expand(items)  # drops repeats across arguments too ("alexnet ALEXNET")
     return items
@@ -77,12 +159,13 @@ def as_spec(model: ModelLike, *, input_size=None, in_channels: int | None = None
     return module_spec(model, name=name, input_size=input_size)
 
 
-def resolve_all(models: Iterable[ModelLike], **options) -> list["ModelSpec"]:
-    """Every model resolved up front, so a typo fails before any work starts; zoo globs expand
-    and repeated names are kept once."""
+def resolve_all(models: Iterable[ModelLike], exclude: str | Iterable[str] | None = None,
+                **options) -> list["ModelSpec"]:
+    """Every model resolved up front, so a typo fails before any work starts; globs expand
+    (zoo and library), ``exclude`` globs leave models out and repeated names are kept once."""
     from archprobe.zoo.sizes import sizes_for
 
-    items = expand_all(models)
+    items = expand_all(models, exclude)
     sizes = sizes_for(items, options.pop("input_size", None))  # MODEL=SIZE: each model its own
     return [as_spec(m, input_size=size, **options) for m, size in zip(items, sizes)]
 
@@ -112,14 +195,24 @@ def check_sendable(models: Iterable[ModelLike]) -> None:
 
 def zoo_entries(pattern: str | Sequence[str] | None = None,
                 exclude: str | Sequence[str] | None = None) -> list[ZooEntry]:
-    """The zoo entries whose names match ``pattern`` (globs) and not ``exclude``, in natural order."""
+    """The zoo entries whose names match ``pattern`` (globs) and not ``exclude``, in natural order;
+    a library pattern (``tv:resnet*``, ``timm:convnext*``) gives the entries of the library's
+    models it matches (see :func:`expand`), after the zoo's."""
     from archprobe.zoo.registry import list_models
 
-    return [
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern or ())
+    library = [p for p in patterns if _library_of(p)[0] is not None]
+    zoo = [p for p in patterns if p not in library]
+    entries = [
         ZooEntry(name=i.name, family=i.family, variant=i.variant, input_shape=i.input_shape,
                  num_classes=i.num_classes, source=i.source, paper=i.paper, year=i.year, notes=i.notes)
-        for i in list_models(pattern, exclude)
+        for i in (list_models(zoo or None, exclude) if zoo or not library else [])
     ]
+    if library:
+        excludes = [exclude] if isinstance(exclude, str) else list(exclude or ())
+        kept = [m for m in expand(library) if not excluded(m, excludes)]
+        entries.extend(describe(as_spec(m)) for m in kept)
+    return entries
 
 
 def describe(spec: "ModelSpec") -> ZooEntry:

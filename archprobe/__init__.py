@@ -18,11 +18,13 @@ __version__ = "0.1.0"
 
 from archprobe.api import breakdown as breakdown
 from archprobe.api import count as count
+from archprobe.api import expand as expand
 from archprobe.api import layers as layers
 from archprobe.api import list_models as list_models
 from archprobe.api import memory as memory
 from archprobe.api import min_input as min_input
 from archprobe.api import probe as probe
+from archprobe.api import sweep as sweep
 from archprobe.api import throughput as throughput
 from archprobe.api import to_frame as to_frame
 from archprobe.api import train as train
@@ -41,6 +43,8 @@ from archprobe.results import MemoryResult as MemoryResult
 from archprobe.results import MinInputResult as MinInputResult
 from archprobe.results import ModelCounts as ModelCounts
 from archprobe.results import Recipe as Recipe
+from archprobe.results import SweepCell as SweepCell
+from archprobe.results import SweepRun as SweepRun
 from archprobe.results import ThroughputResult as ThroughputResult
 from archprobe.results import TrainRun as TrainRun
 
@@ -59,17 +63,21 @@ __all__ = [
     "Probe",
     "Recipe",
     "SpecError",
+    "SweepCell",
+    "SweepRun",
     "ThroughputResult",
     "TrainRun",
     "UsageError",
     "__version__",
     "breakdown",
     "count",
+    "expand",
     "layers",
     "list_models",
     "memory",
     "min_input",
     "probe",
+    "sweep",
     "throughput",
     "to_frame",
     "train",

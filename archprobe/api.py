@@ -27,6 +27,8 @@ from archprobe.results import (
     MinInputResult,
     ModelCounts,
     Report,
+    SweepCell,
+    SweepRun,
     ThroughputResult,
     TrainRun,
     ZooEntry,
@@ -307,6 +309,52 @@ def list_models(pattern: str | Sequence[str] | None = None,
     return zoo_entries(pattern, exclude)
 
 
+def expand(models: str | Iterable[str], exclude: str | Iterable[str] | None = None) -> list[str]:
+    """The spec strings ``models`` name: zoo globs (``'resnet*'``) and library globs (``'tv:*'``,
+    ``'timm:convnext*'``) expanded offline in natural order, ``exclude`` globs left out, repeats
+    kept once; every command expands its models the same way."""
+    from archprobe.zoo.resolution import expand as expand_specs
+
+    return expand_specs([models] if isinstance(models, str) else models, exclude)
+
+
+def sweep(models: str | Iterable[str], output: str | Path, *, analyses: Sequence[str] = ("params",),
+          exclude: str | Iterable[str] | None = None, jobs: int = 1, cell_timeout: float = 600.0,
+          cell_memory: int | str | None = None, shard: str | tuple[int, int] | None = None,
+          retry_failed: bool = False, mode: str = "eval", batch_size: int = 32, device: str = "cpu",
+          input_size=None, in_channels: int | None = None, num_classes: int | None = None,
+          min_time: float = 2.0, on_cell: Callable[[SweepCell], None] | None = None) -> SweepRun:
+    """Every model x analysis of ``models`` (spec strings; globs expand) into the store in
+    directory ``output``, each cell in a worker process with a time limit and a memory guard,
+    written as it ends; cells already stored (same spec, analysis, options, library versions)
+    are not computed again. See :func:`archprobe.bench.atlas.run_sweep`.
+
+    Args:
+        analyses: of ``params``, ``min-input``, ``memory``, ``shapes``, ``throughput``.
+        jobs: worker processes (at most the machine's CPUs).
+        cell_timeout: seconds a cell may run (then ``"timeout"``).
+        cell_memory: bytes (or text, ``"4GiB"``) a cell may allocate beyond its worker's own
+            (then ``"oom"``); default: 3/4 of the machine's memory shared between the jobs.
+        shard: ``"I/N"``: the I-th of N deterministic shares of the cells.
+        retry_failed: compute again the stored cells that did not end ``"ok"``.
+        mode, batch_size, device: params/min-input/memory/throughput's mode; memory and
+            throughput's batch and device (static analyses run at batch 1).
+
+    Returns:
+        A :class:`SweepRun`: ``.cells`` (:class:`SweepCell`: ``status``, ``error``, ``result``).
+    """
+    from archprobe.bench.atlas import SweepConfig, run_sweep
+    from archprobe.units import parse_bytes
+
+    config = SweepConfig(mode=Mode.of(mode).value, batch_size=batch_size, device=device, input_size=input_size, in_channels=in_channels,
+                         num_classes=num_classes, min_time=min_time)
+    memory = parse_bytes(cell_memory, param="cell_memory") if cell_memory is not None else None
+    return run_sweep([models] if isinstance(models, str) else list(models), list(analyses), output,
+                     config=config, exclude=[exclude] if isinstance(exclude, str) else list(exclude or ()),
+                     jobs=jobs, cell_timeout=cell_timeout, cell_memory=memory, shard=shard,
+                     retry_failed=retry_failed, on_cell=on_cell)
+
+
 def to_frame(results: Any) -> "pd.DataFrame":
     """A pandas DataFrame of results, with the same columns (base units) as the CSV output.
 
@@ -324,12 +372,14 @@ def to_frame(results: Any) -> "pd.DataFrame":
 
 def report(models: Iterable[ModelLike], *, memory: bool = True, memory_batch_sizes: Sequence[int] = (32,),
            measure: Callable[[Sequence["ModelSpec"]], Sequence[ThroughputResult]] | None = None,
-           on_progress: Callable[[str], None] | None = None, **options: Any) -> Report:
-    """Everything ``archprobe report`` shows for ``models`` (zoo globs expand), as one
-    :class:`Report` (see :func:`archprobe.analysis.comparison.compare`); ``options`` are
-    ``input_size``, ``in_channels`` and ``num_classes``."""
+           on_progress: Callable[[str], None] | None = None, exclude: str | Iterable[str] | None = None,
+           **options: Any) -> Report:
+    """Everything ``archprobe report`` shows for ``models`` (zoo and library globs expand, less
+    those matching ``exclude``), as one :class:`Report` (see
+    :func:`archprobe.analysis.comparison.compare`); ``options`` are ``input_size``,
+    ``in_channels`` and ``num_classes``."""
     from archprobe.analysis.comparison import compare
     from archprobe.zoo.resolution import resolve_all
 
-    return compare(resolve_all(models, **options), measure=measure, on_progress=on_progress, memory=memory,
+    return compare(resolve_all(models, exclude, **options), measure=measure, on_progress=on_progress, memory=memory,
                    memory_batch_sizes=memory_batch_sizes)

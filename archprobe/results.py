@@ -295,11 +295,11 @@ class MinInputResult:
     limiting_reason: str | None = None
     upper_limiting_layer: str | None = None
     upper_limiting_reason: str | None = None
-    checks: tuple = ()
+    checks: tuple[Check, ...] = ()
     traced: tuple = ()
     notes: tuple[Note, ...] = ()
     explain_size: tuple | None = None
-    layers: tuple = ()
+    layers: tuple[LayerSize, ...] = ()
 
     @property
     def examined_to(self) -> int:
@@ -653,3 +653,49 @@ def flat_record(result: Any) -> dict[str, Any]:
 
     record = result if isinstance(result, dict) else plain(result)
     return {k: (";".join(map(cell, v)) if isinstance(v, list) else v) for k, v in record.items()}
+
+
+# --- sweeps (the atlas) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One model x one analysis of a sweep (:mod:`archprobe.bench.atlas`), as its store keeps it.
+
+    ``key``: the SHA-256 of the spec, analysis, options and library versions. ``status``: "ok"
+    (``result`` holds the analysis's result), "error" (the analysis raised; ``error`` is its
+    message), "timeout" (it ran past the cell's time limit), "oom" (past the cell's memory
+    guard, or out of memory) or "crashed" (the worker died: ``error`` names the signal or exit
+    status). ``seconds``: the cell's wall time in its worker; ``finished_at``: Unix time.
+    """
+
+    key: str
+    model: str  # the spec as swept (tv:resnet18, lenet, file.py:build)
+    analysis: str  # "params", "min-input", "memory", "shapes" or "throughput"
+    options: tuple[tuple[str, Any], ...]
+    versions: tuple[tuple[str, str], ...]  # (library, version): torch, torchvision, timm
+    status: str
+    error: str | None = None
+    seconds: float = 0.0
+    result: Any = None
+    finished_at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """What one ``sweep`` did: every cell of its share (stored before or computed now), how many
+    it computed and how many it found in the store; ``shard`` is ``(index, count)``, 1-based."""
+
+    cells: tuple[SweepCell, ...]
+    computed: int
+    cached: int
+    shard: tuple[int, int] = (1, 1)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> tuple[SweepCell, ...]:
+        return tuple(c for c in self.cells if not c.ok)

@@ -40,6 +40,7 @@ def cli(debug: bool) -> None:
       archprobe memory resnet50 --train --fit 24GiB
       archprobe throughput --device cpu
       archprobe report -o reports/
+      archprobe sweep 'tv:*' -a params,min-input -o atlas --jobs 2
       archprobe train lenet --dataset fake --epochs 3
     """
 
@@ -51,6 +52,7 @@ def _register_commands() -> None:
         min_input_cmd,
         report_cmd,
         static_cmd,
+        sweep_cmd,
         throughput_cmd,
         train_cmd,
         zoo_cmd,

@@ -1,0 +1,250 @@
+"""Library globs and --exclude (one expansion everywhere), and the atlas: ``archprobe sweep``, its
+store, its cells' statuses, resume, shards and merges (#21)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import archprobe as ap
+from archprobe.errors import SpecError
+from archprobe.zoo.resolution import expand
+
+# --- globs ------------------------------------------------------------------------------------------
+
+
+def test_library_globs_expand_in_natural_order():
+    assert expand(["tv:resnet*"]) == ["tv:resnet18", "tv:resnet34", "tv:resnet50", "tv:resnet101", "tv:resnet152"]
+    assert expand(["tv:squeezenet*", "tv:mobilenet_v3_small", "vgg1[13]"]) == [
+        "tv:squeezenet1_0", "tv:squeezenet1_1", "tv:mobilenet_v3_small", "vgg11", "vgg13"]
+    convnexts = expand(["timm:convnext*"])
+    assert convnexts[0] == "timm:convnext_atto" and all(c.startswith("timm:convnext") for c in convnexts)
+    assert expand(["tv:RESNET1*"]) == ["tv:resnet18", "tv:resnet101", "tv:resnet152"]  # case, _ and - fold
+
+
+def test_every_library_name_is_listed_without_a_network():
+    import timm
+    import torchvision
+
+    assert expand(["tv:*"]) == ["tv:" + n for n in sorted(torchvision.models.list_models(module=torchvision.models),
+                                                          key=lambda n: [int(p) if p.isdigit() else p for p in
+                                                                         re.split(r"(\d+)", n)])]
+    assert len(expand(["timm:*"])) == len(timm.list_models())
+
+
+def test_exclude_globs():
+    assert expand(["tv:resnet*"], ["*50", "tv:resnet1[05]*"]) == ["tv:resnet18", "tv:resnet34"]
+    assert expand(["alexnet", "lenet", "tv:alexnet"], "alex*") == ["lenet"]  # a bare glob matches any name
+    assert expand(["lenet*", "tv:squeezenet*"], ["tv:*"]) == expand(["lenet*"])  # a prefixed one, its library
+    assert expand(["alexnet", "ALEXNET", "tv:alexnet", "tv:AlexNet"]) == ["alexnet", "tv:alexnet"]
+
+
+@pytest.mark.parametrize("models, exclude, message", [
+    (["tv:nothing*"], None, "no torchvision classification model matches 'tv:nothing*'"),
+    (["timm:nothing*"], None, "no timm model matches 'timm:nothing*'"),
+    (["lenet"], ["le*"], "every model of 'lenet' is excluded by 'le*'"),
+])
+def test_empty_matches_are_usage_errors(models, exclude, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        expand(models, exclude)
+
+
+def test_globs_and_exclude_in_commands(invoke):
+    code, out, err = invoke("params", "tv:squeezenet*", "tv:mobilenet_v3_small", "--exclude", "*1_1", "-f", "json")
+    assert code == 0, err
+    assert [r["model"] for r in json.loads(out)] == ["tv:squeezenet1_0", "tv:mobilenet_v3_small"]
+    code, out, err = invoke("min-input", "lenet*", "-x", "*-bn*", "-x", "*bn", "-f", "json")
+    assert code == 0, err
+    assert [r["model"] for r in json.loads(out)] == [n for n in expand(["lenet*"]) if "bn" not in n]
+    code, out, err = invoke("list", "tv:squeezenet*", "lenet", "-f", "json")
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(out)] == ["lenet", "tv:squeezenet1_0", "tv:squeezenet1_1"]
+
+
+@pytest.mark.parametrize("args", [
+    ("params", "tv:nothing*"),
+    ("params", "lenet", "--exclude", "lenet"),
+    ("memory", "timm:nothing*"),
+    ("shapes", "tv:resnet1*", "-x", "*152"),
+    ("sweep", "tv:nothing*", "-o", "{tmp}/atlas"),
+])
+def test_glob_usage_errors_are_one_line(invoke, tmp_path, args):
+    code, out, err = invoke(*(a.format(tmp=tmp_path) for a in args))
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_api_expand():
+    assert ap.expand(["tv:resnet*"], exclude=["*50", "*1??"]) == ["tv:resnet18", "tv:resnet34"]
+
+
+# --- the sweep --------------------------------------------------------------------------------------
+
+BAD_MODELS = '''
+import time
+from torch import nn
+
+
+class Base(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+
+class Raises(Base):
+    def forward(self, x):
+        raise ValueError("this model always fails")
+
+
+class Sleeps(Base):
+    def forward(self, x):
+        time.sleep(10_000)
+
+
+class Hog(Base):
+    def forward(self, x):
+        self.kept = bytearray(64 << 30)
+        return self.conv(x)
+
+
+def raises():
+    return Raises()
+
+
+def sleeps():
+    return Sleeps()
+
+
+def hog():
+    return Hog()
+
+
+def crash():
+    import os
+    os._exit(3)
+'''
+
+
+def _cells(directory: Path) -> list[tuple]:
+    with sqlite3.connect(directory / "atlas.sqlite") as db:
+        return db.execute("SELECT spec, analysis, status, error FROM cells ORDER BY spec, analysis").fetchall()
+
+
+@pytest.mark.slow
+def test_failing_cells_are_recorded_and_the_sweep_goes_on(invoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.py").write_text(BAD_MODELS)
+    args = ["sweep", "lenet", "bad.py:raises", "bad.py:sleeps", "bad.py:hog", "bad.py:crash", "-o", "atlas",
+            "-j", "2", "--cell-timeout", "5", "--cell-memory", "1GiB", "--json"]
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    statuses = {c["model"]: (c["status"], c["error"]) for c in json.loads(out)["cells"]}
+    assert statuses["lenet"] == ("ok", None)
+    assert statuses["bad.py:raises"][0] == "error" and "this model always fails" in statuses["bad.py:raises"][1]
+    assert statuses["bad.py:sleeps"] == ("timeout", "ran past 5 s")
+    assert statuses["bad.py:hog"][0] == "oom" and "MemoryError" in statuses["bad.py:hog"][1]
+    assert statuses["bad.py:crash"] == ("crashed", "the worker exited with status 3")
+    assert len(_cells(tmp_path / "atlas")) == 5
+    assert "5 cells (5 computed, 0 from the store): 1 ok, 1 error, 1 timeout, 1 oom, 1 crashed" in err
+
+    # a rerun computes nothing, failures included; --retry-failed computes those again
+    code, out, err = invoke(*args[:-1], "-q")
+    assert code == 0 and out == "" and err == ""
+    code, out, err = invoke("sweep", "lenet", "bad.py:raises", "-o", "atlas", "--retry-failed", "--json")
+    assert code == 0, err
+    assert json.loads(out)["computed"] == 1 and json.loads(out)["cached"] == 1
+
+
+def test_a_rerun_computes_nothing_and_the_store_holds_results(tmp_path):
+    run = ap.sweep(["lenet", "alexnet-d2l"], tmp_path / "atlas", analyses=["params", "min-input"])
+    assert (run.computed, run.cached) == (4, 0)
+    assert [c.status for c in run.cells] == ["ok"] * 4
+    counts = run.cells[0].result
+    assert isinstance(counts, ap.ModelCounts) and counts == ap.count("lenet")
+    assert run.cells[1].result == ap.min_input("lenet")  # the same analysis, revived from JSON intact
+    again = ap.sweep(["lenet", "alexnet-d2l"], tmp_path / "atlas", analyses=["params", "min-input"])
+    assert (again.computed, again.cached) == (0, 4) and again.cells == run.cells
+    # other options are other cells
+    other = ap.sweep(["lenet"], tmp_path / "atlas", analyses=["params"], input_size="1x30x30")
+    assert other.computed == 1 and other.cells[0].result.input_shape == (1, 1, 30, 30)
+
+
+def test_library_glob_sweep_and_its_keys(tmp_path):
+    run = ap.sweep(["tv:squeezenet*", "tv:mobilenet_v3_small"], tmp_path / "atlas", jobs=2)
+    assert [c.model for c in run.cells] == ["tv:squeezenet1_0", "tv:squeezenet1_1", "tv:mobilenet_v3_small"]
+    assert [c.result.params for c in run.cells] == [1_248_424, 1_235_496, 2_542_856]  # torchvision's num_params
+    versions = dict(run.cells[0].versions)
+    assert set(versions) == {"torch", "torchvision", "timm"}
+    import torch
+
+    assert versions["torch"] == torch.__version__.split("+")[0] or versions["torch"] == torch.__version__
+
+
+def test_shards_split_the_cells_and_merge(tmp_path, invoke):
+    models, analyses = ["lenet", "alexnet-d2l", "nin-d2l", "vgg11-d2l"], ["params", "shapes"]
+    shards = [ap.sweep(models, tmp_path / f"s{i}", analyses=analyses, shard=f"{i}/3") for i in (1, 2, 3)]
+    keys = [{(c.model, c.analysis) for c in s.cells} for s in shards]
+    assert sum(map(len, keys)) == 8 and set.union(*keys) == {(m, a) for m in models for a in analyses}
+    code, _, err = invoke("sweep", "--merge", tmp_path / "s1", tmp_path / "s2", tmp_path / "s3", "-o", tmp_path / "all")
+    assert code == 0 and "8 cells copied" in err
+    merged = ap.sweep(models, tmp_path / "all", analyses=analyses)
+    assert (merged.computed, merged.cached) == (0, 8)
+    assert invoke("sweep", "--merge", tmp_path / "nothing", "-o", tmp_path / "all")[0] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["lenet", "-o", "{tmp}/a", "--shard", "4/3"], "--shard"),
+    (["lenet", "-o", "{tmp}/a", "--shard", "x"], "--shard"),
+    (["lenet", "-o", "{tmp}/a", "-a", "params,flops"], "unknown analysis flops"),
+    (["nonexistent-model", "-o", "{tmp}/a"], "unknown model"),
+    (["-o", "{tmp}/a"], "give the models"),
+    (["lenet"], "--output"),
+])
+def test_sweep_usage_errors(invoke, tmp_path, args, message):
+    code, out, err = invoke("sweep", *(a.format(tmp=tmp_path) for a in args))
+    assert code == 2 and out == "", err
+    assert message in err and err.count("\n") == 1
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+
+    code = ("import sys; from archprobe.cli import main\n"
+            "try:\n    main(['sweep', '--help'])\nexcept SystemExit: pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_keeps_its_cells_and_resumes(tmp_path):
+    import os
+    import sqlite3 as sql
+
+    from processes import interrupt_when_ready
+
+    (tmp_path / "slow.py").write_text(textwrap.dedent("""
+        import time
+        from torch import nn
+        def build():
+            time.sleep(60)
+            return nn.Conv2d(3, 4, 3)
+    """))
+    store = tmp_path / "atlas" / "atlas.sqlite"
+
+    def one_cell_stored() -> bool:
+        try:
+            with sql.connect(store) as db:
+                return db.execute("SELECT COUNT(*) FROM cells").fetchone()[0] >= 1
+        except sql.Error:
+            return False
+
+    command = [sys.executable, "-m", "archprobe", "sweep", "lenet", "slow.py:build", "-o", "atlas"]
+    code, out, err = interrupt_when_ready(command, one_cell_stored, env=dict(os.environ), cwd=tmp_path)
+    assert code == 130 and "interrupted after 1 of 2 cells" in err and "Traceback" not in err
+    assert _cells(tmp_path / "atlas") == [("lenet", "params", "ok", None)]

@@ -2,8 +2,11 @@
 process group, the collectives of the timing rule, and how a failure reaches rank 0.
 
 A rank learns its place from the variables torch.distributed's launchers set (``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``GROUP_WORLD_SIZE``, ``MASTER_ADDR``,
-``MASTER_PORT``): archprobe's own local launch and ``torchrun`` set the same ones.
+``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``GROUP_WORLD_SIZE``) and where the group
+meets: ``torchrun``'s TCP store at ``MASTER_ADDR:MASTER_PORT``, or, for archprobe's own local
+launch, a file store at :data:`FILE_STORE_VARIABLE` (torch's TCP store looks up the host name of
+every address it connects to, which sends DNS queries for 127.0.0.1; a file store uses no
+socket), with gloo bound to the loopback interface.
 
 CPU ranks talk through gloo, with the physical cores of a node split between its ranks; CUDA
 ranks through NCCL, one GPU per rank (``cuda:LOCAL_RANK``).
@@ -33,7 +36,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 DEFAULT_TIMEOUT_S = 300.0  # the process-group timeout: the longest a rank waits for its peers
-LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+TCP_STORE_VARIABLES = ("MASTER_ADDR", "MASTER_PORT")  # torchrun's rendezvous
+FILE_STORE_VARIABLE = "ARCHPROBE_FILE_STORE"  # the file store of a local launch
+LAUNCH_VARIABLES = (*RANK_VARIABLES, *TCP_STORE_VARIABLES, FILE_STORE_VARIABLE)
+# Where the transports pick their network interface: the loopback one for local ranks.
+INTERFACE_VARIABLES = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
 FAILURE_KEY = "archprobe/failed/"  # + rank: the one-line message of a rank's own failure
 PEER_GRACE_S = 1.0  # a rank failing because a peer failed waits this long, so the first one is named
 
@@ -52,7 +60,8 @@ class RankInfo:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "RankInfo":
         """Read the launcher's variables; a ``UsageError`` where they are missing (not launched)."""
         env = os.environ if environ is None else environ
-        missing = [name for name in LAUNCH_VARIABLES if name not in env]
+        needed = RANK_VARIABLES + (() if FILE_STORE_VARIABLE in env else TCP_STORE_VARIABLES)
+        missing = [name for name in needed if name not in env]
         if missing:
             raise UsageError(f"no process group to join: {', '.join(missing)} not set (start archprobe under "
                              "torchrun, which sets them)", param="distributed")
@@ -61,6 +70,48 @@ class RankInfo:
         nnodes = int(env.get("GROUP_WORLD_SIZE", max(1, world_size // max(1, local_world_size))))
         return cls(rank=int(env["RANK"]), world_size=world_size, local_rank=int(env["LOCAL_RANK"]),
                    local_world_size=local_world_size, nnodes=nnodes)
+
+
+def loopback_interface() -> str | None:
+    """The name of the loopback network interface (``lo`` on Linux, ``lo0`` on macOS), if any."""
+    import socket
+
+    with contextlib.suppress(OSError):
+        names = {name for _, name in socket.if_nameindex()}
+        return next((name for name in ("lo", "lo0") if name in names), None)
+    return None
+
+
+def loopback_problem(timeout_s: float = 2.0) -> str | None:
+    """Why local ranks could not talk over the loopback interface (``None``: they can): a
+    connection to a listening socket on 127.0.0.1 must go through. Without it gloo fails only
+    after a stack of C++ frames, or waits for its timeout."""
+    import socket
+
+    name = loopback_interface() or "lo"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            with socket.create_connection(server.getsockname(), timeout=timeout_s):
+                pass
+    except OSError as exc:
+        return (f"the loopback interface is not usable ({exc.strerror or exc}): local ranks talk over 127.0.0.1;"
+                f" bring {name} up (ip link set {name} up)")
+    return None
+
+
+def local_rank_environments(nproc: int, store_path: str, run_id: str) -> dict[int, dict[str, str]]:
+    """The variables of each of ``nproc`` ranks on this machine alone (the launcher's names):
+    they meet at the file store ``store_path``, and gloo and NCCL keep to the loopback interface
+    unless the user named another."""
+    shared = {"WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_WORLD_SIZE": "1", "GROUP_RANK": "0",
+              "TORCHELASTIC_RUN_ID": run_id, FILE_STORE_VARIABLE: store_path}
+    loopback = loopback_interface()
+    if loopback is not None:
+        shared.update({name: loopback for name in INTERFACE_VARIABLES if name not in os.environ})
+    return {rank: {**shared, "RANK": str(rank), "LOCAL_RANK": str(rank), "ROLE_RANK": str(rank)}
+            for rank in range(nproc)}
 
 
 def backend_for(device_kind: str) -> str:
@@ -134,7 +185,8 @@ def writes_output(joined: bool) -> bool:
 
 
 def join_group(backend: str, device: str, timeout_s: float) -> None:
-    """Join the default process group (``env://``: the launcher's rendezvous) from ``device``.
+    """Join the default process group from ``device``: at the local launch's file store, else
+    ``env://`` (torchrun's TCP store).
 
     ``timeout_s`` bounds every collective: a rank waiting longer for its peers raises.
     """
@@ -142,6 +194,10 @@ def join_group(backend: str, device: str, timeout_s: float) -> None:
     import torch.distributed as dist
 
     kwargs: dict[str, Any] = {}
+    if FILE_STORE_VARIABLE in os.environ:  # a local launch: no rendezvous over TCP
+        store = _store(timeout_s)
+        store.set_timeout(timedelta(seconds=timeout_s))
+        kwargs.update(store=store, rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -149,11 +205,23 @@ def join_group(backend: str, device: str, timeout_s: float) -> None:
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s), **kwargs)
 
 
+GLOO_DRAIN_S = 0.1  # how long gloo's worker threads get to free the last collective's tensors
+
+
 def leave_group() -> None:
     """Destroy the default process group. Only after a clean run: after a failure the process
-    ends and takes the group along (tearing down a broken NCCL communicator can block)."""
+    ends and takes the group along (tearing down a broken NCCL communicator can block).
+
+    Before torch 2.8, gloo's group is destroyed holding the GIL while it joins its worker
+    threads, and a worker still freeing the last collective's tensors needs the GIL: both wait
+    for ever (pytorch#154976; seen on torch 2.5.1). A barrier, then a short sleep with the GIL
+    released, lets the workers finish first.
+    """
     import torch.distributed as dist
 
+    if dist.get_backend() == "gloo":
+        dist.barrier()
+        time.sleep(GLOO_DRAIN_S)
     dist.destroy_process_group()
 
 
@@ -259,18 +327,28 @@ def tidy_message(text: str) -> str:
     return re.sub(r"\[[^\]]*/gloo/[^\]]*\]\s*", "", text)
 
 
-def _failure_store(timeout_s: float):
+_FILE_STORES: dict[str, Any] = {}  # one per path and process: the group and the failures share it
+
+
+def _store(timeout_s: float):
+    """The launch's store: the local launch's file store, else a client of torchrun's TCP store."""
     import torch.distributed as dist
 
-    return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                         timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
+    path = os.environ.get(FILE_STORE_VARIABLE)
+    if path is None:
+        return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                             timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
+    if path not in _FILE_STORES:  # -1: no rank deletes the file (the launch removes it)
+        _FILE_STORES[path] = store = dist.FileStore(path, -1)
+        store.set_timeout(timedelta(seconds=timeout_s))  # the first use's: the group's, when it is joined
+    return _FILE_STORES[path]
 
 
 def publish_failure(rank: int, message: str, timeout_s: float = 5.0) -> None:
     """Leave this rank's own failure in the launcher's store, where rank 0 finds it when its
     collectives fail in turn (best effort: a store that cannot be reached is skipped)."""
     try:
-        _failure_store(timeout_s).set(f"{FAILURE_KEY}{rank}", message)
+        _store(timeout_s).set(f"{FAILURE_KEY}{rank}", message)
     except Exception:  # noqa: BLE001 - the failure itself is reported by the process's exit
         pass
 
@@ -279,7 +357,7 @@ def published_failure(world_size: int, wait_s: float, clock: Clock = time.monoto
     """The lowest rank that published its own failure, with the message; ``None`` if none did
     within ``wait_s`` seconds."""
     try:
-        store = _failure_store(max(1.0, wait_s))
+        store = _store(max(1.0, wait_s))
     except Exception:  # noqa: BLE001
         return None
     keys = [f"{FAILURE_KEY}{rank}" for rank in range(world_size)]

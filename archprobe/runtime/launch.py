@@ -1,13 +1,13 @@
-"""Local ranks through torch.distributed's elastic launcher (the API torchrun uses), for every
+"""Local ranks through torch.distributed's elastic processes (what torchrun's agent starts), for every
 data-parallel runner: throughput (:mod:`archprobe.bench.distributed`) and training
 (:mod:`archprobe.training.distributed`).
 
 :func:`launch_local` starts ``nproc`` ranks on this machine, each calling one module-level
 entrypoint with one picklable job, and returns what every rank returned. Ranks are forked from a
 fork server that has imported torch and the entrypoint's module once (a launch then costs about
-a second instead of several); the rendezvous is on the loopback interface at a port the system
-picks; the ranks' output goes to log files that are removed afterwards. A rank that raises or
-dies becomes a :class:`RankFailure` naming it (the launcher stops the others within
+a second instead of several); the ranks meet at a file store in a temporary directory and talk
+over the loopback interface (no socket leaves it, no name is looked up); the ranks' output goes to log files that are removed afterwards. A rank that raises or
+dies becomes a :class:`RankFailure` naming it (the others are stopped within
 :data:`SHUTDOWN_TIMEOUT_S`); Ctrl-C (or SIGTERM) stops every rank and raises
 ``KeyboardInterrupt``.
 """
@@ -15,7 +15,6 @@ dies becomes a :class:`RankFailure` naming it (the launcher stops the others wit
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -24,7 +23,7 @@ import uuid
 from typing import Any, Callable, Iterator
 
 from archprobe.errors import Interrupted
-from archprobe.runtime.distributed import tidy_message
+from archprobe.runtime.distributed import local_rank_environments, loopback_problem, tidy_message
 
 MONITOR_INTERVAL_S = 0.1  # how often the launcher looks at its ranks
 SHUTDOWN_TIMEOUT_S = 5  # the launcher's grace between SIGTERM (or SIGINT) and SIGKILL
@@ -35,10 +34,10 @@ FORKSERVER_PRELOAD = ("torch", "torch._dynamo")
 
 
 class RankFailure(Exception):
-    """A rank of a local launch raised or died."""
+    """A rank of a local launch raised or died (``rank`` ``None``: the ranks could not start)."""
 
-    def __init__(self, rank: int, message: str):
-        super().__init__(f"rank {rank}: {message}")
+    def __init__(self, rank: int | None, message: str):
+        super().__init__(message if rank is None else f"rank {rank}: {message}")
         self.rank = rank
         self.message = message
 
@@ -101,27 +100,35 @@ def launch_local(entrypoint: Callable[[Any], Any], job: Any, nproc: int) -> dict
     """Run ``entrypoint(job)`` on ``nproc`` local ranks; returns each rank's return value by rank.
 
     ``entrypoint`` must be a module-level function (the ranks look it up by name) and ``job``
-    picklable. Raises :class:`RankFailure` for the first rank that failed and
-    ``KeyboardInterrupt`` on Ctrl-C or SIGTERM, after every rank has been stopped.
+    picklable. The ranks are torch.distributed.elastic's processes (``start_processes``, what
+    torchrun's agent starts) without the agent's rendezvous: they meet at a file store and talk
+    over the loopback interface, so nothing is looked up or sent past this machine. Raises
+    :class:`RankFailure` for the first rank that failed (or, with no rank named, where the
+    loopback interface cannot carry a connection) and ``KeyboardInterrupt`` on Ctrl-C or
+    SIGTERM, after every rank has been stopped.
     """
-    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std, start_processes
 
-    with tempfile.TemporaryDirectory(prefix="archprobe-ranks-") as logs, _launcher_scope():
-        settings = dict(
-            min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"archprobe-{uuid.uuid4().hex[:12]}",
-            rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", local_addr="127.0.0.1", max_restarts=0,
-            monitor_interval=MONITOR_INTERVAL_S, start_method=start_method((entrypoint.__module__,)),
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S, logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=Std.ALL),
+    problem = loopback_problem()
+    if problem is not None:  # gloo would fail only after its C++ frames, or its timeout
+        raise RankFailure(None, problem)
+    run_id = f"archprobe-{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory(prefix="archprobe-ranks-") as scratch, _launcher_scope():
+        envs = local_rank_environments(nproc, os.path.join(scratch, "store"), run_id)
+        context = start_processes(
+            name=run_id, entrypoint=entrypoint, args={rank: (job,) for rank in range(nproc)}, envs=envs,
+            logs_specs=DefaultLogsSpecs(log_dir=os.path.join(scratch, "logs"), redirects=Std.ALL),
+            start_method=start_method((entrypoint.__module__,)),
         )
-        # ``shutdown_timeout`` arrived after torch 2.5, whose launcher waits its own 30 s instead
-        known = {f.name for f in dataclasses.fields(LaunchConfig)}
-        config = LaunchConfig(**{k: v for k, v in settings.items() if k in known})
+        stop_with = None  # the launcher's default signal (SIGTERM)
         try:
-            return elastic_launch(config, entrypoint)(job)
-        except ChildFailedError as exc:
-            rank, failure = exc.get_first_failure()
-            raise RankFailure(rank, failure_message(failure)) from None
+            result = context.wait(period=MONITOR_INTERVAL_S)  # until every rank ended, or one failed
         except SignalException as exc:
+            stop_with = exc.sigval
             raise Interrupted(exc.sigval) from None  # "interrupted" or "terminated", as in one process
+        finally:
+            context.close(stop_with, timeout=SHUTDOWN_TIMEOUT_S)  # stops the ranks still running
+        if result.is_failed():
+            rank, failure = min(result.failures.items(), key=lambda item: item[1].timestamp)
+            raise RankFailure(rank, failure_message(failure))
+        return result.return_values

@@ -347,6 +347,11 @@ class Ceiling:
     flops_per_sec: float
     shape: str  # the GEMM or convolution that set it, e.g. "mm 2048x2048x2048"
     precision: str  # the dtype, or "tf32" for float32 on CUDA when cuDNN convolutions use TF32
+    # --- how steady its measurement was (None: not measured)
+    spread: float | None = None  # IQR / median of the calls of the shape that set it
+    samples: int | None = None  # timed calls of that shape
+    other_cpu_cores: float | None = None  # cores other processes kept busy while it was measured
+    cpu_steal: float | None = None  # share of CPU time the hypervisor stole meanwhile
 
 
 @dataclass(frozen=True)
@@ -364,9 +369,16 @@ class ThroughputResult:
     the device's measured matmul-class ceiling; it is ``None`` (with the ``ceiling_low`` warning)
     where the row beat the ceiling, which then cannot be the device's best.
 
-    ``warnings`` are codes: ``spread`` (IQR above 10% of the median), ``busy`` (other processes
-    kept ``other_cpu_cores`` busy), ``steal`` (the hypervisor took ``cpu_steal`` of the CPU time),
-    ``ceiling_low`` (see above).
+    ``warnings`` are codes (decided by ``archprobe.runtime.load.machine_warnings``, the same for
+    every measurement): ``spread`` (IQR above 10% of the median), ``busy`` (other processes
+    kept ``other_cpu_cores`` busy, more than 0.25 cores), ``steal`` (the hypervisor took
+    ``cpu_steal``, more than 5%, of the CPU time), ``ceiling_low`` (see above); and the same three
+    of the ceiling's own measurement behind ``utilisation`` (``ceiling_spread``, ``ceiling_busy``,
+    ``ceiling_steal``, from the ``ceiling_*`` fields: its figure, and so Util., is then
+    uncertain). A data-parallel row also carries those of its single-process baseline
+    (``baseline_spread``, ``baseline_busy``, ``baseline_steal``: ``scaling_efficiency`` is then
+    uncertain); its ``other_cpu_cores`` and ``cpu_steal`` are the busiest host's while the ranks
+    ran, with every rank's own CPU time (``process_cpu_cores``, summed) left out.
 
     Data-parallel rows (``world_size`` set; ``archprobe.bench.distributed``): ``batch_size`` is
     per rank and ``global_batch_size`` = batch_size x world_size; a step's time is the slowest
@@ -404,6 +416,10 @@ class ThroughputResult:
     ceiling_flops_per_sec: float | None = None
     ceiling_shape: str | None = None  # the GEMM or convolution that set the ceiling
     ceiling_precision: str | None = None  # the dtype, "tf32" for float32 on CUDA
+    ceiling_spread: float | None = None  # IQR / median of the ceiling's own timed calls
+    ceiling_samples: int | None = None
+    ceiling_other_cpu_cores: float | None = None  # cores other processes kept busy while it was measured
+    ceiling_cpu_steal: float | None = None
     # --- memory
     peak_cuda_allocated_bytes: int | None = None
     peak_cuda_reserved_bytes: int | None = None
@@ -493,6 +509,12 @@ class EpochRow:
     excluded); ``epoch_seconds``: the whole epoch, evaluation included. ``world_size``: the
     data-parallel ranks that trained the epoch (None: one process); the figures are then over
     every rank's examples and ``train_seconds`` is the slowest rank's.
+
+    The machine while the training batches ran, sampled as around a throughput row:
+    ``other_cpu_cores`` (cores other processes kept busy; with ranks, the busiest host's, every
+    rank's own time left out), ``process_cpu_cores`` (this process's, or all ranks'),
+    ``cpu_steal``; ``warnings`` holds ``busy`` and ``steal`` where they pass the thresholds
+    throughput rows use (``examples_per_sec`` is then likely low).
     """
 
     model: str
@@ -507,6 +529,10 @@ class EpochRow:
     train_seconds: float
     train_examples: int
     world_size: int | None = None  # the data-parallel ranks that trained it (None: one process)
+    other_cpu_cores: float | None = None
+    process_cpu_cores: float | None = None
+    cpu_steal: float | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -520,6 +546,7 @@ class TrainRun:
     ``loss ..., train acc ...``); ``train_seconds`` sums the epochs' training time and ``examples_per_sec`` is all
     training examples over it. ``macs``: multiply-accumulates of one example's forward pass at
     ``input_shape``. ``speedup``: CUDA over CPU examples/sec for the same model and recipe.
+    ``warnings``: every code its epochs carry (see :class:`EpochRow`), in order.
 
     Data-parallel runs (``world_size`` set; :mod:`archprobe.training.distributed`): the recipe's
     ``batch_size`` is per rank and ``global_batch_size`` = batch_size x world_size; each rank
@@ -554,6 +581,7 @@ class TrainRun:
     environment: Environment | None = None
     error: str | None = None
     notes: tuple[Note, ...] = ()
+    warnings: tuple[str, ...] = ()
     # --- data-parallel runs (torch.distributed)
     world_size: int | None = None
     global_batch_size: int | None = None

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -153,6 +154,59 @@ def test_row_arithmetic_examples_efficiency_and_utilisation():
     assert (failed.status, failed.error, failed.examples_per_sec, failed.scaling_efficiency) == \
         ("error", "rank 1: ValueError: bad", None, None)
     assert failed.world_size == 2 and failed.single_process_examples_per_sec == 1000.0
+
+
+def test_a_busy_machine_the_baseline_and_the_ceiling_flag_a_data_parallel_row():
+    config = ThroughputConfig(mode="train", batch_size=8, threads=1)
+    baseline = ThroughputResult("tiny", "cpu", "train", 8, "float32", "ok", examples_per_sec=1000.0,
+                                matmul_flops_per_iter=1_000_000, ceiling_flops_per_sec=1e9,
+                                ceiling_shape="mm 512x512x512", ceiling_precision="float32")
+    probe = Probe.build(tiny_spec())
+    steady = (0.010, 0.0101, 0.0102, 0.0101)  # no spread
+    quiet = bd.distributed_row(probe, "cpu", config, FAKE_ENV,
+                               timing(step_max_s=steady, other_cpu_cores=0.1, process_cpu_cores=1.9, cpu_steal=0.0),
+                               baseline, world_size=2, nproc_per_node=2, nnodes=1)
+    assert quiet.warnings == () and quiet.other_cpu_cores == 0.1
+    # the same mechanism as a single-process row: other processes' cores, steal, the ceiling's
+    # own measurement and (what Scaling eff. divides by) the baseline's warnings
+    busy_baseline = replace(baseline, warnings=("busy",), ceiling_spread=0.4, ceiling_samples=3,
+                            ceiling_other_cpu_cores=0.0)
+    row = bd.distributed_row(probe, "cpu", config, FAKE_ENV,
+                             timing(step_max_s=steady, other_cpu_cores=1.2, process_cpu_cores=1.9, cpu_steal=0.08),
+                             busy_baseline,
+                             world_size=2, nproc_per_node=2, nnodes=1)
+    assert row.warnings == ("busy", "steal", "ceiling_spread", "baseline_busy")
+    assert (row.other_cpu_cores, row.process_cpu_cores, row.cpu_steal) == (1.2, 1.9, 0.08)
+    assert (row.ceiling_spread, row.ceiling_samples) == (0.4, 3)
+    notes = throughput_notes([row])
+    assert "warning: tiny cpu train b=8 x2: other processes kept 1.20 cores busy while it ran (its 2 ranks used" \
+           " 1.90); the figure is likely low, measure again on a quiet machine" in notes
+    assert any(n.startswith("warning: tiny cpu train b=8 x2: the hypervisor stole 8%") for n in notes)
+    assert any("1-process baseline was flagged too (busy machine)" in n for n in notes)
+    assert any(n.startswith("warning: the cpu x2 (2 ranks of cpu, 1 thread) float32 ceiling behind Util. is "
+                            "unsteady: its calls spread widely (IQR 40%") for n in notes)
+    record = json.loads(render([row], "json"))[0]
+    assert record["warnings"] == ["busy", "steal", "ceiling_spread", "baseline_busy"]
+    assert record["other_cpu_cores"] == 1.2
+    assert "busy;steal;ceiling_spread;baseline_busy" in render([row], "csv")
+
+
+def test_every_rank_s_load_window_reaches_the_row(one_rank_group, monkeypatch):
+    from archprobe.runtime.load import CpuSample
+
+    ticks = iter(range(100))
+
+    def busy_sample():  # each sample a second later: this rank used 1 core, the machine 3.5
+        t = next(ticks)
+        return CpuSample(float(t), 1.0 * t, 3.5 * t, 0.0, 16.0 * t, load_average=4.0)
+
+    monkeypatch.setattr(bd, "sample", busy_sample)
+    config = ThroughputConfig(mode="eval", batch_size=2, warmup=1, warmup_time=0.0, min_iters=3, min_time=0.0)
+    got = bd.time_in_group(tiny_spec(), config, "cpu", one_rank_group)
+    assert (got.other_cpu_cores, got.process_cpu_cores, got.load_average) == (2.5, 1.0, 4.0)
+    row = bd.distributed_row(Probe.build(tiny_spec()), "cpu", config, FAKE_ENV, got, None, world_size=1,
+                             nproc_per_node=1, nnodes=1)
+    assert "busy" in row.warnings
 
 
 def test_single_process_rows_keep_their_columns():
@@ -396,6 +450,8 @@ def test_two_ranks_of_lenet_training(invoke):
     assert row["single_process_examples_per_sec"] > 0
     assert row["scaling_efficiency"] == pytest.approx(
         row["examples_per_sec"] / (2 * row["single_process_examples_per_sec"]))
+    # the machine while the ranks ran: both ranks' own time left out of "other processes"
+    assert row["other_cpu_cores"] is not None and row["process_cpu_cores"] > 0.5
 
 
 @pytest.mark.slow

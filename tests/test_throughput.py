@@ -286,22 +286,151 @@ def test_busy_machine_is_flagged_in_the_row():
     assert tp.row_warnings({**quiet, "cpu_steal": 0.2, "spread": 0.3}) == ("spread", "steal")
 
 
+def test_the_codes_are_decided_once_for_every_measurement():
+    from archprobe.runtime.load import BUSY_CORES, SPREAD_WARNING, STEAL_WARNING, machine_warnings
+
+    assert machine_warnings() == ()  # nothing measured, nothing flagged
+    assert machine_warnings(spread=SPREAD_WARNING, other_cores=BUSY_CORES, steal=STEAL_WARNING) == ()
+    assert machine_warnings(spread=0.11, other_cores=0.26, steal=0.06) == ("spread", "busy", "steal")
+    # a row's ceiling is judged by the same rule, its codes prefixed; none without a ceiling
+    unsteady = {"ceiling_spread": 0.3, "ceiling_other_cpu_cores": 1.0, "ceiling_cpu_steal": 0.0}
+    assert tp.row_warnings(unsteady) == ()
+    assert tp.row_warnings({**unsteady, "ceiling_flops_per_sec": 1e9}) == ("ceiling_spread", "ceiling_busy")
+
+
+def _fake_load(other_cores: float, process_cores: float = 1.0, steal: float = 0.0):
+    from archprobe.runtime.load import Load
+
+    return lambda start, end: Load(other_cores=other_cores, process_cores=process_cores, steal_share=steal,
+                                   load_average=3.0)
+
+
+def test_a_busy_sample_flags_the_row_and_its_notes(monkeypatch):
+    monkeypatch.setattr(tp, "load_between", _fake_load(1.5, 0.98))
+    (r,) = sweep([tiny_spec()], ["cpu"], ["eval"], [2], ThroughputConfig(**FAST))
+    assert r.ok and "busy" in r.warnings and r.other_cpu_cores == 1.5
+    assert any("other processes kept 1.50 cores busy while it ran (this process used 0.98)" in n
+               for n in throughput_notes([r]))
+    assert "busy" in json.loads(render([r], "json"))[0]["warnings"]
+
+
+def unsteady_ceiling(**overrides) -> Ceiling:
+    values = dict(spread=0.3, samples=3, other_cpu_cores=1.2, cpu_steal=0.0)
+    return Ceiling(1e10, "mm 64x64x64", "float32", **{**values, **overrides})
+
+
+def test_an_unsteady_ceiling_flags_every_row_that_uses_it():
+    runner = ThroughputRunner(ceiling_fn=lambda *_: unsteady_ceiling(), macs_fn=lambda p: 500 * p.batch_size)
+    rows = list(sweep([tiny_spec()], ["cpu"], ["eval", "train"], [2], ThroughputConfig(**{**FAST, "utilisation": True}),
+                      runner=runner))
+    for r in rows:
+        assert r.utilisation is not None and 0 < r.utilisation <= 1
+        assert {"ceiling_spread", "ceiling_busy"} <= set(r.warnings) and "ceiling_steal" not in r.warnings
+        assert (r.ceiling_spread, r.ceiling_samples, r.ceiling_other_cpu_cores) == (0.3, 3, 1.2)
+    notes = throughput_notes(rows)
+    flagged = [n for n in notes if "ceiling behind Util. is unsteady" in n]
+    assert len(flagged) == 1  # one ceiling, said once
+    assert "IQR 30% of the median over 3 calls" in flagged[0] and "kept 1.20 cores busy" in flagged[0]
+    assert "Util. is uncertain (likely too high" in flagged[0]
+    # machine-readable: the codes and the ceiling's own figures
+    record = json.loads(render(rows, "json"))[0]
+    assert "ceiling_busy" in record["warnings"] and record["ceiling_spread"] == 0.3
+    header, first = list(csv.reader(render(rows, "csv").splitlines()))[:2]
+    assert "ceiling_spread;ceiling_busy" in first[header.index("warnings")]
+    assert first[header.index("ceiling_other_cpu_cores")] == "1.2"
+
+    steady = ThroughputRunner(ceiling_fn=lambda *_: unsteady_ceiling(spread=0.01, other_cpu_cores=0.0),
+                              macs_fn=lambda p: 500 * p.batch_size)
+    (r,) = sweep([tiny_spec()], ["cpu"], ["eval"], [2], ThroughputConfig(**{**FAST, "utilisation": True}),
+                 runner=steady)
+    assert not any(code.startswith("ceiling_") for code in r.warnings)
+    assert not any("unsteady" in n for n in throughput_notes([r]))
+
+
+def test_the_ceiling_records_its_spread_and_the_load_while_it_was_measured(monkeypatch):
+    from archprobe.bench import ceiling as bc
+
+    quiet = measure_ceiling("cpu", "float32", 1, quick=True)
+    assert quiet.samples >= 3 and quiet.spread is not None and quiet.spread >= 0
+    monkeypatch.setattr(bc, "load_between", _fake_load(2.0, 1.0, steal=0.1))
+    busy = measure_ceiling("cpu", "float32", 1, quick=True)
+    assert (busy.other_cpu_cores, busy.cpu_steal) == (2.0, 0.1)
+    runner = ThroughputRunner(ceiling_fn=lambda *_: busy, macs_fn=lambda p: 10)
+    (r,) = sweep([tiny_spec()], ["cpu"], ["eval"], [2], ThroughputConfig(**{**FAST, "utilisation": True}),
+                 runner=runner)
+    assert {"ceiling_busy", "ceiling_steal"} <= set(r.warnings)
+
+
+def test_group_load_leaves_every_rank_of_a_host_out():
+    from archprobe.runtime.load import CpuSample, group_load, load_between
+
+    def pair(busy, own, steal=0.0, wall=1.0):
+        return (CpuSample(0.0, 0.0, 0.0, 0.0, 0.0),
+                CpuSample(wall, own, busy, steal, 2.0 * wall, load_average=1.0))
+
+    # two ranks on one host: the host's CPUs did 3.0 s in 1 s, the ranks 1.0 + 0.9 of it
+    a, b = pair(3.0, 1.0), pair(3.0, 0.9)
+    load = group_load([("h", *a), ("h", *b)])
+    assert load.other_cores == pytest.approx(1.1) and load.process_cores == pytest.approx(1.9)
+    assert load.load_average == 1.0  # at the end of the first window
+    # one rank alone would count the other as "another process"
+    assert load_between(*a).other_cores == pytest.approx(2.0)
+    # two hosts: the busiest host's figures, every rank's own cores
+    load = group_load([("h", *a), ("h", *b), ("g", *pair(1.0, 1.0, steal=0.2))])
+    assert load.other_cores == pytest.approx(1.1) and load.steal_share == pytest.approx(0.1)
+    assert load.process_cores == pytest.approx(2.9)
+    # where /proc/stat cannot be read: no figures, no codes
+    blind = CpuSample(0.0, 0.0, None, None, None), CpuSample(1.0, 0.5, None, None, None)
+    assert group_load([("h", *blind)]).other_cores is None
+
+
+SPIN = "import time\nt = time.time()\nwhile time.time() - t < 3: pass"
+
+
 def test_load_sampling_sees_another_busy_process():
+    import contextlib
+    import os
+    import signal
     import subprocess
     import sys
 
     from archprobe.runtime.load import load_between, sample
 
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
+    # started by a process that ends at once, so the spinner is not this process's descendant
+    start_detached = ("import subprocess, sys\n"
+                      f"print(subprocess.Popen([sys.executable, '-c', {SPIN!r}], stdout=subprocess.DEVNULL,"
+                      " stderr=subprocess.DEVNULL).pid)")
+    starter = subprocess.run([sys.executable, "-c", start_detached], capture_output=True, text=True, check=True)
+    spinner = int(starter.stdout)
     try:
         time.sleep(0.3)
         start = sample()
         time.sleep(1.0)
         load = load_between(start, sample())
     finally:
-        spinner.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(spinner, signal.SIGKILL)
     assert load.other_cores is not None and load.other_cores > 0.5
     assert load.process_cores < 0.2  # this process slept
+
+
+def test_load_sampling_counts_a_live_child_as_this_run():
+    # DataLoader workers and compile workers run while the row does: their CPU time is the run's
+    import subprocess
+    import sys
+
+    from archprobe.runtime.load import load_between, sample
+
+    child = subprocess.Popen([sys.executable, "-c", SPIN])
+    try:
+        time.sleep(0.3)
+        start = sample()
+        time.sleep(1.0)
+        load = load_between(start, sample())
+    finally:
+        child.kill()
+        child.wait()
+    assert load.process_cores > 0.3  # the spinner's share of a core, however busy the machine
 
 
 def test_load_sampling_counts_a_finished_child_as_this_run():

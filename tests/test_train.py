@@ -423,6 +423,72 @@ def test_json_schema_and_comparison_table(invoke):
     assert [line.split()[0] for line in out.splitlines()[2:4]] == ["lenet", tiny_net]
 
 
+class BusyEvery:
+    """``runtime.load.sample`` for the training runner: every other epoch (``busy_epochs``) the
+    machine did 2.5 cores of other work beside this process's one core, the others nothing."""
+
+    def __init__(self, busy_epochs=(2,)):
+        self.calls, self.busy_epochs = 0, set(busy_epochs)
+        self.t = self.own = self.busy = 0.0
+
+    def __call__(self):
+        from archprobe.runtime.load import CpuSample
+
+        epoch = self.calls // 2 + 1
+        if self.calls % 2:  # the end of an epoch's batches: one second later
+            self.t, self.own = self.t + 1.0, self.own + 1.0
+            self.busy += 1.0 + (2.5 if epoch in self.busy_epochs else 0.0)
+        self.calls += 1
+        return CpuSample(self.t, self.own, self.busy, 0.0, 16.0 * self.t, load_average=3.0)
+
+
+def test_a_busy_sample_flags_the_epoch_the_run_and_the_outputs(invoke, monkeypatch, tmp_path):
+    from archprobe.training import runner as training_runner
+
+    monkeypatch.setattr(training_runner, "sample", BusyEvery(busy_epochs=(2,)))
+    code, out, err = invoke("train", "lenet", "--dataset", "fake", "-d", "cpu", "--epochs", "3", *QUICK,
+                            "-o", tmp_path / "run")
+    assert code == 0, err
+    # the live epoch line, the comparison table's Warnings column and the note under it
+    assert "epoch 1/3" in err and "epoch 2/3" in err
+    line = next(l for l in err.splitlines() if "epoch 2/3" in l)
+    assert line.endswith("; warning: other processes kept 2.50 cores busy (this process used 1.00)")
+    assert "warning" not in next(l for l in err.splitlines() if "epoch 1/3" in l)
+    header = out.splitlines()[0].split()
+    assert header[-1] == "Warnings" and out.splitlines()[2].split()[-1] == "busy"
+    assert ("warning: lenet on cpu: other processes kept up to 2.50 cores busy while epoch 2 trained (this process"
+            " used 1.00); its examples/s are likely low, measure again on a quiet machine") in out
+    # machine-readable: train.json, train.csv
+    (record,) = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert record["warnings"] == ["busy"] and [e["warnings"] for e in record["epochs"]] == [[], ["busy"], []]
+    assert record["epochs"][1]["other_cpu_cores"] == pytest.approx(2.5)
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "run" / "train.csv", encoding="utf-8")))
+    assert [r["warnings"] for r in rows] == ["", "busy", ""] and float(rows[1]["other_cpu_cores"]) == 2.5
+
+    monkeypatch.setattr(training_runner, "sample", BusyEvery(busy_epochs=()))
+    (run,) = api.train("lenet", epochs=2, **SMALL)
+    assert run.warnings == () and all(e.warnings == () and e.other_cpu_cores == 0.0 for e in run.epochs)
+
+
+def test_a_train_csv_of_the_previous_columns_is_resumed_in_them(tmp_path):
+    from archprobe.training.outputs import EPOCH_FIELDS, PREVIOUS_EPOCH_FIELDS
+
+    (first,) = api.train("lenet", epochs=1, output=tmp_path, **SMALL)
+    csv_path = tmp_path / "train.csv"
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == ",".join(EPOCH_FIELDS)
+    # as written before the epochs carried the load: the same first columns, no more
+    old = [",".join(PREVIOUS_EPOCH_FIELDS)] + [",".join(l.split(",")[:len(PREVIOUS_EPOCH_FIELDS)]) for l in lines[1:]]
+    csv_path.write_text("\n".join(old) + "\n")
+    (run,) = api.train("lenet", epochs=2, output=tmp_path, resume=True, **SMALL)
+    assert run.ok and run.epochs_done == 2
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == ",".join(PREVIOUS_EPOCH_FIELDS) and len(lines) == 3
+    assert all(len(l.split(",")) == len(PREVIOUS_EPOCH_FIELDS) for l in lines)
+
+
 def test_show_recipe_for_every_zoo_model(invoke):
     code, out, _ = invoke("train", "*", "--show-recipe", "-f", "json")
     assert code == 0

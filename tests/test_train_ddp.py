@@ -208,6 +208,31 @@ def test_one_rank_in_this_process_trains_on_its_share(one_rank_group, data_root,
     assert orders == [list(one_rank[0]), list(one_rank[1])]
 
 
+def test_a_busy_sample_flags_a_rank_s_epoch(one_rank_group, data_root, monkeypatch):
+    """A rank's epoch gathers every rank's load window (a collective) and is flagged as one
+    process's is."""
+    from archprobe.runtime.load import CpuSample
+    from archprobe.training import runner as training_runner
+
+    ticks = iter(range(100))
+
+    def busy_sample():  # each sample a second later: the rank used 1 core, the machine 2
+        t = next(ticks)
+        return CpuSample(float(t), 1.0 * t, 2.0 * t, 0.1 * t, 4.0 * t)
+
+    monkeypatch.setattr(training_runner, "sample", busy_sample)
+    data = ds.load_dataset("fashion-mnist", data_root)
+    recipe = training_recipes(["lenet"], epochs=1, batch_size=BATCH, seed=5)[0]
+    run = TrainRunner(threads=1, replicas=DataParallel(one_rank_group, "cpu", seed=5)).run(
+        data_spec("lenet", 1, 10), "cpu", data, recipe)
+    (epoch,) = run.epochs
+    assert (epoch.other_cpu_cores, epoch.process_cpu_cores, epoch.cpu_steal) == (1.0, 1.0, 0.025)
+    assert epoch.warnings == run.warnings == ("busy",)
+    from archprobe.report.notes import epoch_line
+
+    assert epoch_line(epoch, 1).endswith("; warning: other processes kept 1.00 cores busy (its 1 rank used 1.00)")
+
+
 def test_ddp_wraps_with_the_rank_s_gpu(monkeypatch):
     """On CUDA, DDP is given the rank's GPU (one per rank); on the CPU, no device ids."""
     wrapped = []

@@ -6,6 +6,10 @@ dtype. The shapes are measured in a child process (``python -m archprobe.bench.c
 their allocations (and the allocator state they leave) cannot disturb the rows measured in the
 parent; the child uses the row's thread count and, on CUDA, the same TF32 setting the
 convolutions run with.
+
+The ceiling's own measurement is checked as a row's is: the spread of the winning shape's
+calls, and the machine's load sampled around the child process (its CPU time is this run's),
+go into the :class:`Ceiling`; a row using it turns them into ``ceiling_*`` warning codes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import time
 
 from archprobe.results import Ceiling
+from archprobe.runtime.load import load_between, sample
 
 # (kind, dims): mm (M, N, K); conv (batch, in channels, side, out channels, kernel)
 CPU_SHAPES = (("mm", (1024, 1024, 1024)), ("mm", (2048, 2048, 2048)), ("mm", (4096, 1024, 1024)),
@@ -76,8 +81,9 @@ def measure_shapes(device: str, dtype: str, threads: int | None, shapes, min_tim
             backend.synchronize()
             first = time.perf_counter() - start
             times, _ = run_timed(step, backend.timer(), warmup=2, warmup_time=0.2, min_iters=3, min_time=min_time)
-            median = summarize(times).median_s
-            results.append({"shape": describe(kind, dims), "flops_per_sec": _flops(kind, dims) / median})
+            stats = summarize(times)
+            results.append({"shape": describe(kind, dims), "flops_per_sec": _flops(kind, dims) / stats.median_s,
+                            "spread": stats.spread, "samples": stats.samples})
             backend.cleanup()
             if first > SLOW_CALL_S:
                 break
@@ -95,13 +101,16 @@ def precision_of(device: str, dtype: str) -> str:
 
 def measure_ceiling(device: str, dtype: str, threads: int | None = None, *, quick: bool = False,
                     timeout: float = 300.0) -> Ceiling:
-    """The best rate over the device's shapes, measured in a child process."""
+    """The best rate over the device's shapes, measured in a child process, with how steady
+    that measurement was (the winning shape's spread, the machine's load meanwhile)."""
     command = [sys.executable, "-m", "archprobe.bench.ceiling", "--device", device, "--dtype", dtype]
     if threads:
         command += ["--threads", str(threads)]
     if quick:
         command.append("--quick")
+    before = sample()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    load = load_between(before, sample())
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise RuntimeError(f"the ceiling measurement failed: {lines[-1] if lines else done.returncode}")
@@ -109,7 +118,10 @@ def measure_ceiling(device: str, dtype: str, threads: int | None = None, *, quic
     best = max(rates, key=lambda r: r["flops_per_sec"])
     if not math.isfinite(best["flops_per_sec"]):
         raise RuntimeError("the ceiling measurement gave no finite rate")
-    return Ceiling(best["flops_per_sec"], best["shape"], precision_of(device, dtype))
+    spread = best.get("spread")
+    return Ceiling(best["flops_per_sec"], best["shape"], precision_of(device, dtype),
+                   spread=spread if spread is None or math.isfinite(spread) else None, samples=best.get("samples"),
+                   other_cpu_cores=load.other_cores, cpu_steal=load.steal_share)
 
 
 def _main(argv: list[str] | None = None) -> None:

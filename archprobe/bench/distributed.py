@@ -17,6 +17,11 @@ Methodology (design.md, "Past one device"):
 * ``scaling_efficiency`` = that rate / (``world_size`` x one process's rate at the same
   per-rank batch, threads and device), the single process measured in the same run by the
   plain runner (:class:`archprobe.bench.throughput.ThroughputRunner`).
+* The machine: every rank samples its CPU time and ``/proc/stat`` from a barrier before it
+  builds its model to the reduction after its timed steps; rank 0 gathers the windows and
+  counts as "other processes" only what none of the ranks did (per host, the busiest host's;
+  :func:`archprobe.runtime.load.group_load`), so a busy machine, CPU steal and a wide spread
+  put the single-process rows' warning codes in the row, with the baseline's and the ceiling's.
 * Faults: a rank that raises or dies turns its row into an ``error`` row naming the rank and
   its message; collectives time out after ``timeout_s`` (the process-group timeout), and the
   launcher stops the other ranks as soon as one has failed. Ctrl-C stops every rank.
@@ -65,6 +70,7 @@ from archprobe.runtime.distributed import (
     timed_iterations,
 )
 from archprobe.runtime.launch import RankFailure, launch_local
+from archprobe.runtime.load import group_load, sample, window
 from archprobe.runtime.precision import compute_dtype
 from archprobe.runtime.timing import Clock, run_counted, summarize
 
@@ -102,6 +108,11 @@ class GroupTiming:
     memory: Mapping[str, int]  # each memory field's maximum over ranks
     compile_s: float | None = None
     nccl_version: str | None = None
+    # the machine while the ranks ran (runtime.load.group_load over every rank's window)
+    other_cpu_cores: float | None = None
+    process_cpu_cores: float | None = None
+    cpu_steal: float | None = None
+    load_average: float | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,6 +133,8 @@ def time_in_group(spec: "ModelSpec", config: ThroughputConfig, device_kind: str,
     backend = backend or make_backend(device, clock)
     collectives = collectives or Collectives(device)
     threads = rank_threads(device_kind, config.threads, info.local_world_size)
+    collectives.barrier()  # the ranks' load windows start together
+    start = sample()
     with backend.settings(threads=threads, cudnn_benchmark=config.cudnn_benchmark) as applied:
         backend.memory_begin()
         try:
@@ -130,12 +143,15 @@ def time_in_group(spec: "ModelSpec", config: ThroughputConfig, device_kind: str,
             memory = backend.memory_end()
             backend.cleanup()
     step_max = collectives.max(times)
+    end = sample()  # the ranks leave the reduction together
     name = backend.environment().device_name
-    mine = (summarize(times).median_s, (socket.gethostname(), f"{backend.label} {name}"), memory, compile_s)
+    mine = (summarize(times).median_s, (socket.gethostname(), f"{backend.label} {name}"), memory, compile_s,
+            window(start, end))
     ranks = collectives.gather(mine)
     if info.rank != 0:
         return None
     compiles = [r[3] for r in ranks if r[3] is not None]
+    load = group_load([r[4] for r in ranks])
     return GroupTiming(
         step_max_s=tuple(step_max),
         rank_median_s=tuple(r[0] for r in ranks),
@@ -150,6 +166,8 @@ def time_in_group(spec: "ModelSpec", config: ThroughputConfig, device_kind: str,
         memory={key: max(r[2][key] for r in ranks if key in r[2]) for key in ranks[0][2]},
         compile_s=max(compiles) if compiles else None,
         nccl_version=".".join(map(str, torch.cuda.nccl.version())) if device_kind == "cuda" else None,
+        other_cpu_cores=load.other_cores, process_cpu_cores=load.process_cores, cpu_steal=load.steal_share,
+        load_average=load.load_average,
     )
 
 
@@ -234,6 +252,8 @@ def distributed_row(meta: Probe, device_kind: str, config: ThroughputConfig, env
         rank_median_ms=tuple(m * 1e3 for m in timing.rank_median_s), rank_hosts=timing.rank_hosts,
         rank_device_names=timing.rank_device_names,
         nccl_version=timing.nccl_version,
+        other_cpu_cores=timing.other_cpu_cores, process_cpu_cores=timing.process_cpu_cores,
+        cpu_steal=timing.cpu_steal, load_average=timing.load_average,
     )
     single = row.get("single_process_examples_per_sec")
     if examples and single:
@@ -245,10 +265,13 @@ def distributed_row(meta: Probe, device_kind: str, config: ThroughputConfig, env
         if baseline.ceiling_flops_per_sec:
             ceiling = timing.world_size * baseline.ceiling_flops_per_sec  # one ceiling per rank
             row.update(ceiling_flops_per_sec=ceiling, ceiling_shape=baseline.ceiling_shape,
-                       ceiling_precision=baseline.ceiling_precision)
+                       ceiling_precision=baseline.ceiling_precision, ceiling_spread=baseline.ceiling_spread,
+                       ceiling_samples=baseline.ceiling_samples,
+                       ceiling_other_cpu_cores=baseline.ceiling_other_cpu_cores,
+                       ceiling_cpu_steal=baseline.ceiling_cpu_steal)
             if achieved <= ceiling:
                 row.update(utilisation=achieved / ceiling)
-    row.update(warnings=row_warnings(row))
+    row.update(warnings=row_warnings(row, baseline))
     return ThroughputResult(**row)
 
 

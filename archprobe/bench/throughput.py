@@ -18,9 +18,12 @@ Methodology (design.md, "Throughput methodology"):
   matmuls, forward and, in training, backward; counted on the meta device) over the median
   time, against the device's matmul-class ceiling (the best of several GEMMs and a large
   convolution, measured once per device, dtype and thread count in a child process so it cannot
-  disturb the rows). A row above the ceiling shows no utilisation and a ``ceiling_low`` warning.
+  disturb the rows). A row above the ceiling shows no utilisation and a ``ceiling_low`` warning;
+  a ceiling whose own calls spread widely, or that was measured on a busy machine, puts
+  ``ceiling_spread`` / ``ceiling_busy`` / ``ceiling_steal`` in every row that uses it.
 * The machine: other processes' CPU use and CPU steal are sampled around each row; a busy
-  machine, steal or a wide spread put a warning code in the row.
+  machine, steal or a wide spread put a warning code in the row
+  (:func:`archprobe.runtime.load.machine_warnings`, shared with training epochs and ceilings).
 * Memory: peak CUDA allocated/reserved on CUDA; on CPU the peak of live tensor bytes of one
   more step after the timed ones (the process's RSS would depend on what ran before).
 """
@@ -37,7 +40,7 @@ from archprobe.errors import ModelCodeError, UsageError, first_line
 from archprobe.probe import Mode, Probe
 from archprobe.results import Ceiling, ThroughputResult
 from archprobe.runtime.backends import Devices, is_oom
-from archprobe.runtime.load import load_between, sample
+from archprobe.runtime.load import load_between, machine_warnings, sample
 from archprobe.runtime.memory import live_peak
 from archprobe.runtime.precision import check_dtype, compute_dtype
 from archprobe.runtime.step import seeded
@@ -50,9 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODES = (Mode.EVAL, Mode.TRAIN)
 OPTIMIZER = "sgd"  # a key of runtime.step.OPTIMIZERS: the training step's optimizer
-SPREAD_WARNING = 0.10  # IQR / median above this: "spread"
-BUSY_CORES = 0.25  # other processes keeping more than this many cores busy: "busy"
-STEAL_WARNING = 0.05  # more than this share of CPU time stolen: "steal"
 RESULT_FIELDS = tuple(f.name for f in fields(ThroughputResult))
 ERROR_LIMIT = 300  # characters of a failed row's error kept in the row
 
@@ -116,18 +116,29 @@ def _model_macs(probe: Probe) -> int | None:
         return None
 
 
-def row_warnings(row: dict) -> tuple[str, ...]:
-    """The warning codes of a measured row (see :class:`ThroughputResult`)."""
-    codes = []
-    if row.get("spread") is not None and row["spread"] > SPREAD_WARNING:
-        codes.append("spread")
-    if row.get("other_cpu_cores") is not None and row["other_cpu_cores"] > BUSY_CORES:
-        codes.append("busy")
-    if row.get("cpu_steal") is not None and row["cpu_steal"] > STEAL_WARNING:
-        codes.append("steal")
+def row_warnings(row: dict, baseline: ThroughputResult | None = None) -> tuple[str, ...]:
+    """The warning codes of a measured row (see :class:`ThroughputResult`): the machine's while
+    it ran, ``ceiling_low``, those of the ceiling's own measurement when the row uses one, and
+    (a data-parallel row) those of its single-process ``baseline``."""
+    codes = list(machine_warnings(spread=row.get("spread"), other_cores=row.get("other_cpu_cores"),
+                                  steal=row.get("cpu_steal")))
     if row.get("ceiling_flops_per_sec") and row.get("achieved_flops_per_sec", 0) > row["ceiling_flops_per_sec"]:
         codes.append("ceiling_low")
+    if row.get("ceiling_flops_per_sec"):
+        codes.extend("ceiling_" + code for code in machine_warnings(
+            spread=row.get("ceiling_spread"), other_cores=row.get("ceiling_other_cpu_cores"),
+            steal=row.get("ceiling_cpu_steal")))
+    if baseline is not None and baseline.ok:
+        codes.extend("baseline_" + code for code in baseline.warnings if code in ("spread", "busy", "steal"))
     return tuple(codes)
+
+
+def ceiling_fields(ceiling: Ceiling) -> dict[str, Any]:
+    """The row fields of the ceiling behind its utilisation (the figure and how steady it was)."""
+    return dict(ceiling_flops_per_sec=ceiling.flops_per_sec, ceiling_shape=ceiling.shape,
+                ceiling_precision=ceiling.precision, ceiling_spread=ceiling.spread,
+                ceiling_samples=ceiling.samples, ceiling_other_cpu_cores=ceiling.other_cpu_cores,
+                ceiling_cpu_steal=ceiling.cpu_steal)
 
 
 def _optimizer(config: ThroughputConfig) -> str | None:
@@ -218,8 +229,7 @@ class ThroughputRunner(Devices):
                 achieved = 2 * macs / (row["median_ms"] / 1e3)
                 row.update(matmul_flops_per_iter=2 * macs, achieved_flops_per_sec=achieved)
                 if ceiling is not None:
-                    row.update(ceiling_flops_per_sec=ceiling.flops_per_sec, ceiling_shape=ceiling.shape,
-                               ceiling_precision=ceiling.precision)
+                    row.update(ceiling_fields(ceiling))
                     if achieved <= ceiling.flops_per_sec:  # above it the ceiling is wrong, not the row
                         row.update(utilisation=achieved / ceiling.flops_per_sec)
         row.update(warnings=row_warnings(row))

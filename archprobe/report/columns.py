@@ -181,11 +181,13 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("train_acc", "Train acc", "float"), ("test_acc", "Test acc", "float"),
         ("best_test_acc", "Best test acc", "float"), ("examples_per_sec", "Examples/s", "rate"),
         ("train_seconds", "Train s", "float"), ("speedup", "Speedup", "ratio"),
+        ("warnings", "Warnings", "list", lambda run: run.warnings or None),
     ),
     r.EpochRow: _cols(
         ("model", "Model"), ("device", "Device"), ("epoch", "Epoch", "int"), ("train_loss", "Train loss", "float"),
         ("train_acc", "Train acc", "float"), ("test_acc", "Test acc", "float"),
         ("examples_per_sec", "Examples/s", "rate"), ("epoch_seconds", "Epoch s", "float"),
+        ("warnings", "Warnings", "list", lambda row: row.warnings or None),
     ),
     r.Recipe: _cols(
         ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "LR"), ("momentum", "Momentum"),

@@ -147,12 +147,19 @@ def min_input_notes(results: Sequence[MinInputResult]) -> list[str]:
     return notes
 
 
+def _own_cores(cores: float | None, world_size: int | None) -> str:
+    """Whose CPU time is left out of "other processes": this process's, or the ranks'."""
+    who = f"its {_plural(world_size, 'rank')}" if world_size else "this process"
+    return f"{who} used {cores:.2f}" if cores is not None else f"{who} left out"
+
+
 def _warning_text(r: ThroughputResult, code: str) -> str:
     if code == "spread":
         return f"large spread, IQR is {100 * r.spread:.0f}% of the median ({r.samples} samples)"
     if code == "busy":
-        return (f"other processes kept {r.other_cpu_cores:.2f} cores busy while it ran (this process used"
-                f" {r.process_cpu_cores:.2f}); the figure is likely low, measure again on a quiet machine")
+        return (f"other processes kept {r.other_cpu_cores:.2f} cores busy while it ran"
+                f" ({_own_cores(r.process_cpu_cores, r.world_size)}); the figure is likely low, measure again on a"
+                " quiet machine")
     if code == "steal":
         return f"the hypervisor stole {100 * r.cpu_steal:.0f}% of the CPU time; the figure is likely low"
     if code == "ceiling_low":
@@ -160,6 +167,36 @@ def _warning_text(r: ThroughputResult, code: str) -> str:
                 f" {r.ceiling_flops_per_sec / 1e9:,.1f} GFLOP/s, so that ceiling is not this device's best:"
                 " utilisation not shown")
     return code
+
+
+_BASELINE_WORDS = {"baseline_spread": "large spread", "baseline_busy": "busy machine", "baseline_steal": "CPU steal"}
+
+
+def _baseline_warning(r: ThroughputResult) -> str | None:
+    """One line for a data-parallel row whose 1-process baseline was flagged (``baseline_*``)."""
+    words = [_BASELINE_WORDS.get(code, code) for code in r.warnings if code.startswith("baseline_")]
+    if not words:
+        return None
+    return (f"warning: {r.label}: its 1-process baseline was flagged too ({', '.join(words)}), so 1-process ex/s"
+            " and Scaling eff. are uncertain")
+
+
+def _ceiling_warning(r: ThroughputResult, where: str) -> str | None:
+    """One line for an unsteady ceiling (its ``ceiling_*`` codes), said once per ceiling."""
+    reasons = []
+    if "ceiling_spread" in r.warnings:
+        over = f" over {r.ceiling_samples} calls" if r.ceiling_samples else ""
+        reasons.append(f"its calls spread widely (IQR {100 * r.ceiling_spread:.0f}% of the median{over})")
+    if "ceiling_busy" in r.warnings:
+        reasons.append(f"other processes kept {r.ceiling_other_cpu_cores:.2f} cores busy while it was measured")
+    if "ceiling_steal" in r.warnings:
+        reasons.append(f"the hypervisor stole {100 * r.ceiling_cpu_steal:.0f}% of the CPU time while it was measured")
+    if not reasons:
+        return None
+    low = " (likely too high: a ceiling measured on a busy machine is low)" \
+        if {"ceiling_busy", "ceiling_steal"} & set(r.warnings) else ""
+    return (f"warning: the {where} ceiling behind Util. is unsteady: {'; '.join(reasons)}; Util. is uncertain{low},"
+            " measure again on a quiet machine")
 
 
 def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
@@ -170,7 +207,10 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
         model_notes.setdefault(r.model, r.notes)  # every row of a model carries the same notes
     notes = [f"{model}: {text}" for model, ns in model_notes.items() for text in notes_text(ns)]
     for r in results:
-        notes.extend(f"warning: {r.label}: {_warning_text(r, code)}" for code in r.warnings)
+        notes.extend(f"warning: {r.label}: {_warning_text(r, code)}" for code in r.warnings
+                     if not code.startswith(("ceiling_", "baseline_")) or code == "ceiling_low")
+        if baseline := _baseline_warning(r):  # a ceiling's own codes are said once per ceiling, below
+            notes.append(baseline)
         if r.status == "oom":
             notes.append(f"oom: {r.label}: out of memory at this batch size ({r.error})")
         elif r.status == "error":
@@ -204,6 +244,9 @@ def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
                      f" ceiling {r.ceiling_flops_per_sec / 1e9:,.1f} GFLOP/s ({r.ceiling_shape}, the best of several"
                      " GEMMs and convolutions measured in a separate process"
                      + (", times the ranks)" if r.world_size else ")"))
+        unsteady = _ceiling_warning(r, f"{where} {precision}")
+        if unsteady:
+            notes.append(unsteady)
     if results:
         notes.append("Examples/s = batch / median time per iteration; IQR = p75 - p25; "
                      "train = zero_grad, forward, cross-entropy, backward, SGD step")
@@ -309,11 +352,40 @@ RECEPTIVE_FIELDS = (
 
 
 def epoch_line(row: EpochRow, epochs: int) -> str:
-    """One finished epoch, in the book's words (``loss …, train acc …, test acc …``)."""
+    """One finished epoch, in the book's words (``loss …, train acc …, test acc …``), and its
+    warnings (a busy machine, CPU steal)."""
     ranks = f" x{row.world_size}" if row.world_size else ""
-    return (f"{row.model} on {row.device}{ranks}, epoch {row.epoch}/{epochs}: loss {row.train_loss:.3f}, "
+    text = (f"{row.model} on {row.device}{ranks}, epoch {row.epoch}/{epochs}: loss {row.train_loss:.3f}, "
             f"train acc {row.train_acc:.3f}, test acc {row.test_acc:.3f}, "
             f"{row.examples_per_sec:,.1f} examples/sec, {row.epoch_seconds:.1f} s")
+    for code in row.warnings or ():
+        if code == "busy":
+            text += (f"; warning: other processes kept {row.other_cpu_cores:.2f} cores busy "
+                     f"({_own_cores(row.process_cpu_cores, row.world_size)})")
+        elif code == "steal":
+            text += f"; warning: the hypervisor stole {100 * row.cpu_steal:.0f}% of the CPU time"
+    return text
+
+
+def epoch_warnings(run: TrainRun) -> list[str]:
+    """A run's epochs that trained on a busy machine or under CPU steal, one line per kind."""
+    notes = []
+    for code in run.warnings:
+        rows = [e for e in run.epochs if code in (e.warnings or ())]
+        if not rows:
+            continue
+        which = f"epoch{'s' if len(rows) != 1 else ''} {', '.join(str(e.epoch) for e in rows)}"
+        if code == "busy":
+            worst = max(rows, key=lambda e: e.other_cpu_cores or 0.0)
+            text = (f"other processes kept up to {worst.other_cpu_cores:.2f} cores busy while {which} trained"
+                    f" ({_own_cores(worst.process_cpu_cores, worst.world_size)})")
+        elif code == "steal":
+            worst = max(rows, key=lambda e: e.cpu_steal or 0.0)
+            text = f"the hypervisor stole up to {100 * worst.cpu_steal:.0f}% of the CPU time while {which} trained"
+        else:
+            text = f"{code} in {which}"
+        notes.append(f"warning: {run.label}: {text}; its examples/s are likely low, measure again on a quiet machine")
+    return notes
 
 
 def describe_optimizer(recipe: Recipe) -> str:
@@ -381,6 +453,7 @@ def train_notes(runs: Sequence[TrainRun], data: str | None = None) -> list[str]:
             notes.append(f"error: {r.label}: {r.error}")
         elif r.status == "interrupted":
             notes.append(f"interrupted: {r.label} {after}")
+        notes.extend(epoch_warnings(r))
         if r.resumed_from:
             notes.append(f"{r.label}: resumed after epoch {r.resumed_from}")
         notes.extend(f"{r.label}: {n}" for n in notes_text(r.notes))

@@ -45,6 +45,24 @@ def checkpoint_name(model: str, device: str) -> str:
     return f"{file_label(model)}-{digest}@{file_label(device)}.pt"
 
 
+# train.csv as written before the epochs carried the machine's load (#23.6): resumed as it is
+PREVIOUS_EPOCH_FIELDS = EPOCH_FIELDS[:EPOCH_FIELDS.index("other_cpu_cores")]
+
+
+def _columns_of(path: Path) -> tuple[str, ...]:
+    """The columns to write ``train.csv`` with: every epoch field, or, in a file written before
+    the load fields were added (:data:`PREVIOUS_EPOCH_FIELDS`), that file's own header, so that
+    a resumed run appends rows the file can hold."""
+    try:
+        if not path.is_file():
+            return EPOCH_FIELDS
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = tuple(next(csv.reader([fh.readline(65536)]), ()))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return EPOCH_FIELDS
+    return PREVIOUS_EPOCH_FIELDS if header == PREVIOUS_EPOCH_FIELDS else EPOCH_FIELDS
+
+
 class RunDirectory:
     """The files of one training directory (see the module docstring), locked while it is open."""
 
@@ -136,7 +154,7 @@ class RunDirectory:
         # another header, a cut last row) is refused now, not after an epoch's work
         path = self.path / CSV
         try:
-            return CsvSink(path, EPOCH_FIELDS)
+            return CsvSink(path, _columns_of(path))
         except OSError as exc:
             raise UsageError(f"cannot append to {path}: {exc.strerror or exc}", param="output") from exc
 

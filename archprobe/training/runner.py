@@ -6,7 +6,9 @@ predictions are summed on the device (no host synchronisation per batch), and th
 time is taken with the backend's timer (CUDA events on CUDA) around the training batches
 alone, as d2l's ``Timer`` does. Then the test set is evaluated in eval mode. A row per epoch:
 train loss, train accuracy, test accuracy, examples/sec (training examples / training time)
-and the epoch's wall time.
+and the epoch's wall time. Around the training batches the machine is sampled as around a
+throughput row (:mod:`archprobe.runtime.load`): other processes' CPU use and CPU steal put the
+same ``busy`` / ``steal`` codes in the epoch's row (every rank's window gathered, with ranks).
 
 Faults end the run, never the sweep: a loss that stops being finite (checked every
 ``check_every`` batches and at the end of each epoch) is ``diverged``; an out-of-memory error
@@ -33,6 +35,7 @@ from archprobe.errors import UsageError, as_interrupted, first_line
 from archprobe.probe import Mode, Probe, model_dtype
 from archprobe.results import EpochRow, ModelCounts, Note, Recipe, TrainRun, plain
 from archprobe.runtime.backends import Devices, is_oom
+from archprobe.runtime.load import group_load, machine_warnings, sample, window
 from archprobe.runtime.precision import autocast, grad_scaler
 from archprobe.plumbing.signals import signals_deferred
 from archprobe.runtime.step import ClassificationLoss, TrainStep, logits_of, make_optimizer, seeded
@@ -299,6 +302,7 @@ class TrainRunner(Devices):
         replicas.start_epoch()
         backend.synchronize()
         started = self.clock()
+        before = sample()
         order = replicas.train_order(batches.train_examples, epoch, shuffle)
         if _ends_in_one(len(order), recipe.batch_size):
             order = order[:-1]  # BatchNorm in training refuses a batch of one example (see _last_batch_note)
@@ -323,6 +327,7 @@ class TrainRunner(Devices):
         marks.append(timer.mark())
         (train_seconds,) = timer.intervals(marks)
         train_seconds = replicas.slowest(train_seconds)
+        load = group_load(replicas.gather(window(before, sample())))  # every rank's window
         sums = torch.stack([loss_sum.double(), correct.double(), torch.tensor(seen, dtype=torch.float64, device=device)])
         loss_total, correct_total, seen_total = replicas.total(sums).tolist()
         seen = int(seen_total)
@@ -336,7 +341,8 @@ class TrainRunner(Devices):
             train_acc=int(correct_total) / seen, test_acc=test_acc,
             examples_per_sec=seen / train_seconds if train_seconds > 0 else math.inf,
             epoch_seconds=self.clock() - started, train_seconds=train_seconds, train_examples=seen,
-            world_size=replicas.world_size,
+            world_size=replicas.world_size, other_cpu_cores=load.other_cores, process_cpu_cores=load.process_cores,
+            cpu_steal=load.steal_share, warnings=machine_warnings(other_cores=load.other_cores, steal=load.steal_share),
         )
 
     def _evaluate(self, step: TrainStep, batches: DeviceData, recipe: Recipe) -> float:
@@ -460,7 +466,7 @@ def _shape_text(shape: tuple[int, ...] | None) -> str:
 def resumed(run: TrainRun, saved: dict) -> TrainRun:
     """``run`` continuing checkpoint ``saved``: its finished epochs, and the figures over them,
     are the run's from the start (a resume that fails or is interrupted still records them)."""
-    rows = [EpochRow(**row) for row in saved["epochs"]]
+    rows = [EpochRow(**{**row, "warnings": tuple(row.get("warnings") or ())}) for row in saved["epochs"]]
     return _summarised(replace(run, resumed_from=len(rows)), rows)
 
 
@@ -473,6 +479,7 @@ def _summarised(run: TrainRun, rows: list[EpochRow]) -> TrainRun:
     return replace(
         run, epochs=tuple(rows), epochs_done=len(rows), test_acc=rows[-1].test_acc,
         train_loss=rows[-1].train_loss, train_acc=rows[-1].train_acc,
+        warnings=tuple(dict.fromkeys(code for r in rows for code in r.warnings)),
         best_test_acc=max(r.test_acc for r in rows), train_seconds=train_seconds,
         total_seconds=sum(r.epoch_seconds for r in rows),
         examples_per_sec=examples / train_seconds if train_seconds > 0 else None,

@@ -35,6 +35,7 @@ from archprobe.errors import SpecError as SpecError
 from archprobe.errors import UsageError as UsageError
 from archprobe.probe import Mode as Mode
 from archprobe.probe import Probe as Probe
+from archprobe.report import views as _views  # noqa: F401  (print(result) shows its table)
 from archprobe.results import CostBreakdown as CostBreakdown
 from archprobe.results import CostRow as CostRow
 from archprobe.results import EpochRow as EpochRow

@@ -727,3 +727,45 @@ class SweepRun:
     @property
     def failed(self) -> tuple[SweepCell, ...]:
         return tuple(c for c in self.cells if not c.ok)
+
+
+# --- how a result prints ------------------------------------------------------------------------
+# ``print(result)`` shows a result as its command's table, and a notebook as an HTML table; the
+# report layer renders both (``archprobe.report.views`` puts its ``text`` and ``html`` here when
+# archprobe is imported), so results stay plain data and this module imports nothing above it.
+# Without a view a result prints as its repr, which stays the dataclass's own.
+VIEWS: dict[str, Callable[[Any], Any]] = {}
+
+
+def _view_text(result: Any) -> str:
+    view = VIEWS.get("text")
+    return view(result) if view is not None else repr(result)
+
+
+def _view_html(result: Any) -> str | None:
+    view = VIEWS.get("html")
+    return view(result) if view is not None else None
+
+
+for _type in [t for t in list(globals().values()) if isinstance(t, type) and dataclasses.is_dataclass(t)
+              and t.__module__ == __name__ and t is not Note]:
+    _type.__str__ = _view_text
+    _type._repr_html_ = _view_html
+del _type
+
+
+@dataclass(frozen=True)
+class AtlasPoint:
+    """A swept model with a published accuracy: torchvision's ``weights.meta`` ImageNet-1K top-1
+    of its default weights (``weights``, the enum member's name; ``acc1`` a fraction), beside the
+    sweep's params and MACs (params cells) and examples/sec (throughput cells). ``front``: the
+    axes (``"macs"``, ``"params"``, ``"throughput"``) on whose Pareto front it lies: no other
+    model is at least as accurate and at least as cheap (or fast) there, and better in one."""
+
+    model: str
+    weights: str
+    acc1: float
+    params: int | None = None
+    macs: int | None = None
+    examples_per_sec: float | None = None
+    front: tuple[str, ...] = ()

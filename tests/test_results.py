@@ -24,7 +24,7 @@ IDENTIFIERS = {  # names and codes a program compares: models, devices, modules,
     "counter", "by", "method", "kind", "mode", "dtype", "status", "optimizer", "init", "peak_phase", "precision",
     "code", "values",  # a note: its kind and the names of its figures
     "idle_modules", "idle_in_training", "unsupported_ops", "warnings", "overrides", "source",
-    "ceiling_precision", "key", "analysis", "options", "versions",
+    "ceiling_precision", "key", "analysis", "options", "versions", "weights", "front",
 }
 VERSIONS = {"torch_version", "cuda_version", "python_version", "nccl_version"}
 CITATIONS = {"paper", "notes"}  # a zoo entry's paper title and registry remark; a recipe's source

@@ -248,3 +248,47 @@ def test_an_interrupted_sweep_keeps_its_cells_and_resumes(tmp_path):
     code, out, err = interrupt_when_ready(command, one_cell_stored, env=dict(os.environ), cwd=tmp_path)
     assert code == 130 and "interrupted after 1 of 2 cells" in err and "Traceback" not in err
     assert _cells(tmp_path / "atlas") == [("lenet", "params", "ok", None)]
+
+
+# --- report --from DIR ------------------------------------------------------------------------------
+
+
+def test_pareto_front():
+    from archprobe.report.atlas import pareto_front
+    from archprobe.results import AtlasPoint
+
+    points = [AtlasPoint("a", "A", 0.60, params=1, macs=10, examples_per_sec=100.0),
+              AtlasPoint("b", "B", 0.70, params=5, macs=5, examples_per_sec=50.0),
+              AtlasPoint("c", "C", 0.65, params=9, macs=20, examples_per_sec=200.0),  # dominated by b on MACs
+              AtlasPoint("d", "D", 0.80, params=20, macs=40, examples_per_sec=None)]
+    assert pareto_front(points, "macs") == ["b", "d"]
+    assert pareto_front(points, "params") == ["a", "b", "d"]
+    assert pareto_front(points, "throughput") == ["c", "b"]
+
+
+def test_report_from_a_sweep(invoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.py").write_text(BAD_MODELS)
+    models = ["tv:squeezenet1_1", "tv:mobilenet_v3_small", "tv:shufflenet_v2_x0_5", "lenet", "bad.py:raises"]
+    code, _, err = invoke("sweep", *models, "-a", "params,min-input", "-o", "atlas", "-j", "2")
+    assert code == 0, err
+    code, out, err = invoke("report", "--from", "atlas")
+    assert code == 0 and out == "", err
+    report = tmp_path / "atlas" / "report"
+    assert {p.name for p in report.iterdir()} == {
+        "report.md", "atlas.json", "params.csv", "min-input.csv", "failures.csv", "accuracy.csv", "pareto.csv",
+        "accuracy_vs_macs.png", "accuracy_vs_params.png"}
+    text = (report / "report.md").read_text()
+    assert "## params (4 models)" in text and "## Failures (1)" in text and "this model always fails" in text
+    assert "MobileNet_V3_Small_Weights.IMAGENET1K_V1" in text
+    front = (report / "pareto.csv").read_text().splitlines()
+    assert front[0] == "axis,rank,model,weights,acc1,value"
+    assert "macs,1,tv:shufflenet_v2_x0_5,ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1,0.60552,40476448" in front
+    assert "params,1,tv:squeezenet1_1,SqueezeNet1_1_Weights.IMAGENET1K_V1,0.58178,1235496" in front
+    # a second report needs --force; models or options beside --from are refused
+    assert invoke("report", "--from", "atlas")[0] == 2
+    assert invoke("report", "--from", "atlas", "--force")[0] == 0
+    code, _, err = invoke("report", "--from", "atlas", "lenet")
+    assert code == 2 and "--from reports a sweep's store" in err
+    code, _, err = invoke("report", "--from", "nowhere")
+    assert code == 2 and "holds no sweep store" in err and err.count("\n") == 1

@@ -253,3 +253,122 @@ def test_bad_breakdowns_are_one_line_usage_errors(invoke, args, message):
     code, out, err = invoke("params", "lenet", *args)
     assert code == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+# --- (a) a readable view of any result: print() in a terminal, an HTML table in a notebook ------
+
+
+def _stdout(invoke, *args) -> str:
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    return out
+
+
+@pytest.mark.parametrize("call,command", [
+    (lambda ap: ap.count("alexnet"), ["params", "alexnet"]),
+    (lambda ap: ap.count("tv:googlenet"), ["params", "tv:googlenet"]),  # with the idle aux heads' note
+    (lambda ap: ap.count("lenet", batch_size=256, mode="train"), ["params", "lenet", "--train", "-b", "256"]),
+    (lambda ap: ap.layers("alexnet", rf=True), ["shapes", "alexnet", "--rf"]),
+    (lambda ap: ap.layers("lenet"), ["shapes", "lenet"]),
+    (lambda ap: ap.breakdown("resnet18", by="module", depth=1), ["params", "resnet18", "--by", "module"]),
+    (lambda ap: ap.breakdown("tv:mobilenet_v2"), ["params", "tv:mobilenet_v2", "--by", "operator"]),
+    (lambda ap: ap.min_input("googlenet"), ["min-input", "googlenet"]),
+    (lambda ap: ap.memory("resnet18", mode="train", batch_size=32, device="cpu"),
+     ["memory", "resnet18", "--train", "-b", "32", "--device", "cpu"]),
+], ids=["params", "params-idle", "params-train", "shapes-rf", "shapes", "by-module", "by-operator",
+        "min-input", "memory"])
+def test_print_shows_what_the_command_prints(invoke, call, command):
+    import archprobe as ap
+
+    result = call(ap)
+    assert str(result) + "\n" == _stdout(invoke, *command)
+
+
+class _Cells:
+    """The header and body cells of the first HTML table, with the paragraphs after it."""
+
+    def __init__(self, text: str):
+        from html.parser import HTMLParser
+
+        self.headers, self.rows, self.paragraphs = [], [], []
+        cells = self
+
+        class Parser(HTMLParser):
+            where = None
+
+            def handle_starttag(self, tag, attrs):
+                if tag == "tr":
+                    cells.rows.append([])
+                elif tag in ("th", "td", "p"):
+                    self.where = tag
+                    (cells.headers if tag == "th" else cells.rows[-1] if tag == "td" else cells.paragraphs).append("")
+
+            def handle_endtag(self, tag):
+                self.where = None
+
+            def handle_data(self, data):
+                if self.where == "th":
+                    cells.headers[-1] += data
+                elif self.where == "td":
+                    cells.rows[-1][-1] += data
+                elif self.where == "p":
+                    cells.paragraphs[-1] += data
+
+        Parser(convert_charrefs=True).feed(text)
+        self.headers = [h.strip() for h in self.headers]
+        self.rows = [[c.strip() for c in row] for row in self.rows if row]
+        self.paragraphs = [p.strip() for p in self.paragraphs]
+
+
+@pytest.mark.parametrize("command", [["params", "tv:googlenet"], ["shapes", "alexnet", "--rf"],
+                                     ["params", "resnet18", "--by", "operator"]])
+def test_a_notebook_shows_the_same_table_as_html(invoke, command):
+    import archprobe as ap
+
+    result = {"params": lambda: ap.breakdown("resnet18") if "--by" in command else ap.count(command[1]),
+              "shapes": lambda: ap.layers("alexnet", rf=True)}[command[0]]()
+    shown = _Cells(result._repr_html_())
+    printed = _stdout(invoke, *command)
+    table, notes = printed.split("\n\n", 1)
+    rows = _table(table)
+    assert shown.headers == list(rows[0]) and shown.rows == [list(row.values()) for row in rows]
+    assert shown.paragraphs == notes.strip().splitlines()
+
+
+def test_results_stay_plain_data():
+    import dataclasses
+
+    import archprobe as ap
+    from archprobe import results
+
+    counts = ap.count("lenet")
+    # the repr is the dataclass's own, the fields hold numbers; printing is the report's
+    assert repr(counts).startswith("ModelCounts(model='lenet', input_shape=(1, 1, 28, 28), params=44426")
+    assert dataclasses.asdict(counts)["macs"] == 281_640 and dataclasses.replace(counts) == counts
+    assert results.VIEWS["text"].__module__ == "archprobe.report.views"
+    # a result without a table prints as its repr; a note stays a plain value
+    ceiling = results.Ceiling(1e9, "mm 64x64x64", "float32")
+    assert str(ceiling) == repr(ceiling) and ceiling._repr_html_() is None
+    note = results.Note.of("input_size_assumed", height=224, width=224)
+    assert str(note) == repr(note)
+    # the view is decided by the report: with none registered, the repr
+    saved = dict(results.VIEWS)
+    results.VIEWS.clear()
+    try:
+        assert str(counts) == repr(counts) and counts._repr_html_() is None
+    finally:
+        results.VIEWS.update(saved)
+
+
+def test_training_results_print_as_the_training_tables():
+    import archprobe as ap
+
+    (run,) = ap.train("lenet", dataset="fake", epochs=1, limit_train=256, limit_test=128, threads=1, batch_size=64)
+    rows = _table(str(run))
+    (row,) = rows
+    assert row["Model"] == "lenet" and row["Train loss"] == f"{run.train_loss:.3f}"
+    assert row["Train acc"] == f"{run.train_acc:.3f}" and row["Test acc"] == f"{run.test_acc:.3f}"
+    assert "Train loss, train acc, test acc: after the last finished epoch" in str(run)
+    (epoch,) = _table(str(run.epochs[0]))
+    assert epoch["Epoch"] == "1" and epoch["Train loss"] == row["Train loss"]
+    assert _table(str(run.recipe))[0]["Optimizer"] == "adam"

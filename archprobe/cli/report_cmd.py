@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from archprobe.cli import cli
@@ -18,6 +20,8 @@ ROWS_FILE = "throughput.csv"
 @click.option("--output", "-o", "out_dir", default="reports", show_default=True,
               type=NonEmptyPath("DIR"), help="Directory to write into.")
 @click.option("--force", is_flag=True, help="Replace the report already in the directory.")
+@click.option("--from", "sweep_dir", type=NonEmptyPath("SWEEP_DIR"),
+              help="Report a sweep's store instead (archprobe sweep -o SWEEP_DIR); -o defaults to SWEEP_DIR/report.")
 @model_input_options
 @click.option("--throughput/--no-throughput", default=False, show_default=True,
               help="Also measure examples/sec (slow; machine-dependent).")
@@ -31,7 +35,7 @@ ROWS_FILE = "throughput.csv"
 @click.option("--min-time", type=Seconds(minimum=0.01), default=2.0, show_default=True,
               help="With --throughput: seconds of timed iterations per row.")
 @click.pass_context
-def report_command(ctx, models, out_dir, force, input_size, in_channels, num_classes, throughput, devices,
+def report_command(ctx, models, out_dir, force, sweep_dir, input_size, in_channels, num_classes, throughput, devices,
                    batch_sizes, memory, mode, min_time):
     """Write the comparison of MODELS (default: the whole zoo) into a directory.
 
@@ -65,6 +69,8 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
     from archprobe.report.document import check_directory, commit_report, write_report_files
     from archprobe.plumbing.files import staged_directory
 
+    if sweep_dir is not None:
+        return _report_sweep(ctx, models, sweep_dir, out_dir, force)
     if not throughput:
         given = [p for p in THROUGHPUT_ONLY
                  if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
@@ -86,6 +92,21 @@ def report_command(ctx, models, out_dir, force, input_size, in_channels, num_cla
             commit_report(stage, out_dir, force=force)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the old report stays; rows are kept
             raise _interrupted(as_interrupted(exc), stage, rows, out_dir) from None
+    click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
+
+
+def _report_sweep(ctx, models, sweep_dir: str, out_dir: str, force: bool) -> None:
+    """``--from SWEEP_DIR``: the report of a sweep's store (:mod:`archprobe.report.atlas`)."""
+    from archprobe.report.atlas import write_atlas
+
+    given = [p.name for p in ctx.command.params if p.name not in ("out_dir", "force", "sweep_dir")
+             and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
+    if models or given:
+        raise click.UsageError("--from reports a sweep's store as it is: give no models or other options "
+                               "(they were the sweep's)")
+    if ctx.get_parameter_source("out_dir") is click.core.ParameterSource.DEFAULT:
+        out_dir = os.path.join(sweep_dir, "report")
+    written = write_atlas(sweep_dir, out_dir, force=force)
     click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
 
 

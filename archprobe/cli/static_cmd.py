@@ -8,17 +8,13 @@ from archprobe.cli import cli
 from archprobe.cli.options import batch_size_option, mode_option, model_input_options, output_options
 
 
-def _notes(results, fmt: str) -> list[str]:
-    """Conventions, the input assumptions and warnings; warnings go to stderr where the output
-    has no room for notes (JSON, CSV), so each is shown once."""
-    from archprobe.report.notes import CONVENTIONS, notes_text, unsupported_warnings
+def _warn(results, fmt: str) -> None:
+    """Warnings go to stderr where the output has no room for notes (JSON, CSV), so each is shown once."""
+    from archprobe.report.notes import unsupported_warnings
 
-    notes = [CONVENTIONS] + [f"{r.model}: {note}" for r in results for note in notes_text(r.notes)]
-    warnings = unsupported_warnings(results)
     if fmt in ("json", "csv"):
-        for warning in warnings:
+        for warning in unsupported_warnings(results):
             click.echo(warning, err=True)
-    return notes + warnings
 
 
 @cli.command("params")
@@ -62,8 +58,7 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
     from archprobe.probe import Mode
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
-    from archprobe.report.notes import CONVENTIONS, FVCORE_NOTE, idle_notes, notes_text, parameter_note, \
-        unsupported_warnings
+    from archprobe.report.views import breakdown_table_notes, count_notes
     from archprobe.report.writers import emit
 
     if depth is not None and by != "module":
@@ -72,26 +67,14 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
         raise click.UsageError("--by breaks archprobe's own count down; --counter fvcore does not apply")
     specs = resolve_specs(models, input_size, in_channels, num_classes)
     if by:
-        from archprobe.report.notes import breakdown_notes
-
         tables = [api.breakdown(s, by=by, depth=1 if by == "module" and depth is None else depth,
                                 batch_size=batch_size, mode=Mode.of(mode)) for s in specs]
-        notes = [CONVENTIONS] + [f"{t.model}: {note}" for t in tables for note in notes_text(t.notes)]
-        warnings = unsupported_warnings(tables)
-        if fmt in ("json", "csv"):
-            for warning in warnings:
-                click.echo(warning, err=True)
-        emit(render([row for t in tables for row in t.rows], fmt, notes + breakdown_notes(tables) + warnings),
-             output)
+        _warn(tables, fmt)
+        emit(render([row for t in tables for row in t.rows], fmt, breakdown_table_notes(tables)), output)
         return
     results = [api.count(s, batch_size=batch_size, mode=Mode.of(mode), counter=counter) for s in specs]
-    notes = _notes(results, fmt) + idle_notes(results)
-    note = parameter_note(results)
-    if note:
-        notes.append(note)
-    if counter == "fvcore":
-        notes.append(FVCORE_NOTE)
-    emit(render(results, fmt, notes), output)
+    _warn(results, fmt)
+    emit(render(results, fmt, count_notes(results)), output)  # print(ap.count(...)) shows the same
 
 
 @cli.command("shapes")
@@ -128,17 +111,12 @@ def shapes_command(model, input_size, in_channels, num_classes, batch_size, dept
     from archprobe import api
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
+    from archprobe.report.views import layer_notes
     from archprobe.report.writers import emit
 
     specs = resolve_specs([model], input_size, in_channels, num_classes)
     if len(specs) != 1:
         raise click.BadParameter(f"{model!r} names {len(specs)} models; 'shapes' takes one", param_hint="MODEL")
     table = api.layers(specs[0], batch_size=batch_size, depth=depth, rf=rf)
-    total = (f"total: {table.params:,} params ({table.params_forward:,} used in forward), "
-             f"{table.macs:,} MACs, {table.flops:,} FLOPs for input {'x'.join(map(str, table.input_shape))}")
-    notes = [total, *_notes([table], fmt)]
-    if rf:
-        from archprobe.report.notes import RECEPTIVE_FIELDS
-
-        notes.append(RECEPTIVE_FIELDS)
-    emit(render(list(table.rows), fmt, notes), output)
+    _warn([table], fmt)
+    emit(render(list(table.rows), fmt, layer_notes(table, rf=rf)), output)  # print(table) shows the same

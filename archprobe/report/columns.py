@@ -189,6 +189,21 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("examples_per_sec", "Examples/s", "rate"), ("epoch_seconds", "Epoch s", "float"),
         ("warnings", "Warnings", "list", lambda row: row.warnings or None),
     ),
+    # sweeps (archprobe sweep; report --from DIR)
+    r.SweepCell: _cols(
+        ("model", "Model"), ("analysis", "Analysis"), ("status", "Status"), ("error", "Reason"),
+        ("seconds", "Seconds", "float"),
+    ),
+    r.LayerTable: _cols(
+        ("model", "Model"), ("input_shape", "Input", "shape"), ("layers", "Layers", "int", lambda t: len(t.rows)),
+        ("params", "Params", "count"), ("params_forward", "Params (fwd)", "count"), ("macs", "MACs", "ops"),
+        ("flops", "FLOPs", "ops"),
+    ),
+    r.AtlasPoint: _cols(
+        ("model", "Model"), ("weights", "Weights"), ("acc1", "Acc@1", "percent"), ("params", "Params", "count"),
+        ("macs", "MACs", "ops"), ("examples_per_sec", "Examples/s", "rate"),
+        ("front", "Pareto front", "list", lambda p: p.front or None),
+    ),
     r.Recipe: _cols(
         ("model", "Model"), ("optimizer", "Optimizer"), ("lr", "LR"), ("momentum", "Momentum"),
         ("weight_decay", "Weight decay"), ("batch_size", "Batch", "int"), ("epochs", "Epochs", "int"),

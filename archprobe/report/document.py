@@ -141,7 +141,7 @@ REPORT_FILES = frozenset({"report.md", "report.json", "environment.json", *PLOTS
                           *(f"{name}.csv" for name in TABLES)})
 
 
-def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
+def check_directory(out_dir: str | Path, *, force: bool = False, names: frozenset = REPORT_FILES) -> None:
     """Check before any work that a report can go to ``out_dir`` (a symlink's target).
 
     An existing, non-empty directory is replaced only with ``force``, and only when it holds
@@ -161,7 +161,7 @@ def check_directory(out_dir: str | Path, *, force: bool = False) -> None:
     entries = directory_entries(out) if mode is not None else []
     if entries and not force:
         raise UsageError(f"{out_dir} already exists", hint="force")
-    others = [name for name in entries if name not in REPORT_FILES]
+    others = [name for name in entries if name not in names]
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise UsageError(f"{out_dir} holds files that are not part of a report ({shown}); "

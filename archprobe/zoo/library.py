@@ -70,3 +70,20 @@ for _depth in (18, 34, 50, 101, 152):
     _tv(f"resnet{_depth}", "resnet", papers.RESNET)
 for _depth in (121, 161, 169, 201):
     _tv(f"densenet{_depth}", "densenet", papers.DENSENET)
+
+
+def published_accuracy(spec: str) -> tuple[str, float] | None:
+    """``(weights, acc@1)`` of a ``tv:NAME`` spec: torchvision's published ImageNet-1K top-1 of
+    the model's default weights, as a fraction, and the weights' name
+    (``ResNet50_Weights.IMAGENET1K_V2``); read from the weights' metadata, nothing downloaded.
+    None for other specs and for weights without an ImageNet-1K figure."""
+    if not spec.startswith("tv:"):
+        return None
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(spec[3:]).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        return None
+    acc1 = weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
+    return (str(weights), round(acc1 / 100, 8)) if acc1 is not None else None

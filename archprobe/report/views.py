@@ -1,0 +1,112 @@
+"""A result as the command line shows it: ``print(result)`` in a terminal, a table in a notebook.
+
+Results stay plain data (:mod:`archprobe.results`); this module renders one the way its command
+prints it (the same table and the same sentences under it: ``print(ap.count("alexnet"))`` is what
+``archprobe params alexnet`` prints) and, for notebooks, as an HTML table. Importing it registers
+:func:`text` and :func:`html` with :data:`archprobe.results.VIEWS`, which every result's
+``__str__`` and ``_repr_html_`` call; ``archprobe`` imports it, so they hold as soon as the
+package is imported. A result without a table prints as its ``repr``.
+"""
+
+from __future__ import annotations
+
+import html as html_text
+from typing import Any, Sequence
+
+from archprobe import results as r
+from archprobe.report.columns import columns_of
+from archprobe.report.frames import human_rows, render
+
+
+def count_notes(counts: Sequence[r.ModelCounts]) -> list[str]:
+    """What ``archprobe params`` says under its table: the conventions, each model's notes and
+    warnings, the parameters an eval forward leaves unread, where the parameters live."""
+    from archprobe.report.notes import FVCORE_NOTE, idle_notes, parameter_note
+
+    notes = _common(counts) + idle_notes(counts)
+    note = parameter_note(counts)
+    if note:
+        notes.append(note)
+    if any(c.counter == "fvcore" for c in counts):
+        notes.append(FVCORE_NOTE)
+    return notes
+
+
+def layer_notes(table: r.LayerTable, rf: bool | None = None) -> list[str]:
+    """What ``archprobe shapes`` says under its table: the totals, the conventions, the model's
+    notes and warnings, and with receptive fields (``rf``; None: where the rows hold them) what
+    they are."""
+    from archprobe.report.notes import RECEPTIVE_FIELDS
+
+    total = (f"total: {table.params:,} params ({table.params_forward:,} used in forward), "
+             f"{table.macs:,} MACs, {table.flops:,} FLOPs for input {'x'.join(map(str, table.input_shape))}")
+    if rf is None:
+        rf = any(row.rf_global is not None for row in table.rows)
+    return [total, *_common([table])] + ([RECEPTIVE_FIELDS] if rf else [])
+
+
+def breakdown_table_notes(tables: Sequence[r.CostBreakdown]) -> list[str]:
+    """What ``archprobe params --by`` says under its table."""
+    from archprobe.report.notes import breakdown_notes, unsupported_warnings
+
+    return _common(tables, warnings=False) + breakdown_notes(tables) + unsupported_warnings(tables)
+
+
+def _common(results: Sequence[Any], warnings: bool = True) -> list[str]:
+    from archprobe.report.notes import CONVENTIONS, notes_text, unsupported_warnings
+
+    notes = [CONVENTIONS] + [f"{x.model}: {note}" for x in results for note in notes_text(x.notes)]
+    return notes + (unsupported_warnings(results) if warnings else [])
+
+
+def _parts(result: Any) -> tuple[list[Any], list[str]] | None:
+    """The rows of ``result``'s table and the sentences under it, as its command prints them
+    (None: no table)."""
+    from archprobe.report import notes
+
+    one = [result]
+    if isinstance(result, r.ModelCounts):
+        return one, count_notes(one)
+    if isinstance(result, r.LayerTable):
+        return list(result.rows), layer_notes(result)
+    if isinstance(result, r.CostBreakdown):
+        return list(result.rows), breakdown_table_notes(one)
+    if isinstance(result, r.MinInputResult):
+        return one, notes.min_input_notes(one)
+    if isinstance(result, r.MemoryResult):
+        return one, notes.memory_notes(one)
+    if isinstance(result, r.ThroughputResult):
+        return one, notes.throughput_notes(one)
+    if isinstance(result, r.TrainRun):
+        return one, notes.train_notes(one)
+    if isinstance(result, r.Recipe):
+        return one, notes.recipe_notes(one)
+    if columns_of(type(result)):
+        return one, []
+    return None
+
+
+def text(result: Any) -> str:
+    """``result`` as its command prints it: the table, then the sentences under it."""
+    parts = _parts(result)
+    if parts is None:
+        return repr(result)
+    rows, notes = parts
+    return render(rows, "table", notes).rstrip("\n") if rows else "\n".join(notes)
+
+
+def html(result: Any) -> str | None:
+    """``result`` as an HTML table with the sentences under it (a notebook's view; None: no table)."""
+    from tabulate import tabulate
+
+    parts = _parts(result)
+    if parts is None:
+        return None
+    rows, notes = parts
+    headers, cells = human_rows(rows)
+    table = tabulate([[html_text.escape(c) for c in row] for row in cells],
+                     headers=[html_text.escape(h) for h in headers], tablefmt="unsafehtml", disable_numparse=True)
+    return table + "".join(f"\n<p>{html_text.escape(note)}</p>" for note in notes)
+
+
+r.VIEWS.update(text=text, html=html)

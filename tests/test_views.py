@@ -273,10 +273,11 @@ def _stdout(invoke, *args) -> str:
     (lambda ap: ap.breakdown("resnet18", by="module", depth=1), ["params", "resnet18", "--by", "module"]),
     (lambda ap: ap.breakdown("tv:mobilenet_v2"), ["params", "tv:mobilenet_v2", "--by", "operator"]),
     (lambda ap: ap.min_input("googlenet"), ["min-input", "googlenet"]),
+    (lambda ap: ap.min_input("lenet", explain=True), ["min-input", "lenet", "--explain"]),
     (lambda ap: ap.memory("resnet18", mode="train", batch_size=32, device="cpu"),
      ["memory", "resnet18", "--train", "-b", "32", "--device", "cpu"]),
 ], ids=["params", "params-idle", "params-train", "shapes-rf", "shapes", "by-module", "by-operator",
-        "min-input", "memory"])
+        "min-input", "min-input-explain", "memory"])
 def test_print_shows_what_the_command_prints(invoke, call, command):
     import archprobe as ap
 

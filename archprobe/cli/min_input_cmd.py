@@ -55,6 +55,7 @@ def min_input_command(models, mode, batch_size, input_size, in_channels, num_cla
     from archprobe.cli.options import resolve_specs
     from archprobe.report.frames import render
     from archprobe.report.notes import min_input_notes
+    from archprobe.report.views import explained_layers
     from archprobe.report.writers import emit
 
     if depth is not None and not explain:
@@ -68,12 +69,7 @@ def min_input_command(models, mode, batch_size, input_size, in_channels, num_cla
     text = render(results, fmt, min_input_notes(results) if fmt in ("table", "md") else ())
     if explain and fmt in ("table", "md"):
         for result in results:
-            layers = [layer for layer in result.layers if depth is None or layer.depth <= depth]
-            if not layers:
-                continue
-            h, w = result.explain_size
-            title = f"{result.model} ({result.mode}, batch {result.batch_size}) at {h}x{w}: output of every layer"
-            text += "\n" + (f"### {title}\n\n" if fmt == "md" else f"{title}\n") + render(layers, fmt)
+            text += explained_layers(result, fmt, depth)
     emit(text, output)
 
 

@@ -52,6 +52,17 @@ def breakdown_table_notes(tables: Sequence[r.CostBreakdown]) -> list[str]:
     return _common(tables, warnings=False) + breakdown_notes(tables) + unsupported_warnings(tables)
 
 
+def explained_layers(result: r.MinInputResult, fmt: str = "table", depth: int | None = None) -> str:
+    """``min-input --explain``'s table after the results: every layer's output at the explained
+    size (down to ``depth``), under a title; "" without one."""
+    layers = [layer for layer in result.layers if depth is None or layer.depth <= depth]
+    if not layers or result.explain_size is None:
+        return ""
+    h, w = result.explain_size
+    title = f"{result.model} ({result.mode}, batch {result.batch_size}) at {h}x{w}: output of every layer"
+    return "\n" + (f"### {title}\n\n" if fmt == "md" else f"{title}\n") + render(layers, fmt)
+
+
 def _common(results: Sequence[Any], warnings: bool = True) -> list[str]:
     from archprobe.report.notes import CONVENTIONS, notes_text, unsupported_warnings
 
@@ -92,7 +103,10 @@ def text(result: Any) -> str:
     if parts is None:
         return repr(result)
     rows, notes = parts
-    return render(rows, "table", notes).rstrip("\n") if rows else "\n".join(notes)
+    shown = render(rows, "table", notes) if rows else "\n".join(notes) + "\n"
+    if isinstance(result, r.MinInputResult):
+        shown += explained_layers(result)
+    return shown.rstrip("\n")
 
 
 def html(result: Any) -> str | None:

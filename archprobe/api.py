@@ -8,7 +8,8 @@ device. A live module is never moved, changed or copied with its weights: the an
 meta twin, timing on a freshly initialised twin (:mod:`archprobe.zoo.twin`).
 
 ``input_size`` is an ``int`` (square side), ``(H, W)``, ``(C, H, W)`` or the command line's
-``"CxHxW"`` text. Without it a zoo or library model takes its default size; a user factory or
+``"CxHxW"`` text; ``{MODEL: SIZE}`` (or ``"MODEL=SIZE"`` texts) gives models their own sizes,
+as ``--input-size MODEL=SIZE`` does (:mod:`archprobe.zoo.sizes`). Without it a zoo or library model takes its default size; a user factory or
 module takes 224x224 and the channel count of its first input-consuming layer, and the result's
 ``notes`` say so. ``mode`` is ``"eval"`` (inference) or ``"train"`` (a :class:`Mode`) in every
 door.

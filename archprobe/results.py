@@ -468,6 +468,144 @@ class ThroughputResult:
         return f"{self.model} {self.device} {self.mode} b={self.batch_size}{ranks}"
 
 
+# --- where the time goes (profile) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bandwidth:
+    """The memory-bandwidth ceiling of one device, bytes read + written per second by copies
+    (``archprobe.bench.bandwidth``), the same for every dtype: ``bytes_per_sec`` the best over
+    copies from cache-sized to far beyond every cache, ``large_bytes_per_sec`` the largest copy's
+    (the device memory's bandwidth)."""
+
+    bytes_per_sec: float
+    shape: str  # the copy that set it, e.g. "copy 4 MiB"
+    large_bytes_per_sec: float | None = None
+    large_shape: str | None = None  # e.g. "copy 256 MiB"
+    spread: float | None = None  # IQR / median of its timed calls
+    samples: int | None = None
+    other_cpu_cores: float | None = None  # cores other processes kept busy while it was measured
+    cpu_steal: float | None = None
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One layer (a module at the chosen depth) in one phase of a profiled step, or a row no layer
+    owns: ``(loss)`` (the cross-entropy and its backward), ``(optimizer)`` (zero_grad and the
+    optimizer step, phase ``step``), ``(unattributed)`` (what ran in the step outside every
+    layer: the backward's seed, gradient accumulation, the step's own glue) and, on a GPU,
+    ``(device idle)`` (step time in which no kernel ran).
+
+    ``time_s``: the median over the profiled repeats of the layer's time in that phase (CPU: the
+    self-times of the ops it ran; CUDA: the kernel times of the ops it launched); ``share``:
+    ``time_s`` over the median profiled step. ``macs``/``flops``/``bytes`` are counted on meta by
+    the same counter as ``archprobe params`` (FLOPs = 2 x MACs for matmul-class ops, plus the
+    other arithmetic; bytes = what each op reads and writes, weights included, views none;
+    ``archprobe.analysis.layer_costs``). ``intensity`` = flops / bytes (FLOP/byte);
+    ``attainable_flops_per_sec`` = min(compute ceiling, bandwidth x intensity), the roofline;
+    ``bound`` is ``"compute"`` or ``"memory"``: which roof is the lower one at that intensity.
+    """
+
+    model: str
+    layer: str  # module path at the chosen depth ("" the model itself) or "(loss)" ...
+    phase: str  # "forward" | "backward" | "step" | "-" (no phase: unattributed, idle)
+    time_s: float
+    share: float
+    type: str = ""  # the module's class ("" for the pseudo rows)
+    depth: int = 0
+    macs: int | None = None
+    flops: int | None = None
+    bytes: int | None = None
+    achieved_flops_per_sec: float | None = None
+    achieved_bytes_per_sec: float | None = None
+    intensity: float | None = None
+    attainable_flops_per_sec: float | None = None
+    bound: str | None = None
+    p10_s: float | None = None
+    p90_s: float | None = None
+    device: str = ""
+    mode: str = ""
+    batch_size: int = 0
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """Where one step's time goes, layer by layer (``archprobe profile``), with its setup.
+
+    ``step_s``: the median of the profiled steps (each timed as throughput times one, with the
+    profiler on); ``attributed_s``: the sum of the rows' median times (``(unattributed)`` and
+    ``(device idle)`` included), which should be within 5% of ``step_s``; ``coverage``: the share
+    of ``step_s`` the layers, the loss and the optimizer own. ``throughput_step_s``: the median
+    of the same step timed as ``archprobe throughput`` times it (no hooks, no profiler), in
+    rounds alternating with the profiled ones; ``profiler_overhead`` = step_s / throughput_step_s - 1. ``timing`` says where
+    times come from: ``"cpu_self"`` (op self-times) or ``"cuda_kernels"`` (kernel times).
+
+    ``warnings`` are codes: ``profiler_cost`` (the profiled step is more than 10% slower than
+    throughput's), ``unaccounted`` (the rows add up to more than 5% off the step), ``above_roof``
+    (a row beat the roofline: ``above_roof_layers`` names them), ``spread``, ``busy``, ``steal``
+    (the machine while it ran, as throughput's).
+    """
+
+    model: str
+    device: str
+    mode: str
+    batch_size: int
+    dtype: str
+    depth: int | None
+    status: str  # "ok" | "oom" | "error"
+    rows: tuple[ProfileRow, ...] = ()
+    step_s: float | None = None
+    step_p10_s: float | None = None
+    step_p90_s: float | None = None
+    spread: float | None = None
+    repeats: int | None = None
+    warmup_iters: int | None = None
+    attributed_s: float | None = None
+    coverage: float | None = None
+    throughput_step_s: float | None = None
+    profiler_overhead: float | None = None
+    timing: str = "cpu_self"
+    macs: int | None = None  # the step's, summed over the rows
+    flops: int | None = None
+    # --- the roofline
+    ceiling_flops_per_sec: float | None = None
+    ceiling_shape: str | None = None
+    ceiling_precision: str | None = None
+    bandwidth_bytes_per_sec: float | None = None
+    bandwidth_shape: str | None = None
+    large_bandwidth_bytes_per_sec: float | None = None  # the largest copy's: device memory
+    large_bandwidth_shape: str | None = None
+    ridge_intensity: float | None = None  # FLOP/byte where the two roofs meet
+    above_roof_layers: tuple[str, ...] = ()
+    unsupported_ops: tuple[str, ...] = ()
+    # --- setup
+    input_shape: tuple[int, ...] = ()
+    threads: int | None = None
+    cudnn_benchmark: bool | None = None
+    optimizer: str | None = None
+    torch_version: str = ""
+    cuda_version: str | None = None
+    cudnn_version: int | None = None
+    device_name: str = ""
+    cpu_model: str = ""
+    python_version: str = ""
+    other_cpu_cores: float | None = None
+    process_cpu_cores: float | None = None
+    cpu_steal: float | None = None
+    load_average: float | None = None
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.device} {self.mode} b={self.batch_size}"
+
+
 # --- training experiments -----------------------------------------------------------------------
 
 

@@ -25,13 +25,15 @@ IDENTIFIERS = {  # names and codes a program compares: models, devices, modules,
     "code", "values",  # a note: its kind and the names of its figures
     "idle_modules", "idle_in_training", "unsupported_ops", "warnings", "overrides", "source",
     "ceiling_precision", "key", "analysis", "options", "versions", "weights", "front",
+    "phase", "bound", "timing", "above_roof_layers",  # a profile's row: its phase, its roof; where times came from
 }
 VERSIONS = {"torch_version", "cuda_version", "python_version", "nccl_version"}
 CITATIONS = {"paper", "notes"}  # a zoo entry's paper title and registry remark; a recipe's source
 MESSAGES = {  # what failed, in the failure's own words (the model's exception, the failing check)
     "error", "limiting_layer", "limiting_reason", "upper_limiting_layer", "upper_limiting_reason",
 }
-LABELS = {"shape", "ceiling_shape"}  # the kernel that set a ceiling, as the ceiling names it
+LABELS = {"shape", "ceiling_shape",  # the kernel that set a ceiling, as the ceiling names it
+          "large_shape", "bandwidth_shape", "large_bandwidth_shape"}  # the copy that set a bandwidth
 TEXT_FIELDS = IDENTIFIERS | VERSIONS | CITATIONS | MESSAGES | LABELS
 # fields once filled with display text, now derived by the report
 GONE = {"valid_sides", "hw"}

@@ -10,6 +10,7 @@ The Python API (the command line is a second face over the same functions)::
     ap.memory("resnet50", mode="train", fit="24GiB").max_batch_size
     ap.to_frame([ap.count("alexnet"), ap.count("vgg16")])
     ap.train("lenet", dataset="fake", epochs=3)  # the book's experiments on real data sets
+    ap.profile("googlenet-d2l", mode="train").rows  # measured time per layer, fwd + bwd, vs the roofline
 
 Importing archprobe does not import torch; the functions import it when called.
 """
@@ -24,6 +25,7 @@ from archprobe.api import list_models as list_models
 from archprobe.api import memory as memory
 from archprobe.api import min_input as min_input
 from archprobe.api import probe as probe
+from archprobe.api import profile as profile
 from archprobe.api import sweep as sweep
 from archprobe.api import throughput as throughput
 from archprobe.api import to_frame as to_frame
@@ -43,6 +45,8 @@ from archprobe.results import LayerTable as LayerTable
 from archprobe.results import MemoryResult as MemoryResult
 from archprobe.results import MinInputResult as MinInputResult
 from archprobe.results import ModelCounts as ModelCounts
+from archprobe.results import ProfileResult as ProfileResult
+from archprobe.results import ProfileRow as ProfileRow
 from archprobe.results import Recipe as Recipe
 from archprobe.results import SweepCell as SweepCell
 from archprobe.results import SweepRun as SweepRun
@@ -62,6 +66,8 @@ __all__ = [
     "Mode",
     "ModelCounts",
     "Probe",
+    "ProfileResult",
+    "ProfileRow",
     "Recipe",
     "SpecError",
     "SweepCell",
@@ -78,6 +84,7 @@ __all__ = [
     "memory",
     "min_input",
     "probe",
+    "profile",
     "sweep",
     "throughput",
     "to_frame",

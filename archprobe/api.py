@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     import pandas as pd
 
+    from archprobe.results import ProfileResult
     from archprobe.training.outputs import RunDirectory
     from archprobe.zoo.spec import ModelSpec
 
@@ -223,6 +224,36 @@ def throughput(model: ModelLike, input_size=None, *, device: str = "cpu", batch_
     devices, _ = resolve_devices([device])
     (row,) = throughput_sweep([spec], devices[:1], [Mode.of(mode)], [batch_size], config)
     return row
+
+
+def profile(model: ModelLike, input_size=None, *, device: str = "cpu", batch_size: int = 32,
+            mode: str | Mode = "eval", depth: int | None = 2, dtype: str = "float32", threads: int | None = None,
+            warmup: int = 5, warmup_time: float = 1.0, min_iters: int = 10, min_time: float = 2.0,
+            in_channels: int | None = None, num_classes: int | None = None) -> "ProfileResult":
+    """Where one step of ``model`` spends its time, layer by layer (``archprobe profile``).
+
+    Each module at ``depth`` (deeper ones fold into it; ``None``: every module) gets its forward
+    time and, in ``mode="train"``, its backward time; the loss, the optimizer step (zero_grad
+    and SGD's step) and what no layer owns (``"(unattributed)"``) are rows too, so the rows add
+    up to the step. Times are ``torch.profiler``'s (op self-times on CPU, kernel times on CUDA),
+    medians over the profiled repeats, in seconds; beside them each row's MACs and FLOPs (FLOPs =
+    2 x MACs for conv/linear/matmul, plus the other arithmetic), bytes read and written,
+    achieved FLOP/s, intensity and roofline bound. Warm-up and repeats as in :func:`throughput`.
+
+    Returns:
+        A :class:`ProfileResult` (``.rows``, ``.step_s``, ``.throughput_step_s``,
+        ``.profiler_overhead``, ``.coverage``; ``status`` ``"oom"``/``"error"`` when it failed).
+    """
+    from archprobe.bench.profile import check_depth, profile_sweep
+    from archprobe.bench.throughput import ThroughputConfig
+    from archprobe.runtime.backends import resolve_devices
+
+    config = ThroughputConfig(mode=Mode.of(mode), batch_size=batch_size, dtype=dtype, threads=threads,
+                              warmup=warmup, warmup_time=warmup_time, min_iters=min_iters, min_time=min_time)
+    spec = as_spec(model, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    devices, _ = resolve_devices([device])
+    (result,) = profile_sweep([spec], devices[0], config, depth=check_depth(depth))
+    return result
 
 
 def run_directory(output: str | Path, *, runs: Iterable[tuple[str, str]] = (), resume: bool = False,

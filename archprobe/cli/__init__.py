@@ -39,6 +39,7 @@ def cli(debug: bool) -> None:
       archprobe min-input googlenet
       archprobe memory resnet50 --train --fit 24GiB
       archprobe throughput --device cpu
+      archprobe profile googlenet-d2l --mode train
       archprobe report -o reports/
       archprobe sweep 'tv:*' -a params,min-input -o atlas --jobs 2
       archprobe train lenet --dataset fake --epochs 3
@@ -50,6 +51,7 @@ def _register_commands() -> None:
     from archprobe.cli import (  # noqa: F401
         memory_cmd,
         min_input_cmd,
+        profile_cmd,
         report_cmd,
         static_cmd,
         sweep_cmd,

@@ -189,6 +189,14 @@ COLUMNS: dict[type, tuple[Column, ...]] = {
         ("examples_per_sec", "Examples/s", "rate"), ("epoch_seconds", "Epoch s", "float"),
         ("warnings", "Warnings", "list", lambda row: row.warnings or None),
     ),
+    # where the time goes (archprobe profile)
+    r.ProfileRow: _cols(
+        ("layer", "Layer", "text", lambda row: row.layer or "(model)"), ("phase", "Phase"), ("type", "Type"),
+        ("time_s", "Time ms", "ms", lambda row: row.time_s * 1e3), ("share", "Share", "percent"),
+        ("macs", "MACs", "ops"), ("flops", "FLOPs", "ops"), ("bytes", "Bytes", "bytes"),
+        ("achieved_flops_per_sec", "FLOP/s", "ops"), ("intensity", "FLOP/B", "float"),
+        ("attainable_flops_per_sec", "Roofline", "ops"), ("bound", "Bound"),
+    ),
     # sweeps (archprobe sweep; report --from DIR)
     r.SweepCell: _cols(
         ("model", "Model"), ("analysis", "Analysis"), ("status", "Status"), ("error", "Reason"),

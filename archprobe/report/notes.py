@@ -11,6 +11,7 @@ from archprobe.runtime.precision import AUTOCAST_DTYPES
 from archprobe.report.sentences import NOTE_TEXT, note_text, notes_text  # noqa: F401 - re-exported
 from archprobe.results import (EpochRow, MemoryResult, MinInputResult, ModelCounts, Recipe, ThroughputResult,
                                TrainRun)
+from archprobe.results import ProfileResult
 
 
 CONVENTIONS = (
@@ -512,3 +513,87 @@ def data_parallel_train_notes(runs: Sequence[TrainRun]) -> list[str]:
                      "examples / that time), and the test accuracy is over the whole test set, shared between the "
                      "ranks")
     return notes
+
+
+# --- where the time goes (archprobe profile) -----------------------------------------------------
+
+PROFILE_CONVENTIONS = (
+    "Time: the median over the profiled repeats of each layer's time in that phase (CPU: the self-times of the ops"
+    " and Python it ran; CUDA: the kernel times of the ops it launched); backward rows hold the ops of the autograd"
+    " nodes the layer's forward created. Share = Time / the median profiled step. MACs and FLOPs as in 'archprobe"
+    " params' (FLOPs = 2 x MACs for conv/linear/matmul, plus the other arithmetic); Bytes = what each op reads"
+    " (weights included) and writes, views none, caches not modelled; FLOP/B = FLOPs / Bytes; FLOP/s = FLOPs /"
+    " Time; Roofline = min(compute ceiling, bandwidth x FLOP/B), Bound = the lower of the two roofs there"
+)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.{max(1, 3 - len(str(int(seconds * 1e3))))}f} ms"
+
+
+def profile_notes(results: Sequence[ProfileResult]) -> list[str]:
+    """Per profile: the setup, the profiled step and what the rows add up to, the profiler's
+    cost against throughput, the roofline's two ceilings, warnings; then the conventions."""
+    notes = []
+    for r in results:
+        notes.extend(f"{r.model}: {text}" for text in notes_text(r.notes))
+        if r.status == "oom":
+            notes.append(f"oom: {r.label}: out of memory at this batch size ({r.error})")
+            continue
+        if r.status != "ok":
+            notes.append(f"error: {r.label}: {r.error}")
+            continue
+        setup = [r.device_name or r.device]
+        if r.device == "cpu" or r.threads:
+            setup.append(_plural(r.threads, "thread"))
+        if r.cudnn_benchmark is not None:
+            setup.append(f"cudnn.benchmark {'on' if r.cudnn_benchmark else 'off'}")
+        setup.append(f"{r.dtype}{' autocast' if r.dtype in AUTOCAST_DTYPES else ''}")
+        versions = f"torch {r.torch_version}" + (f", CUDA {r.cuda_version}" if r.device != "cpu" else "")
+        step = "zero_grad, forward, cross-entropy, backward, SGD step" if r.mode == "train" else \
+            "forward under inference_mode"
+        depth = f", layers at depth {r.depth}" if r.depth is not None else ""
+        notes.append(f"{r.label}: {', '.join(setup)}; {versions}; step = {step}{depth}")
+        notes.append(
+            f"{r.label}: profiled step {_ms(r.step_s)} (median of {r.repeats} after {r.warmup_iters} warm-up; p10"
+            f" {_ms(r.step_p10_s)}, p90 {_ms(r.step_p90_s)}); the rows add up to {100 * r.attributed_s / r.step_s:.1f}%"
+            f" of it, the layers, the loss and the optimizer own {100 * r.coverage:.1f}%")
+        if r.throughput_step_s:
+            cost = f"{100 * r.profiler_overhead:+.1f}%"
+            text = (f"{r.label}: throughput's median step for the same setup (no profiler, in rounds between the"
+                    " profiled ones) is"
+                    f" {_ms(r.throughput_step_s)}: the profiled step differs by {cost}")
+            if "profiler_cost" in r.warnings:
+                text = ("warning: " + text + f", more than {OVERHEAD_TEXT}; that is what the profiler (its ranges"
+                        " and event recording) cost, and the shares are of the profiled step")
+            notes.append(text)
+        if "unaccounted" in r.warnings:
+            notes.append(f"warning: {r.label}: the rows add up to {100 * r.attributed_s / r.step_s:.1f}% of the"
+                         " profiled step, more than 5% off: events were lost or counted twice")
+        if r.above_roof_layers:
+            notes.append(f"warning: {r.label}: above the roofline (a count, a time or a ceiling is wrong): "
+                         + ", ".join(r.above_roof_layers))
+        for code in r.warnings:
+            if code == "spread":
+                notes.append(f"warning: {r.label}: large spread, IQR is {100 * r.spread:.0f}% of the median step")
+            elif code == "busy":
+                notes.append(f"warning: {r.label}: other processes kept {r.other_cpu_cores:.2f} cores busy while"
+                             " it ran; times are likely high, measure again on a quiet machine")
+            elif code == "steal":
+                notes.append(f"warning: {r.label}: the hypervisor stole {100 * r.cpu_steal:.0f}% of the CPU time")
+        if r.ceiling_flops_per_sec and r.bandwidth_bytes_per_sec:
+            notes.append(
+                f"{r.label}: roofline: compute ceiling {r.ceiling_flops_per_sec / 1e9:,.1f} GFLOP/s"
+                f" ({r.ceiling_shape}, {r.ceiling_precision}), memory bandwidth"
+                f" {r.bandwidth_bytes_per_sec / 1e9:,.2f} GB/s ({r.bandwidth_shape}, read + write), each measured"
+                f" in a separate process; they meet at {r.ridge_intensity:,.1f} FLOP/B")
+        elif r.ceiling_flops_per_sec is None or r.bandwidth_bytes_per_sec is None:
+            notes.append(f"{r.label}: no roofline: a ceiling could not be measured")
+        if r.unsupported_ops:
+            notes.append(f"warning: {r.model}: unsupported ops counted as 0: {', '.join(r.unsupported_ops)}")
+    if any(r.ok for r in results):
+        notes.append(PROFILE_CONVENTIONS)
+    return notes
+
+
+OVERHEAD_TEXT = "10%"

@@ -269,3 +269,76 @@ def training_curves(rows: Sequence) -> bytes:
     dataset = rows[0].dataset if rows else ""
     fig.suptitle(f"Training on {dataset}" if dataset else "Training", y=1.03)
     return _png(fig)
+
+
+# --- where the time goes (archprobe profile) -----------------------------------------------------
+
+
+def _profile_title(result) -> str:
+    return f"{result.model}, {result.device} {result.mode}, batch {result.batch_size}, {result.dtype}"
+
+
+def profile_roofline(result) -> bytes:
+    """The roofline of a profile: each row with FLOPs and time as a point (intensity against
+    achieved FLOP/s, log scales; forward and backward apart), the compute ceiling and the
+    bandwidth roof drawn as lines."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(9, 6.5))
+    points = [r for r in result.rows if r.intensity and r.achieved_flops_per_sec]
+    hidden = [f"{r.layer or '(model)'} {r.phase}" for r in result.rows
+              if r.time_s > 0 and r.flops and not (r.intensity and r.achieved_flops_per_sec)]
+    for i, phase in enumerate(dict.fromkeys(r.phase for r in points)):
+        rows = [r for r in points if r.phase == phase]
+        ax.scatter([r.intensity for r in rows], [r.achieved_flops_per_sec for r in rows], s=36, zorder=3,
+                   marker=MARKERS[i % len(MARKERS)], label=phase)
+    xs = [r.intensity for r in points]
+    ys = [r.achieved_flops_per_sec for r in points]
+    low = min(xs + ([result.ridge_intensity] if result.ridge_intensity else []), default=0.1) / 4
+    high = max(xs + ([result.ridge_intensity] if result.ridge_intensity else []), default=100) * 4
+    if result.ceiling_flops_per_sec and result.bandwidth_bytes_per_sec:
+        ridge = result.ceiling_flops_per_sec / result.bandwidth_bytes_per_sec
+        ax.plot([low, ridge, high], [result.bandwidth_bytes_per_sec * low, result.ceiling_flops_per_sec,
+                                     result.ceiling_flops_per_sec], color="0.2", lw=1.2, zorder=2)
+        ax.text(high, result.ceiling_flops_per_sec * 1.08, f"compute ceiling ({result.ceiling_shape})", fontsize=7,
+                ha="right", va="bottom")
+        ax.text(low * 1.2, result.bandwidth_bytes_per_sec * low * 1.3,
+                f"bandwidth {result.bandwidth_bytes_per_sec / 1e9:.1f} GB/s", fontsize=7, rotation=0,
+                ha="left", va="bottom")
+        ys = ys + [result.ceiling_flops_per_sec, result.bandwidth_bytes_per_sec * low]
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if ys:
+        ax.set_xlim(low, high)
+        ax.set_ylim(min(ys) / 3, max(ys) * 3)
+    _plain_ticks(ax.xaxis)
+    _plain_ticks(ax.yaxis, "FLOP/s")
+    ax.set_xlabel("arithmetic intensity (FLOPs / bytes read and written)")
+    ax.set_ylabel("achieved FLOP/s")
+    ax.set_title(f"Roofline: {_profile_title(result)}")
+    ax.grid(True, which="major", alpha=0.3)
+    if points:
+        ax.legend(fontsize=8, loc="lower right")
+    placed = place_labels(ax, [r.intensity for r in points], [r.achieved_flops_per_sec for r in points],
+                          [r.layer or "(model)" for r in points])
+    _numbered_footnote(fig, placed)
+    if hidden:
+        fig.text(0.01, -0.06, "not drawn (no time or no bytes): " + ", ".join(hidden), fontsize=7, va="top")
+    return _png(fig)
+
+
+def profile_shares(result) -> bytes:
+    """Each row's share of the step as a horizontal bar, in the table's order, forward and
+    backward in two colours."""
+    plt = _figure()
+    rows = [r for r in result.rows if r.time_s > 0]
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.24 * len(rows) + 1.2)))
+    colours = {"forward": "tab:blue", "backward": "tab:orange", "step": "tab:green"}
+    labels = [f"{r.layer or '(model)'} {r.phase}" if r.phase != "-" else (r.layer or "(model)") for r in rows]
+    ax.barh(range(len(rows)), [100 * r.share for r in rows], color=[colours.get(r.phase, "0.6") for r in rows])
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"share of the profiled step ({result.step_s * 1e3:,.1f} ms), %")
+    ax.set_title(f"Where the time goes: {_profile_title(result)}")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _png(fig)

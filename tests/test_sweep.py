@@ -292,3 +292,23 @@ def test_report_from_a_sweep(invoke, tmp_path, monkeypatch):
     assert code == 2 and "--from reports a sweep's store" in err
     code, _, err = invoke("report", "--from", "nowhere")
     assert code == 2 and "holds no sweep store" in err and err.count("\n") == 1
+
+
+def test_plan_expands_excludes_and_keys_user_files_by_content(tmp_path):
+    from archprobe.bench.atlas import SweepConfig, plan_cells
+    from archprobe.bench.store import Store
+
+    (tmp_path / "net.py").write_text("from torch import nn\ndef build():\n    return nn.Conv2d(3, 4, 3)\n")
+    spec = f"{tmp_path}/net.py:build"
+    with Store(tmp_path / "atlas") as store:
+        cells = plan_cells(["lenet*", "tv:squeezenet*", spec], ["params", "memory"], SweepConfig(), store,
+                           exclude=["*bn*", "*1_0"])
+        assert [c.model for c in cells[::2]] == [*(n for n in expand(["lenet*"]) if "bn" not in n),
+                                                 "tv:squeezenet1_1", spec]
+        assert cells[0].key != cells[1].key and dict(cells[1].options)["batch_size"] == 32
+        before = cells[-1].key
+        (tmp_path / "net.py").write_text("from torch import nn\ndef build():\n    return nn.Conv2d(3, 8, 3)\n")
+        after = plan_cells([spec], ["memory"], SweepConfig(), store)[0].key
+        assert after != before  # an edited file is a new cell
+        timm_cells = plan_cells(["timm:*"], ["params"], SweepConfig(), store, shard=(1, 50))
+        assert 0 < len(timm_cells) < 100

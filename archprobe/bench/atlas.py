@@ -141,12 +141,17 @@ def plan_cells(models: Sequence[str], analyses: Sequence[str], config: SweepConf
     versions = versions or library_versions()
     library = {"tv": "torchvision", "timm": "timm"}
 
+    listed: dict[str, list[str]] = {}
+
     def names(prefix: str) -> list[str]:
-        return store.library_names(prefix, versions[library[prefix]], lambda: library_names(prefix))
+        if prefix not in listed:
+            listed[prefix] = store.library_names(prefix, versions[library[prefix]], lambda: library_names(prefix))
+        return listed[prefix]
 
     specs = [spec_key(m) for m in expand(models, exclude, names=names)]
+    known: dict[str, set[str]] = {}
     for spec in specs:
-        _check_spec(spec, names, config)
+        _check_spec(spec, names, known, config)
     cells = []
     for spec in specs:
         extra = _file_digest(spec)
@@ -158,14 +163,18 @@ def plan_cells(models: Sequence[str], analyses: Sequence[str], config: SweepConf
     return cells
 
 
-def _check_spec(spec: str, names: Callable[[str], list[str]], config: SweepConfig) -> None:
+def _check_spec(spec: str, names: Callable[[str], list[str]], known: dict[str, set[str]],
+                config: SweepConfig) -> None:
     """A usage error for a spec that names no model; library names checked against their list
-    (no import), other specs resolved."""
+    (no import; ``known`` keeps each list as a set), other specs resolved."""
     from archprobe.zoo.resolution import as_spec, spec_key
 
     prefix, _, name = spec.partition(":")
-    if prefix in ("tv", "timm") and spec in {spec_key(f"{prefix}:{n}") for n in names(prefix)}:
-        return
+    if prefix in ("tv", "timm"):
+        if prefix not in known:
+            known[prefix] = {spec_key(f"{prefix}:{n}") for n in names(prefix)}
+        if spec in known[prefix]:
+            return
     if ":" not in spec:
         from archprobe.zoo.registry import get_model_info
 

@@ -312,3 +312,32 @@ def test_plan_expands_excludes_and_keys_user_files_by_content(tmp_path):
         assert after != before  # an edited file is a new cell
         timm_cells = plan_cells(["timm:*"], ["params"], SweepConfig(), store, shard=(1, 50))
         assert 0 < len(timm_cells) < 100
+
+
+def test_the_memory_watchdog_stops_a_cell_without_the_address_space_limit(tmp_path, monkeypatch):
+    """Where cells use CUDA the address space is not capped; the sweep's watchdog still stops a
+    cell whose resident memory grows past its allowance."""
+    from archprobe.bench import atlas
+
+    (tmp_path / "grows.py").write_text(textwrap.dedent("""
+        import time
+        import numpy as np
+        from torch import nn
+        class Grows(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3)
+            def forward(self, x):
+                kept = []
+                for _ in range(400):
+                    kept.append(np.ones(32 << 20, dtype=np.uint8))  # touched, so resident
+                    time.sleep(0.02)
+                return self.conv(x)
+        def build():
+            return Grows()
+    """))
+    run_cells = atlas._run_cells
+    monkeypatch.setattr(atlas, "_run_cells", lambda *a, **k: run_cells(*a, **{**k, "address_limit": False}))
+    run = ap.sweep([f"{tmp_path}/grows.py:build", "lenet"], tmp_path / "atlas", cell_memory="256MiB", cell_timeout=60)
+    assert [(c.status, c.error) for c in run.cells] == [
+        ("oom", "its resident memory grew more than 256 MiB past its worker's own"), ("ok", None)]

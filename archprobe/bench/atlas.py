@@ -13,9 +13,11 @@ analysis), so the machines of a job array split a sweep between them; their stor
 
 Workers are fresh Python processes (``python -c``, so a script calling :func:`run_sweep` needs no
 ``__main__`` guard) talking over a socket pair; their own output (model code's prints,
-warnings) goes to ``DIR/sweep.log``. The memory guard is ``RLIMIT_AS``: the worker's address
-space after its imports plus the cell's allowance, so an allocation past it fails at once
-(``MemoryError``, or torch's "can't allocate memory") instead of swapping the machine.
+warnings) goes to ``DIR/sweep.log``. The memory guard is twofold: ``RLIMIT_AS``, the worker's
+address space after its imports plus the cell's allowance, so an allocation past it fails at once
+(``MemoryError``, or torch's "can't allocate memory") instead of swapping the machine (left off
+where cells use CUDA, whose context reserves far more address space than it uses); and a
+watchdog in the sweep that stops a worker whose resident memory grows past the allowance.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ DEFAULT_TIMEOUT_S = 600.0
 LOG_FILE = "sweep.log"
 MODEL_OPTIONS = ("input_size", "in_channels", "num_classes")
 _READY_TIMEOUT_S = 300.0  # a worker that has not imported torch by then is broken
+_WATCH_S = 0.5  # how often the watchdog reads a busy worker's resident memory
 
 
 @dataclass(frozen=True)
@@ -230,8 +233,9 @@ def run_sweep(models: Sequence[str], analyses: Sequence[str], directory: "str | 
         if on_plan is not None:
             on_plan(len(todo), len(cells) - len(todo))
         if todo:  # an interrupt leaves every cell finished so far in the store
+            cuda = config.device == "cuda" and "throughput" in analyses
             _run_cells(todo, store, Path(directory), jobs=min(jobs, len(todo)), timeout=cell_timeout,
-                       memory=memory, threads=max(1, cpus // jobs), on_cell=on_cell)
+                       memory=memory, threads=max(1, cpus // jobs), address_limit=not cuda, on_cell=on_cell)
         wanted = {c.key for c in cells}
         found = {c.key: c for c in store.cells() if c.key in wanted}
     return SweepRun(cells=tuple(found[c.key] for c in cells if c.key in found), computed=len(todo),
@@ -262,7 +266,7 @@ def default_cell_memory(jobs: int) -> int:
 class _Worker:
     """A fresh Python process running cells sent over a socket pair, one at a time."""
 
-    def __init__(self, log, memory: int, threads: int, preload: Sequence[str] = ()):
+    def __init__(self, log, memory: int, threads: int, preload: Sequence[str] = (), address_limit: bool = True):
         from multiprocessing.connection import Connection
 
         ours, theirs = socket.socketpair()
@@ -271,7 +275,7 @@ class _Worker:
             p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from archprobe.bench.atlas import worker_main; worker_main()",
-             str(theirs.fileno()), str(memory), str(threads), ",".join(preload)],
+             str(theirs.fileno()), str(memory if address_limit else 0), str(threads), ",".join(preload)],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
             start_new_session=True)  # Ctrl-C at the terminal reaches the sweep, which stops the workers
         theirs.close()
@@ -279,6 +283,15 @@ class _Worker:
         self.ready = False
         self.started = time.monotonic()
         self.cell: Cell | None = None
+        self.baseline = 0  # resident bytes when it was ready
+
+    def resident(self) -> int:
+        """The worker's resident memory in bytes (0 where it cannot be read)."""
+        try:
+            with open(f"/proc/{self.process.pid}/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
 
     def send(self, cell: Cell) -> None:
         self.cell = cell
@@ -305,7 +318,7 @@ class _Worker:
 
 
 def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, timeout: float, memory: int,
-               threads: int, on_cell) -> None:
+               threads: int, address_limit: bool, on_cell) -> None:
     from multiprocessing.connection import wait
 
     queue = list(reversed(todo))
@@ -333,10 +346,10 @@ def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, ti
         worker.kill()
         workers.remove(worker)
         if queue:
-            workers.append(_Worker(log, memory, threads, preload))
+            workers.append(_Worker(log, memory, threads, preload, address_limit))
 
     try:
-        workers.extend(_Worker(log, memory, threads, preload) for _ in range(jobs))
+        workers.extend(_Worker(log, memory, threads, preload, address_limit) for _ in range(jobs))
         while workers:
             for worker in workers:
                 if worker.ready and worker.cell is None and queue:
@@ -345,6 +358,8 @@ def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, ti
             if not queue and len(idle) == len(workers):
                 break
             waits = [w.started + (timeout if w.ready else _READY_TIMEOUT_S) - time.monotonic() for w in workers]
+            if any(w.cell is not None for w in workers):
+                waits.append(_WATCH_S)
             ready = wait([w.conn for w in workers], timeout=max(0.0, min(waits)))
             for worker in list(workers):
                 if worker.conn in ready:
@@ -359,8 +374,13 @@ def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, ti
                         continue
                     if message == "ready":
                         worker.ready = True
+                        worker.baseline = worker.resident()
                     else:
                         finish(worker, *message)
+                elif worker.cell is not None and worker.resident() - worker.baseline > memory:
+                    finish(worker, "oom", None, f"its resident memory grew more than {bytes_text(memory)} past its worker's own",
+                           time.monotonic() - worker.started)
+                    replace(worker)
                 elif worker.cell is not None and time.monotonic() - worker.started >= timeout:
                     finish(worker, "timeout", None, f"ran past {timeout:g} s", time.monotonic() - worker.started)
                     replace(worker)
@@ -371,6 +391,10 @@ def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, ti
         for worker in workers:
             worker.kill()
         log.close()
+
+
+def bytes_text(count: int) -> str:
+    return f"{count / 2**30:.3g} GiB" if count >= 2**30 else f"{count / 2**20:.3g} MiB"
 
 
 def worker_main() -> None:
@@ -396,7 +420,8 @@ def worker_main() -> None:
         run_cell("lenet", "params", {"batch_size": 1, "mode": "eval"})
     except Exception:  # noqa: BLE001 - a warm-up only
         pass
-    _guard_memory(memory)
+    if memory:
+        _guard_memory(memory)
     conn.send("ready")
     while True:
         try:

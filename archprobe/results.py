@@ -543,7 +543,9 @@ class ProfileResult:
     ``warnings`` are codes: ``profiler_cost`` (the profiled step is more than 10% slower than
     throughput's), ``unaccounted`` (the rows add up to more than 5% off the step), ``above_roof``
     (a row beat the roofline: ``above_roof_layers`` names them), ``spread``, ``busy``, ``steal``
-    (the machine while it ran, as throughput's).
+    (the machine while it ran, as throughput's), and the same three of each roof's own
+    measurement (``ceiling_busy``, ``bandwidth_spread`` ...: a roof measured on a busy machine is
+    too low, and rows may beat it).
     """
 
     model: str
@@ -784,6 +786,7 @@ class Report:
     memory: tuple[MemoryResult, ...] = ()
     memory_curve: tuple[MemoryResult, ...] = ()
     memory_failures: tuple[ModelFailure, ...] = ()
+    profiles: tuple[ProfileResult, ...] = ()  # report --profile MODEL: where one training step's time goes
 
 
 # --- serialisation ------------------------------------------------------------------------------

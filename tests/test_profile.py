@@ -438,3 +438,45 @@ def test_api_profile(fake_ceilings):
     assert isinstance(r, ap.ProfileResult) and r.ok and r.depth == 1 and r.mode == "train"
     with pytest.raises(ap.UsageError):
         ap.profile("lenet", depth=-1)
+
+
+# --- real CUDA (skipped without a GPU; benchmarks/gpu_check.sh runs it) ------------------------------
+def _cuda() -> bool:
+    from archprobe.runtime.backends import cuda_usable
+
+    return cuda_usable()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="no usable CUDA device")
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_cuda_profile_real(mode):
+    r = ProfileRunner().profile(tiny_spec("big_conv"), "cuda",
+                                ThroughputConfig(mode=mode, batch_size=64, warmup=3, warmup_time=0.2, min_iters=8,
+                                                 min_time=0.3), depth=1)
+    assert r.ok, r.error
+    assert r.timing == "cuda_kernels" and r.cudnn_benchmark is True
+    assert r.attributed_s == pytest.approx(r.step_s, rel=0.05)  # kernels + device idle
+    conv = sum(row.time_s for row in r.rows if row.layer == "2")
+    kernels = sum(row.time_s for row in r.rows if row.layer not in ("(device idle)", "(unattributed)"))
+    assert conv >= 0.9 * kernels, r.rows
+    assert r.above_roof_layers == (), r.above_roof_layers
+    if mode == "train":
+        assert any(row.layer == "2" and row.phase == "backward" and row.time_s > 0 for row in r.rows)
+
+
+@pytest.mark.slow
+def test_report_profile_adds_a_section(fake_ceilings, capsys, tmp_path):
+    out = tmp_path / "r"
+    code, _, err = _main(["report", "lenet", "-o", str(out), "--no-memory", "--profile", "lenet", "-b", "4",
+                          "--min-time", "0.01"], capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert {"profile.csv", "profile-roofline.png", "profile-time.png"} <= set(names)
+    text = (out / "report.md").read_text()
+    assert "## Where the time goes: lenet cpu train b=4" in text and "(optimizer)" in text
+    assert "![Roofline](profile-roofline.png)" in text
+    assert json.loads((out / "report.json").read_text())["profiles"][0]["status"] == "ok"
+    code, _, err = _main(["report", "lenet", "-o", str(out), "--force", "--no-memory"], capsys)
+    assert code == 0, err  # a report with a profile is replaced like any report
+    assert "profile.csv" not in {p.name for p in out.iterdir()}

@@ -430,6 +430,10 @@ def assemble(head: dict, times: Sequence[float], warm: int, per_step: Sequence[d
         codes.append("unaccounted")
     if above:
         codes.append("above_roof")
+    for prefix, roof in (("ceiling_", ceiling), ("bandwidth_", bandwidth)):  # how steady each roof's measurement was
+        if roof is not None:
+            codes.extend(prefix + code for code in machine_warnings(spread=roof.spread, other_cores=roof.other_cpu_cores,
+                                                                    steal=roof.cpu_steal))
     result = dict(head)
     result.update(
         status="ok", rows=tuple(rows), step_s=step_s, step_p10_s=stats.p10_s, step_p90_s=stats.p90_s,

@@ -34,9 +34,12 @@ ROWS_FILE = "throughput.csv"
               help="With --throughput: eval (inference), train or both.")
 @click.option("--min-time", type=Seconds(minimum=0.01), default=2.0, show_default=True,
               help="With --throughput: seconds of timed iterations per row.")
+@click.option("--profile", "profile_model", metavar="MODEL",
+              help="Also profile one training step of MODEL (archprobe profile, --depth 2) on the first --device at "
+                   "the first --batch-size: a section, profile.csv and its roofline and time-share plots.")
 @click.pass_context
 def report_command(ctx, models, out_dir, force, sweep_dir, input_size, in_channels, num_classes, throughput, devices,
-                   batch_sizes, memory, mode, min_time):
+                   batch_sizes, memory, mode, min_time, profile_model):
     """Write the comparison of MODELS (default: the whole zoo) into a directory.
 
     \b
@@ -63,6 +66,7 @@ def report_command(ctx, models, out_dir, force, sweep_dir, input_size, in_channe
       archprobe report alexnet vgg16 nin googlenet -o seeds --throughput --device cpu -b 16
       archprobe report tv:resnet18 timm:resnet18 --input-size 3x160x160 -o /tmp/r18 --force
       archprobe report 'resnet*' -o /tmp/resnets --force
+      archprobe report googlenet-d2l -o /tmp/g --force --profile googlenet-d2l -b 32
     """
     from archprobe.analysis.comparison import compare
     from archprobe.cli.options import resolve_specs
@@ -71,7 +75,7 @@ def report_command(ctx, models, out_dir, force, sweep_dir, input_size, in_channe
 
     if sweep_dir is not None:
         return _report_sweep(ctx, models, sweep_dir, out_dir, force)
-    if not throughput:
+    if not throughput and not profile_model:
         given = [p for p in THROUGHPUT_ONLY
                  if ctx.get_parameter_source(p) is click.core.ParameterSource.COMMANDLINE]
         if given:
@@ -81,6 +85,10 @@ def report_command(ctx, models, out_dir, force, sweep_dir, input_size, in_channe
             raise click.UsageError("--batch-size only applies with --memory or --throughput")
     check_directory(out_dir, force=force)  # fail before the long work (and any model code), not after it
     specs = resolve_specs(models or ("*",), input_size, in_channels, num_classes)
+    profiled = resolve_specs([profile_model], input_size, in_channels, num_classes) if profile_model else None
+    if profiled is not None and len(profiled) != 1:
+        raise click.BadParameter(f"{profile_model!r} names {len(profiled)} models; --profile takes one",
+                                 param_hint="--profile")
     with staged_directory(out_dir, replace=force) as stage:
         rows = (_ThroughputRows(stage.path / ROWS_FILE, devices, flatten_lists(batch_sizes), mode, min_time)
                 if throughput else None)
@@ -88,11 +96,26 @@ def report_command(ctx, models, out_dir, force, sweep_dir, input_size, in_channe
             with _progress(len(specs)) as advance:
                 report = compare(specs, measure=rows, on_progress=advance, memory=memory,
                                     memory_batch_sizes=flatten_lists(batch_sizes))
+            if profiled:
+                report = _with_profile(report, profiled, devices, flatten_lists(batch_sizes), min_time)
             written = write_report_files(report, stage.path)
             commit_report(stage, out_dir, force=force)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the old report stays; rows are kept
             raise _interrupted(as_interrupted(exc), stage, rows, out_dir) from None
     click.echo(f"wrote {len(written)} files to {out_dir}/ (open {out_dir}/report.md)", err=True)
+
+
+def _with_profile(report, specs, devices, batch_sizes, min_time: float):
+    """``--profile MODEL``: the report with one training step of MODEL profiled (depth 2)."""
+    from dataclasses import replace
+
+    from archprobe.bench.profile import profile_sweep
+    from archprobe.bench.throughput import ThroughputConfig
+    from archprobe.runtime.backends import resolve_devices
+
+    device_list, _ = resolve_devices(devices)
+    config = ThroughputConfig(mode="train", batch_size=batch_sizes[0], min_time=min_time)
+    return replace(report, profiles=tuple(profile_sweep(specs, device_list[0], config, depth=2)))
 
 
 def _report_sweep(ctx, models, sweep_dir: str, out_dir: str, force: bool) -> None:

@@ -124,6 +124,15 @@ def markdown(report: Report, images: Sequence[str]) -> str:
         parts.append(_section("Throughput", report.throughput))
         if "throughput.png" in images:
             parts.append("![Throughput](throughput.png)\n")
+    for profile in report.profiles:
+        from archprobe.report.notes import profile_notes
+
+        parts.append(_section(f"Where the time goes: {profile.label}", profile.rows, profile_notes([profile]),
+                              "Each layer's measured time in one step, forward and backward, beside its cost and"
+                              " the device's roofline (`archprobe profile`)."))
+        parts.extend(f"![{title}]({name})\n" for title, name in (("Roofline", PROFILE_PLOTS[0]),
+                                                                  ("Time shares", PROFILE_PLOTS[1]))
+                     if name in images and profile is report.profiles[0])
     if report.environment is not None and report.throughput:  # measured rows say where they ran
         env = report.environment
         parts.append(
@@ -136,9 +145,10 @@ def markdown(report: Report, images: Sequence[str]) -> str:
 TABLES = ("zoo", "counts", "min_inputs", "variants", "throughput", "memory", "memory_curve")
 JSON_TABLES = tuple(t for t in TABLES if t != "memory_curve")  # the plot's points: memory_curve.csv
 PLOTS = ("params_vs_macs.png", "memory.png", "throughput.png")
+PROFILE_PLOTS = ("profile-roofline.png", "profile-time.png")  # report --profile MODEL
 # Every name a report directory holds: --force replaces a directory holding only these.
 REPORT_FILES = frozenset({"report.md", "report.json", "environment.json", *PLOTS,
-                          *(f"{name}.csv" for name in TABLES)})
+                          *(f"{name}.csv" for name in TABLES), "profile.csv", *PROFILE_PLOTS})
 
 
 def check_directory(out_dir: str | Path, *, force: bool = False, names: frozenset = REPORT_FILES) -> None:
@@ -223,7 +233,18 @@ def write_report_files(report: Report, directory: Path) -> list[Path]:
     if any(r.status == "ok" for r in report.throughput):
         written.append(write_atomic(directory / "throughput.png", plots.throughput_bars(report.throughput)))
         images.append("throughput.png")
+    if report.profiles:
+        rows = [row for p in report.profiles for row in p.rows]
+        if rows:
+            written.append(write_atomic(directory / "profile.csv", machine_frame(rows).to_csv(index=False)))
+        first = report.profiles[0]
+        if first.ok:
+            for name, draw in zip(PROFILE_PLOTS, (plots.profile_roofline, plots.profile_shares)):
+                written.append(write_atomic(directory / name, draw(first)))
+                images.append(name)
     document = {name: records(getattr(report, name)) for name in JSON_TABLES}
+    if report.profiles:
+        document["profiles"] = records(report.profiles)
     document["models"] = list(report.models)
     notes = count_notes(report)
     document["notes"] = {"counts": notes} if notes else {}

@@ -280,6 +280,7 @@ class StepMemory:
         self.timelines: dict[int, Timeline] = {}  # the measured steps, by batch size
         self._warm = False
         self._logit_shapes: list[tuple[int, ...]] | None = None
+        self.attention_notes: tuple = ()  # which attention kernel the last step followed
 
     def _train_step(self):
         import torch
@@ -373,12 +374,16 @@ class StepMemory:
         import torch
         from torch.utils._pytree import tree_flatten
 
+        from archprobe.analysis.attention import device_attention
+
         tracker = self.tracker_type(self.tensor_device)
         labels = [t for t in tree_flatten(targets)[0] if isinstance(t, torch.Tensor)]
         # only modules, optimizers and tensors: torch 2.5's tracker refuses anything else (None)
         tracker.track_external(self.model, *([self.step.optimizer] if self.step else []), x, *labels)
-        with self.fast_paths(), _phase_hooks(self, tracker), tracker:
+        attention = device_attention(self.device)  # the kernel the device picks, not meta's math path
+        with self.fast_paths(), attention, _phase_hooks(self, tracker), tracker:
             self._run(x, targets)
+        self.attention_notes = attention.notes()
         return tracker.records
 
     def line(self) -> BatchLine | None:
@@ -404,7 +409,7 @@ class StepMemory:
             peak_phase=timeline.phases[index],
             device=self.device,
             input_shape=(timeline.batch_size, *self.probe.input_shape),
-            notes=self.probe.notes,
+            notes=self.probe.notes + self.attention_notes,
             **dict(zip(_CATEGORIES.values(), values)),
         )
 

@@ -318,6 +318,10 @@ def memory_notes(results: Sequence[MemoryResult]) -> list[str]:
         "Peak at: the innermost module running. "
         "Not counted: allocator rounding and caching, cuDNN/cuBLAS workspaces, the CUDA context.",
     ]
+    model_notes: dict[str, tuple] = {}
+    for r in results:  # the input chosen, the attention kernel followed: the same in every row of a model
+        model_notes.setdefault(r.model, r.notes)
+    notes.extend(f"{model}: {text}" for model, ns in model_notes.items() for text in notes_text(ns))
     for r in results:
         if r.budget_bytes is None:
             continue

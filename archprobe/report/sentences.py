@@ -37,6 +37,14 @@ NOTE_TEXT = {
                                f"{v['default']:,}"),
     "last_batch_dropped": lambda v: (f"the last training batch of each epoch would hold 1 of {v['examples']:,} "
                                      "examples and is left out (BatchNorm in training refuses a batch of one)"),
+    "attention_kernel": lambda v: (f"scaled_dot_product_attention ({v['calls']} call{'s' if v['calls'] != 1 else ''}) "
+                                   f"followed along the {v['device'].upper()}'s {v['kernel']}-attention kernel, as the "
+                                   f"{v['device'].upper()} picks it (on the meta device it takes the math path, which also "
+                                   "holds each attention matrix)"),
+    "attention_upper_bound": lambda v: (f"scaled_dot_product_attention ({v['calls']} call"
+                                        f"{'s' if v['calls'] != 1 else ''}) followed along the math path, which holds "
+                                        "each attention matrix; CUDA's fused kernels hold none, so the peak is an "
+                                        "upper bound"),
     "cuda_skipped": lambda v: "CUDA rows skipped: no usable CUDA device (torch.cuda.is_available() is False)",
 }
 # Notes about how one input shape was chosen read as one sentence, in this order.

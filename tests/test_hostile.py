@@ -700,10 +700,19 @@ def test_bad_numbers_and_options_are_usage_errors_before_any_work(invoke, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_glob_for_a_one_model_command_is_a_usage_error(invoke):
-    code, _, err = invoke("shapes", "resnet*")
-    assert code == ExitCode.USAGE
-    assert "names 6 models; 'shapes' takes one" in one_error_line(err)
+def test_shapes_takes_many_models_as_every_command_does(invoke):
+    from archprobe.zoo.resolution import expand
+
+    code, out, err = invoke("shapes", "resnet*", "lenet", "--exclude", "resnet50*", "--depth", "1", "-f", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    assert models == [*expand(["resnet*"], ["resnet50*"]), "lenet"] and len(models) >= 3
+    for model in models:  # each model's rows are those it gets alone
+        code, alone, _ = invoke("shapes", model, "--depth", "1", "-f", "json")
+        assert json.loads(alone) == [row for row in rows if row["model"] == model]
+    code, out, _ = invoke("shapes", "lenet", "nin-d2l", "--depth", "0")
+    assert "lenet total: 44,426 params" in out and "nin-d2l total: " in out
 
 
 def test_the_library_rejects_nan_and_caps_every_loop():

@@ -78,7 +78,7 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
 
 
 @cli.command("shapes")
-@click.argument("model")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
 @model_input_options
 @batch_size_option
 @click.option("--depth", type=click.IntRange(min=0), default=3, show_default=True,
@@ -86,8 +86,10 @@ def params_command(models, input_size, in_channels, num_classes, batch_size, mod
 @click.option("--rf", is_flag=True,
               help="Add each layer's receptive field, effective stride and first unit's centre (input pixels).")
 @output_options
-def shapes_command(model, input_size, in_channels, num_classes, batch_size, depth, rf, fmt, output):
-    """Per-layer output shapes, parameters, MACs and FLOPs of MODEL (eval mode).
+def shapes_command(models, input_size, in_channels, num_classes, batch_size, depth, rf, fmt, output):
+    """Per-layer output shapes, parameters, MACs and FLOPs of each MODEL (eval mode), one
+    model's rows after another's (each starts with the model's own row; JSON and CSV rows
+    carry a model field).
 
     Functional ops inside forward (torch.cat, F.max_pool2d, residual adds) are counted
     for the enclosing module. Each row shows its own numbers (not those of the rows
@@ -105,6 +107,7 @@ def shapes_command(model, input_size, in_channels, num_classes, batch_size, dept
     Examples:
       archprobe shapes googlenet
       archprobe shapes googlenet-d2l --depth 1
+      archprobe shapes lenet alexnet-d2l --depth 1
       archprobe shapes alexnet --rf
       archprobe shapes resnet18 --input-size 3x64x64 --format json
     """
@@ -114,9 +117,8 @@ def shapes_command(model, input_size, in_channels, num_classes, batch_size, dept
     from archprobe.report.views import layer_notes
     from archprobe.report.writers import emit
 
-    specs = resolve_specs([model], input_size, in_channels, num_classes)
-    if len(specs) != 1:
-        raise click.BadParameter(f"{model!r} names {len(specs)} models; 'shapes' takes one", param_hint="MODEL")
-    table = api.layers(specs[0], batch_size=batch_size, depth=depth, rf=rf)
-    _warn([table], fmt)
-    emit(render(list(table.rows), fmt, layer_notes(table, rf=rf)), output)  # print(table) shows the same
+    specs = resolve_specs(models, input_size, in_channels, num_classes)
+    tables = [api.layers(spec, batch_size=batch_size, depth=depth, rf=rf) for spec in specs]
+    _warn(tables, fmt)
+    # print(table) shows the same for one model
+    emit(render([row for table in tables for row in table.rows], fmt, layer_notes(tables, rf=rf)), output)

@@ -32,17 +32,19 @@ def count_notes(counts: Sequence[r.ModelCounts]) -> list[str]:
     return notes
 
 
-def layer_notes(table: r.LayerTable, rf: bool | None = None) -> list[str]:
-    """What ``archprobe shapes`` says under its table: the totals, the conventions, the model's
-    notes and warnings, and with receptive fields (``rf``; None: where the rows hold them) what
-    they are."""
+def layer_notes(tables: "r.LayerTable | Sequence[r.LayerTable]", rf: bool | None = None) -> list[str]:
+    """What ``archprobe shapes`` says under its table (one model's, or several one after
+    another): the totals, the conventions, the models' notes and warnings, and with receptive
+    fields (``rf``; None: where the rows hold them) what they are."""
     from archprobe.report.notes import RECEPTIVE_FIELDS
 
-    total = (f"total: {table.params:,} params ({table.params_forward:,} used in forward), "
-             f"{table.macs:,} MACs, {table.flops:,} FLOPs for input {'x'.join(map(str, table.input_shape))}")
+    tables = [tables] if isinstance(tables, r.LayerTable) else list(tables)
+    totals = [(f"{t.model} total" if len(tables) > 1 else "total")
+              + f": {t.params:,} params ({t.params_forward:,} used in forward), {t.macs:,} MACs, {t.flops:,} FLOPs"
+              f" for input {'x'.join(map(str, t.input_shape))}" for t in tables]
     if rf is None:
-        rf = any(row.rf_global is not None for row in table.rows)
-    return [total, *_common([table])] + ([RECEPTIVE_FIELDS] if rf else [])
+        rf = any(row.rf_global is not None for t in tables for row in t.rows)
+    return [*totals, *_common(tables)] + ([RECEPTIVE_FIELDS] if rf else [])
 
 
 def breakdown_table_notes(tables: Sequence[r.CostBreakdown]) -> list[str]:

@@ -299,10 +299,16 @@ def profile_roofline(result) -> bytes:
         ridge = result.ceiling_flops_per_sec / result.bandwidth_bytes_per_sec
         ax.plot([low, ridge, high], [result.bandwidth_bytes_per_sec * low, result.ceiling_flops_per_sec,
                                      result.ceiling_flops_per_sec], color="0.2", lw=1.2, zorder=2)
-        ax.text(high, result.ceiling_flops_per_sec * 1.08, f"compute ceiling ({result.ceiling_shape})", fontsize=7,
-                ha="right", va="bottom")
+        ax.text(ridge * 1.1, result.ceiling_flops_per_sec * 1.08, f"compute ceiling ({result.ceiling_shape})",
+                fontsize=7, ha="left", va="bottom")
+        large = result.large_bandwidth_bytes_per_sec
+        if large and large < result.bandwidth_bytes_per_sec:  # device memory, beyond every cache: for reference
+            knee = min(high, result.ceiling_flops_per_sec / large)
+            ax.plot([low, knee], [large * low, large * knee], color="0.5", lw=0.9, ls="--", zorder=2,
+                    label=f"{result.large_bandwidth_shape}: {large / 1e9:.1f} GB/s")
         ax.text(low * 1.2, result.bandwidth_bytes_per_sec * low * 1.3,
-                f"bandwidth {result.bandwidth_bytes_per_sec / 1e9:.1f} GB/s", fontsize=7, rotation=0,
+                f"bandwidth {result.bandwidth_bytes_per_sec / 1e9:.1f} GB/s ({result.bandwidth_shape})", fontsize=7,
+                rotation=0,
                 ha="left", va="bottom")
         ys = ys + [result.ceiling_flops_per_sec, result.bandwidth_bytes_per_sec * low]
     ax.set_xscale("log")
@@ -316,7 +322,7 @@ def profile_roofline(result) -> bytes:
     ax.set_ylabel("achieved FLOP/s")
     ax.set_title(f"Roofline: {_profile_title(result)}")
     ax.grid(True, which="major", alpha=0.3)
-    if points:
+    if points or result.large_bandwidth_bytes_per_sec:
         ax.legend(fontsize=8, loc="lower right")
     placed = place_labels(ax, [r.intensity for r in points], [r.achieved_flops_per_sec for r in points],
                           [r.layer or "(model)" for r in points])

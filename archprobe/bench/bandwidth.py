@@ -7,7 +7,9 @@ buffers on a CPU, 2 GiB on a GPU) is far beyond any cache: its rate is the devic
 bandwidth (``large_bytes_per_sec``). That alone is no ceiling for a layer whose tensors stay in
 cache (a LeNet's sigmoid backward moved 20 GB/s against a 7.6 GB/s large copy, one CPU thread),
 so the roof is the best rate over copies from cache-sized to the large one (``bytes_per_sec``,
-with the copy that set it). Bytes are bytes: measured once per device and thread count, for any
+with the copy that set it), each copy's rate from its fastest call: a roof is the best the
+device does, and on a busy machine the median of small multi-threaded copies collapses (each
+call waits for a descheduled thread). Bytes are bytes: measured once per device and thread count, for any
 dtype, in a child process (``python -m archprobe.bench.bandwidth``) as the matmul ceiling is,
 with the spread of the winning copy's calls and the machine's load meanwhile.
 """
@@ -53,8 +55,10 @@ def measure_copy(device: str, threads: int | None, nbytes: int, min_time: float 
         stats = summarize(times)
         nbytes = src.numel() * src.element_size()
         backend.cleanup()
-    return {"shape": describe(nbytes), "bytes_per_sec": 2.0 * nbytes / stats.median_s, "spread": stats.spread,
-            "samples": stats.samples}
+    # a roof is the best the device does: the fastest call (on a busy machine a median of small
+    # multi-threaded copies collapses as each waits for a descheduled thread)
+    return {"shape": describe(nbytes), "bytes_per_sec": 2.0 * nbytes / stats.min_s, "spread": stats.spread,
+            "samples": stats.samples, "median_bytes_per_sec": 2.0 * nbytes / stats.median_s}
 
 
 def measure_bandwidth(device: str, threads: int | None = None, *, quick: bool = False,

@@ -122,7 +122,8 @@ def _report_sweep(ctx, models, sweep_dir: str, out_dir: str, force: bool) -> Non
     """``--from SWEEP_DIR``: the report of a sweep's store (:mod:`archprobe.report.atlas`)."""
     from archprobe.report.atlas import write_atlas
 
-    given = [p.name for p in ctx.command.params if p.name not in ("out_dir", "force", "sweep_dir")
+    # models apart: click 8.1.0 calls an empty MODELS... argument given on the command line
+    given = [p.name for p in ctx.command.params if p.name not in ("models", "out_dir", "force", "sweep_dir")
              and ctx.get_parameter_source(p.name) is click.core.ParameterSource.COMMANDLINE]
     if models or given:
         raise click.UsageError("--from reports a sweep's store as it is: give no models or other options "

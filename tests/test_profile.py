@@ -480,3 +480,16 @@ def test_report_profile_adds_a_section(fake_ceilings, capsys, tmp_path):
     code, _, err = _main(["report", "lenet", "-o", str(out), "--force", "--no-memory"], capsys)
     assert code == 0, err  # a report with a profile is replaced like any report
     assert "profile.csv" not in {p.name for p in out.iterdir()}
+
+
+def test_cli_a_failing_model_exits_1_and_an_unknown_one_2(fake_ceilings, capsys, tmp_path):
+    source = tmp_path / "broken.py"
+    source.write_text("from torch import nn\n\n"
+                      "class Broken(nn.Module):\n"
+                      "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+                      "    def forward(self, x):\n        return self.conv(x).view(-1, 7)\n\n"
+                      "def build():\n    return Broken()\n")
+    code, out, err = _main(["profile", f"{source}:build", "--input-size", "3x8x8", *QUICK], capsys)
+    assert code == 1 and err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+    code, out, err = _main(["profile", "no-such-model", *QUICK], capsys)
+    assert code == 2 and "no-such-model" in err and not out

@@ -309,6 +309,13 @@ def test_a_row_above_the_roofline_is_flagged_never_clamped():
     assert row.achieved_flops_per_sec == pytest.approx(2e12) and row.bound == "memory"
     assert r.above_roof_layers == ("a forward",) and "above_roof" in r.warnings
     assert {"profiler_cost", "unaccounted"} <= set(r.warnings)  # 1 ms vs throughput's 2 ms; rows add up to half
+    assert "costs_uncast" not in r.warnings
+    r = prof.assemble({**head, "dtype": "bfloat16"}, [0.001], 1, [{("a", "forward"): 0.001}], costs, FAKE_CEILING,
+                      FAKE_BANDWIDTH, throughput_step_s=0.001, depth=1, device_time=False)
+    assert "costs_uncast" in r.warnings
+    from archprobe.report.notes import profile_notes
+
+    assert any("autocast" in note and "Bytes" in note for note in profile_notes([r]))
 
 
 # --- the honesty checks on the CPU, with the real ceilings -------------------------------------------

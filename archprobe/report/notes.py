@@ -570,13 +570,13 @@ def profile_notes(results: Sequence[ProfileResult]) -> list[str]:
             if "profiler_cost" in r.warnings and r.profiler_overhead > 0:
                 text = ("warning: " + text + f", more than {OVERHEAD_TEXT}; that is what the profiler (its ranges"
                         " and event recording) cost, and the shares are of the profiled step")
+            elif "profiler_cost" in r.warnings:
+                text = ("warning: " + text + f", faster by more than {OVERHEAD_TEXT}: timing noise (a profiler"
+                        " cannot make a step faster), so neither median is steady; measure again on a quiet machine")
             notes.append(text)
         if "unaccounted" in r.warnings:
             notes.append(f"warning: {r.label}: the rows add up to {100 * r.attributed_s / r.step_s:.1f}% of the"
                          " profiled step, more than 5% off: events were lost or counted twice")
-            elif "profiler_cost" in r.warnings:
-                text = ("warning: " + text + f", faster by more than {OVERHEAD_TEXT}: timing noise (a profiler"
-                        " cannot make a step faster), so neither median is steady; measure again on a quiet machine")
         if r.above_roof_layers:
             notes.append(f"warning: {r.label}: above the roofline (a count, a time or a ceiling is wrong): "
                          + ", ".join(r.above_roof_layers))
@@ -596,15 +596,19 @@ def profile_notes(results: Sequence[ProfileResult]) -> list[str]:
                 f" in a separate process; they meet at {r.ridge_intensity:,.1f} FLOP/B")
         elif r.ceiling_flops_per_sec is None or r.bandwidth_bytes_per_sec is None:
             notes.append(f"{r.label}: no roofline: a ceiling could not be measured")
-        if r.unsupported_ops:
-            notes.append(f"warning: {r.model}: unsupported ops counted as 0: {', '.join(r.unsupported_ops)}")
-    if any(r.ok for r in results):
-        notes.append(PROFILE_CONVENTIONS)
         unsteady = [code for code in r.warnings if code.startswith(("ceiling_", "bandwidth_"))]
         if unsteady:
             notes.append(f"warning: {r.label}: the roofs' own measurements were unsteady ({', '.join(unsteady)}):"
                          " a roof measured on a busy machine is too low, so rows may beat it; measure again on a"
                          " quiet machine")
+        if "costs_uncast" in r.warnings:
+            notes.append(f"warning: {r.label}: the step ran under {r.dtype} autocast, but MACs, FLOPs and Bytes are"
+                         " counted without it: Bytes are in the model's own dtype (too many for the cast ops), so"
+                         " FLOP/B and the roofline are low for them")
+        if r.unsupported_ops:
+            notes.append(f"warning: {r.model}: unsupported ops counted as 0: {', '.join(r.unsupported_ops)}")
+    if any(r.ok for r in results):
+        notes.append(PROFILE_CONVENTIONS)
     return notes
 
 

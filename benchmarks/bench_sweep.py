@@ -68,20 +68,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-full", action="store_true", help="leave out the whole-'tv:*' sweep")
+    parser.add_argument("--full-only", action="store_true", help="only the whole-'tv:*' sweep and its resume")
+    parser.add_argument("--jobs", type=int, default=2, help="the whole sweep's --jobs")
     args = parser.parse_args()
     print(f"load average before: {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_full:
             full = Path(tmp) / "full"
-            command = [*ARCHPROBE, "sweep", "tv:*", "-a", ANALYSES, "-o", str(full), "--jobs", "2", "-q"]
+            command = [*ARCHPROBE, "sweep", "tv:*", "-a", ANALYSES, "-o", str(full), "--jobs", str(args.jobs), "-q"]
             wall = timed(command)
             cells, statuses, seconds = store_summary(full)
-            print(f"'tv:*' x {ANALYSES}, --jobs 2: {wall:.1f} s wall, {cells} cells {json.dumps(statuses)}, "
+            print(f"'tv:*' x {ANALYSES}, --jobs {args.jobs}: {wall:.1f} s wall, {cells} cells {json.dumps(statuses)}, "
                   f"cells' own time {seconds:.1f} s (load after: {load()})")
             resumed = [timed(command) for _ in range(args.repeats)]
+            slowest = sqlite3.connect(full / "atlas.sqlite").execute(
+                "SELECT spec, analysis, status, round(seconds, 1) FROM cells ORDER BY seconds DESC LIMIT 5").fetchall()
+            print(f"slowest cells: {slowest}")
             print(f"resumed (everything stored): median {statistics.median(resumed):.2f} s "
                   f"(runs {', '.join(f'{r:.2f}' for r in resumed)}; aim <= 2 s)")
 
+        if args.full_only:
+            print(f"load average after: {load()}")
+            return
         direct, swept, own = [], [], []
         for i in range(args.repeats):
             direct.append(timed([PY, "-c", DIRECT.format(models=SMALL)]))

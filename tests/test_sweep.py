@@ -336,8 +336,7 @@ def test_the_memory_watchdog_stops_a_cell_without_the_address_space_limit(tmp_pa
         def build():
             return Grows()
     """))
-    run_cells = atlas._run_cells
-    monkeypatch.setattr(atlas, "_run_cells", lambda *a, **k: run_cells(*a, **{**k, "address_limit": False}))
+    monkeypatch.setattr(atlas._Spawner, "__call__", lambda self: atlas._Worker(*self.args[:4], address_limit=False))
     run = ap.sweep([f"{tmp_path}/grows.py:build", "lenet"], tmp_path / "atlas", cell_memory="256MiB", cell_timeout=60)
     assert [(c.status, c.error) for c in run.cells] == [
         ("oom", "its resident memory grew more than 256 MiB past its worker's own"), ("ok", None)]

@@ -226,20 +226,56 @@ def run_sweep(models: Sequence[str], analyses: Sequence[str], directory: "str | 
     if not cell_timeout > 0:
         raise UsageError(f"must be a positive number of seconds, not {cell_timeout!r}", param="cell_timeout")
     memory = cell_memory if cell_memory is not None else default_cell_memory(jobs)
-    with Store(directory) as store:
-        cells = plan_cells(models, analyses, config, store, exclude=exclude, shard=shard)
-        stored = store.done_keys()
-        todo = [c for c in cells if c.key not in stored or (retry_failed and stored[c.key] != "ok")]
-        if on_plan is not None:
-            on_plan(len(todo), len(cells) - len(todo))
-        if todo:  # an interrupt leaves every cell finished so far in the store
-            cuda = config.device == "cuda" and "throughput" in analyses
-            _run_cells(todo, store, Path(directory), jobs=min(jobs, len(todo)), timeout=cell_timeout,
-                       memory=memory, threads=max(1, cpus // jobs), address_limit=not cuda, on_cell=on_cell)
+    with Store(directory) as store, open(Path(directory) / LOG_FILE, "ab") as log:
+        preload = sorted({LIBRARY_MODULES[m.split(":")[0]] for m in models if m.startswith(("tv:", "timm:"))})
+        spawn = _Spawner(log, memory, max(1, cpus // jobs), preload,
+                         address_limit=not (config.device == "cuda" and "throughput" in analyses))
+        # Planning that imports a library (its names not yet stored) or user code takes seconds:
+        # the workers start importing torch meanwhile; a plan with nothing to compute stops them.
+        early = [spawn() for _ in range(jobs)] if _planning_imports(models, store) else []
+        try:
+            cells = plan_cells(models, analyses, config, store, exclude=exclude, shard=shard)
+            stored = store.done_keys()
+            todo = [c for c in cells if c.key not in stored or (retry_failed and stored[c.key] != "ok")]
+            if on_plan is not None:
+                on_plan(len(todo), len(cells) - len(todo))
+            if todo:  # an interrupt leaves every cell finished so far in the store
+                _run_cells(todo, store, Path(directory), jobs=min(jobs, len(todo)), timeout=cell_timeout,
+                           memory=memory, spawn=spawn, started=early, on_cell=on_cell)
+        finally:
+            for worker in early:
+                worker.kill()
         wanted = {c.key for c in cells}
         found = {c.key: c for c in store.cells() if c.key in wanted}
     return SweepRun(cells=tuple(found[c.key] for c in cells if c.key in found), computed=len(todo),
                     cached=len(cells) - len(todo), shard=shard)
+
+
+LIBRARY_MODULES = {"tv": "torchvision", "timm": "timm"}
+
+
+def _planning_imports(models: Sequence[str], store: Store) -> bool:
+    """Whether planning ``models`` will import a library (its names not stored for its installed
+    version) or user code."""
+    versions = library_versions()
+    for model in models:
+        prefix = model.split(":")[0]
+        if prefix in LIBRARY_MODULES:
+            if not store.has_names(prefix, versions[LIBRARY_MODULES[prefix]]):
+                return True
+        elif ":" in model:
+            return True
+    return False
+
+
+class _Spawner:
+    """Starts workers alike: their log, memory allowance, threads, imports and guard."""
+
+    def __init__(self, log, memory: int, threads: int, preload: Sequence[str], address_limit: bool):
+        self.args = (log, memory, threads, preload, address_limit)
+
+    def __call__(self) -> "_Worker":
+        return _Worker(*self.args)
 
 
 def merge_stores(directory: "str | os.PathLike", sources: Sequence["str | os.PathLike"]) -> int:
@@ -318,17 +354,15 @@ class _Worker:
 
 
 def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, timeout: float, memory: int,
-               threads: int, address_limit: bool, on_cell) -> None:
+               spawn: _Spawner, started: list["_Worker"], on_cell) -> None:
+    """Run ``todo`` on ``jobs`` workers (``started`` ones first: they are taken out of that list
+    and stopped here), storing each cell as it ends."""
     from multiprocessing.connection import wait
 
     queue = list(reversed(todo))
     host = socket.gethostname()
     versions = tuple(sorted(library_versions().items()))
-    log = open(directory / LOG_FILE, "ab")
     workers: list[_Worker] = []
-    # the libraries the cells build from, imported as each worker starts (not in its first cell)
-    preload = sorted({{"tv": "torchvision", "timm": "timm"}[c.model.split(":")[0]] for c in todo
-                      if c.model.startswith(("tv:", "timm:"))})
 
     def finish(worker: _Worker, status: str, result: Any, error: str | None, seconds: float) -> None:
         cell = worker.cell
@@ -346,10 +380,12 @@ def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, ti
         worker.kill()
         workers.remove(worker)
         if queue:
-            workers.append(_Worker(log, memory, threads, preload, address_limit))
+            workers.append(spawn())
 
     try:
-        workers.extend(_Worker(log, memory, threads, preload, address_limit) for _ in range(jobs))
+        while started and len(workers) < jobs:
+            workers.append(started.pop())
+        workers.extend(spawn() for _ in range(jobs - len(workers)))
         while workers:
             for worker in workers:
                 if worker.ready and worker.cell is None and queue:
@@ -390,7 +426,6 @@ def _run_cells(todo: list[Cell], store: Store, directory: Path, *, jobs: int, ti
     finally:
         for worker in workers:
             worker.kill()
-        log.close()
 
 
 def bytes_text(count: int) -> str:

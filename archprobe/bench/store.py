@@ -156,6 +156,10 @@ class Store:
 
     # --- library names --------------------------------------------------------------------------
 
+    def has_names(self, library: str, version: str) -> bool:
+        return self.db.execute("SELECT 1 FROM names WHERE library=? AND version=?", (library, version)).fetchone() \
+            is not None
+
     def library_names(self, library: str, version: str, compute) -> list[str]:
         """The names ``compute()`` lists for ``library`` at ``version``, computed once and kept."""
         found = self.db.execute("SELECT names FROM names WHERE library=? AND version=?", (library, version)).fetchone()

@@ -124,6 +124,8 @@ def attribute(events: Sequence[Event], *, device_time: bool = False,
     ``fold`` maps a module path to the row it belongs to (the chosen depth).
     """
     steps = sorted((e for e in events if e.name == STEP_RANGE), key=lambda e: e.start)
+    if steps:  # the steps run on one thread (a GPU's copy of the annotation, if any, is not a step)
+        steps = [s for s in steps if s.thread == steps[0].thread]
     starts = [s.start for s in steps]
     order = sorted(range(len(events)), key=lambda i: events[i].start)
 

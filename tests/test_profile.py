@@ -32,8 +32,8 @@ def big_conv():
     """One large convolution and a few cheap layers."""
     from torch import nn
 
-    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
-                         nn.Conv2d(32, 256, 7, padding=3), nn.ReLU(),
+    return nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(64, 256, 7, padding=3), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10))
 
 
@@ -127,10 +127,10 @@ def test_layer_costs_add_up_to_the_counter_and_backward_goes_to_its_layer():
     total = count_pass(probe)
     step = [(k, c) for k, c in costs.costs.items() if k[1] != "step"]
     assert sum(c.macs for _, c in step) == total.macs and sum(c.flops for _, c in step) == total.flops
-    conv_macs = 2 * 256 * 32 * 49 * 16 * 16
+    conv_macs = 2 * 256 * 64 * 49 * 16 * 16
     assert costs.costs[("2", "forward")].macs == conv_macs
     assert costs.costs[("2", "backward")].macs == 2 * conv_macs  # input and weight gradients
-    assert costs.costs[("0", "backward")].macs == 3 * 32 * 9 * 16 * 16 * 2  # weight gradient only
+    assert costs.costs[("0", "backward")].macs == 3 * 64 * 9 * 16 * 16 * 2  # weight gradient only
     assert costs.costs[("(optimizer)", "step")].flops > 0 and costs.costs[("(optimizer)", "step")].macs == 0
     assert costs.types["2"] == "Conv2d"
     # bytes: the conv's input, weight, bias and output at least, all float32
@@ -319,14 +319,33 @@ def test_a_row_above_the_roofline_is_flagged_never_clamped():
 
 
 # --- the honesty checks on the CPU, with the real ceilings -------------------------------------------
+MACHINE_CODES = {"busy", "steal", "spread", "ceiling_busy", "ceiling_steal", "ceiling_spread", "bandwidth_busy",
+                 "bandwidth_steal", "bandwidth_spread"}
+ATTEMPTS = 3  # a profile measured while other processes ran is measured again, this many times at most
+
+
 @pytest.fixture(scope="module")
 def honest():
-    """One big-convolution net, eval and train, profiled with the device's measured ceilings."""
+    """One big-convolution net, eval and train, profiled with the device's measured ceilings
+    (again, up to ATTEMPTS times, while the machine was too busy to judge the timings)."""
     runner = ProfileRunner()
     spec = tiny_spec("big_conv")
     config = dict(batch_size=8, threads=1, warmup=2, warmup_time=0.2, min_iters=5, min_time=1.0)
-    return {mode: runner.profile(spec, "cpu", ThroughputConfig(mode=mode, **config), depth=1)
-            for mode in ("eval", "train")}
+    results = {}
+    for mode in ("eval", "train"):
+        for _ in range(ATTEMPTS):
+            results[mode] = runner.profile(spec, "cpu", ThroughputConfig(mode=mode, **config), depth=1)
+            if not MACHINE_CODES & set(results[mode].warnings):
+                break
+    return results
+
+
+def judged_on_a_quiet_machine(r):
+    """Timings and ceilings measured beside other work cannot be judged: the result says so
+    (its warnings), and the check is skipped rather than passed or failed by the load."""
+    busy = sorted(MACHINE_CODES & set(r.warnings))
+    if busy:
+        pytest.skip(f"the machine was busy in {ATTEMPTS} attempts ({', '.join(busy)}): timings not judged")
 
 
 @pytest.mark.slow
@@ -342,6 +361,7 @@ def test_honesty_rows_add_up_to_the_profiled_step(honest, mode):
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_honesty_profiled_step_agrees_with_throughput(honest, mode):
     r = honest[mode]
+    judged_on_a_quiet_machine(r)
     assert r.throughput_step_s and abs(r.profiler_overhead) <= 0.10, (r.step_s, r.throughput_step_s)
     assert ("profiler_cost" in r.warnings) == (abs(r.profiler_overhead) > 0.10)
 
@@ -350,6 +370,7 @@ def test_honesty_profiled_step_agrees_with_throughput(honest, mode):
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_honesty_no_layer_above_either_ceiling(honest, mode):
     r = honest[mode]
+    judged_on_a_quiet_machine(r)  # a roof measured on a busy machine is low
     assert r.ceiling_flops_per_sec and r.bandwidth_bytes_per_sec
     for row in r.rows:
         if row.achieved_flops_per_sec is not None:

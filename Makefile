@@ -7,10 +7,10 @@ OLDEST_VENV  := .venv-oldest
 OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
 # The tests whose answers depend on torch's internals: dispatch-level traces, meta kernels,
 # the replay rules, MemTracker, fake tensors, the launcher and its rendezvous, the zoo's library
-# builders, torch's FlopCounterMode (the breakdowns' reference).
+# builders, torch's FlopCounterMode (the breakdowns' reference), torch.profiler's events.
 VERSION_SENSITIVE := tests/test_replay_rules.py tests/test_device_checks.py tests/test_static.py \
 	tests/test_min_input.py tests/test_memory.py tests/test_receptive.py tests/test_zoo.py tests/test_api.py \
-	tests/test_distributed.py tests/test_network.py tests/test_views.py
+	tests/test_distributed.py tests/test_network.py tests/test_views.py tests/test_profile.py
 
 .PHONY: demo test test-oldest bench clean
 

@@ -133,14 +133,17 @@ def in_shard(model: str, analysis: str, shard: tuple[int, int]) -> bool:
 
 def plan_cells(models: Sequence[str], analyses: Sequence[str], config: SweepConfig, store: Store, *,
                exclude: Sequence[str] = (), shard: tuple[int, int] = (1, 1),
-               versions: dict[str, str] | None = None) -> list[Cell]:
+               versions: dict[str, str] | None = None,
+               lister: Callable[[str], list[str]] | None = None) -> list[Cell]:
     """Every cell of the sweep's share, in order (models as given, globs expanded, x analyses).
 
     Library globs expand over name lists kept in the store per library version; literal specs
     are checked (a typo fails before any work starts), user files resolved and keyed with the
-    SHA-256 of their file, so an edited file is a new cell."""
+    SHA-256 of their file, so an edited file is a new cell. ``lister(prefix)`` lists a library's
+    names where the store has none (default: :func:`archprobe.zoo.resolution.library_names`)."""
     from archprobe.zoo.resolution import expand, library_names, spec_key
 
+    lister = lister or library_names
     versions = versions or library_versions()
     library = {"tv": "torchvision", "timm": "timm"}
 
@@ -148,7 +151,7 @@ def plan_cells(models: Sequence[str], analyses: Sequence[str], config: SweepConf
 
     def names(prefix: str) -> list[str]:
         if prefix not in listed:
-            listed[prefix] = store.library_names(prefix, versions[library[prefix]], lambda: library_names(prefix))
+            listed[prefix] = store.library_names(prefix, versions[library[prefix]], lambda: lister(prefix))
         return listed[prefix]
 
     specs = [spec_key(m) for m in expand(models, exclude, names=names)]
@@ -233,8 +236,9 @@ def run_sweep(models: Sequence[str], analyses: Sequence[str], directory: "str | 
         # Planning that imports a library (its names not yet stored) or user code takes seconds:
         # the workers start importing torch meanwhile; a plan with nothing to compute stops them.
         early = [spawn() for _ in range(jobs)] if _planning_imports(models, store) else []
-        try:
-            cells = plan_cells(models, analyses, config, store, exclude=exclude, shard=shard)
+        try:  # an early worker lists the libraries' names, which it imports anyway: the sweep need not
+            lister = early[0].library_names if early else None
+            cells = plan_cells(models, analyses, config, store, exclude=exclude, shard=shard, lister=lister)
             stored = store.done_keys()
             todo = [c for c in cells if c.key not in stored or (retry_failed and stored[c.key] != "ok")]
             if on_plan is not None:
@@ -328,6 +332,23 @@ class _Worker:
                 return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
             return 0
+
+    def library_names(self, prefix: str) -> list[str]:
+        """The names library ``prefix`` lists, asked of this worker once it is ready (the sweep's
+        own listing where the worker cannot answer)."""
+        from archprobe.zoo.resolution import library_names
+
+        try:
+            while not self.ready:
+                if not self.conn.poll(_READY_TIMEOUT_S):
+                    return library_names(prefix)
+                if self.conn.recv() == "ready":
+                    self.ready = True
+                    self.baseline = self.resident()
+            self.conn.send(("names", prefix))
+            return list(self.conn.recv())
+        except (EOFError, OSError):  # it died: _run_cells says so
+            return library_names(prefix)
 
     def send(self, cell: Cell) -> None:
         self.cell = cell
@@ -460,9 +481,15 @@ def worker_main() -> None:
     conn.send("ready")
     while True:
         try:
-            spec, analysis, options = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
+        if message[0] == "names":
+            from archprobe.zoo.resolution import library_names
+
+            conn.send(library_names(message[1]))
+            continue
+        spec, analysis, options = message
         started = time.perf_counter()
         try:
             status, result, error = "ok", run_cell(spec, analysis, options), None

@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 
 from archprobe.results import Bandwidth
-from archprobe.runtime.load import load_between, sample
+from archprobe.bench.ceiling import measure_in_child
 
 CPU_BYTES = (256 << 10, 4 << 20, 32 << 20, 256 << 20)  # L2, L3, beyond, far beyond
 CUDA_BYTES = (8 << 20, 64 << 20, 2 << 30)
@@ -64,18 +62,7 @@ def measure_copy(device: str, threads: int | None, nbytes: int, min_time: float 
 def measure_bandwidth(device: str, threads: int | None = None, *, quick: bool = False,
                       timeout: float = 300.0) -> Bandwidth:
     """The copy rate of ``device`` measured in a child process, with how steady it was."""
-    command = [sys.executable, "-m", "archprobe.bench.bandwidth", "--device", device]
-    if threads:
-        command += ["--threads", str(threads)]
-    if quick:
-        command.append("--quick")
-    before = sample()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    load = load_between(before, sample())
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise RuntimeError(f"the bandwidth measurement failed: {lines[-1] if lines else done.returncode}")
-    rates = json.loads(done.stdout.strip().splitlines()[-1])
+    rates, load = measure_in_child("archprobe.bench.bandwidth", "bandwidth", device, threads, quick, timeout)
     best = max(rates, key=lambda r: r["bytes_per_sec"])
     if not all(math.isfinite(r["bytes_per_sec"]) and r["bytes_per_sec"] > 0 for r in rates):
         raise RuntimeError("the bandwidth measurement gave no finite rate")

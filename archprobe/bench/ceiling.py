@@ -22,7 +22,7 @@ import sys
 import time
 
 from archprobe.results import Ceiling
-from archprobe.runtime.load import load_between, sample
+from archprobe.runtime.load import Load, load_between, sample
 
 # (kind, dims): mm (M, N, K); conv (batch, in channels, side, out channels, kernel)
 CPU_SHAPES = (("mm", (1024, 1024, 1024)), ("mm", (2048, 2048, 2048)), ("mm", (4096, 1024, 1024)),
@@ -99,11 +99,12 @@ def precision_of(device: str, dtype: str) -> str:
     return dtype
 
 
-def measure_ceiling(device: str, dtype: str, threads: int | None = None, *, quick: bool = False,
-                    timeout: float = 300.0) -> Ceiling:
-    """The best rate over the device's shapes, measured in a child process, with how steady
-    that measurement was (the winning shape's spread, the machine's load meanwhile)."""
-    command = [sys.executable, "-m", "archprobe.bench.ceiling", "--device", device, "--dtype", dtype]
+def measure_in_child(module: str, what: str, device: str, threads: int | None, quick: bool, timeout: float,
+                     *extra: str) -> tuple[list[dict], Load]:
+    """Run ``python -m module --device ... [extra]`` (a roof's measurement, kept out of this
+    process's allocator and threads) and return the rates its last line prints, with the
+    machine's load meanwhile (the child's CPU time is this run's own)."""
+    command = [sys.executable, "-m", module, "--device", device, *extra]
     if threads:
         command += ["--threads", str(threads)]
     if quick:
@@ -113,8 +114,16 @@ def measure_ceiling(device: str, dtype: str, threads: int | None = None, *, quic
     load = load_between(before, sample())
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        raise RuntimeError(f"the ceiling measurement failed: {lines[-1] if lines else done.returncode}")
-    rates = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"the {what} measurement failed: {lines[-1] if lines else done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), load
+
+
+def measure_ceiling(device: str, dtype: str, threads: int | None = None, *, quick: bool = False,
+                    timeout: float = 300.0) -> Ceiling:
+    """The best rate over the device's shapes, measured in a child process, with how steady
+    that measurement was (the winning shape's spread, the machine's load meanwhile)."""
+    rates, load = measure_in_child("archprobe.bench.ceiling", "ceiling", device, threads, quick, timeout,
+                                   "--dtype", dtype)
     best = max(rates, key=lambda r: r["flops_per_sec"])
     if not math.isfinite(best["flops_per_sec"]):
         raise RuntimeError("the ceiling measurement gave no finite rate")

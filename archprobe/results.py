@@ -864,7 +864,6 @@ class SweepRun:
     computed: int
     cached: int
     shard: tuple[int, int] = (1, 1)
-    interrupted: bool = False
 
     @property
     def failed(self) -> tuple[SweepCell, ...]:

@@ -27,6 +27,7 @@ from archprobe.api import min_input as min_input
 from archprobe.api import probe as probe
 from archprobe.api import profile as profile
 from archprobe.api import sweep as sweep
+from archprobe.api import sweep_report as sweep_report
 from archprobe.api import throughput as throughput
 from archprobe.api import to_frame as to_frame
 from archprobe.api import train as train
@@ -86,6 +87,7 @@ __all__ = [
     "probe",
     "profile",
     "sweep",
+    "sweep_report",
     "throughput",
     "to_frame",
     "train",

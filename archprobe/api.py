@@ -387,6 +387,18 @@ def sweep(models: str | Iterable[str], output: str | Path, *, analyses: Sequence
                      retry_failed=retry_failed, on_cell=on_cell)
 
 
+def sweep_report(directory: str | Path, output: str | Path | None = None, *, force: bool = False) -> list[Path]:
+    """The report of the sweep store in ``directory`` (``archprobe report --from``), written into
+    ``output`` (default ``directory/report``): a table and CSV per analysis, the failures, and
+    accuracy against MACs, parameters and throughput with the Pareto fronts (``pareto.csv``).
+    ``force`` replaces such a report already there. Returns the files' paths."""
+    from pathlib import Path
+
+    from archprobe.report.atlas import write_atlas
+
+    return write_atlas(directory, output if output is not None else Path(directory) / "report", force=force)
+
+
 def to_frame(results: Any) -> "pd.DataFrame":
     """A pandas DataFrame of results, with the same columns (base units) as the CSV output.
 

@@ -292,6 +292,8 @@ def test_report_from_a_sweep(invoke, tmp_path, monkeypatch):
     assert code == 2 and "--from reports a sweep's store" in err
     code, _, err = invoke("report", "--from", "nowhere")
     assert code == 2 and "holds no sweep store" in err and err.count("\n") == 1
+    files = ap.sweep_report(tmp_path / "atlas", tmp_path / "again")
+    assert sorted(p.name for p in files) == sorted(p.name for p in report.iterdir())
 
 
 def test_plan_expands_excludes_and_keys_user_files_by_content(tmp_path):

@@ -10,7 +10,7 @@ OLDEST_STAMP := $(OLDEST_VENV)/.installed-stamp
 # builders, torch's FlopCounterMode (the breakdowns' reference), torch.profiler's events.
 VERSION_SENSITIVE := tests/test_replay_rules.py tests/test_device_checks.py tests/test_static.py \
 	tests/test_min_input.py tests/test_memory.py tests/test_receptive.py tests/test_zoo.py tests/test_api.py \
-	tests/test_distributed.py tests/test_network.py tests/test_views.py tests/test_profile.py
+	tests/test_distributed.py tests/test_network.py tests/test_views.py tests/test_profile.py tests/test_sweep.py
 
 .PHONY: demo test test-oldest bench clean
 

@@ -7,6 +7,7 @@ import click
 from archprobe.cli import cli
 from archprobe.cli.options import (
     ByteSize, batch_sizes_option, flatten_lists, mode_option, model_input_options, output_options,
+    dtype_option,
 )
 from archprobe.runtime.step import OPTIMIZERS
 
@@ -18,8 +19,7 @@ from archprobe.runtime.step import OPTIMIZERS
 @batch_sizes_option("32")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd", show_default=True,
               help="With --train: SGD (lr 0.001, momentum 0.9; the throughput engine's) or Adam.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
-              show_default=True, help="Compute dtype; bfloat16/float16 run the forward under autocast.")
+@dtype_option(help="Compute dtype; bfloat16/float16 run the forward under autocast.")
 @click.option("--device", "-d", type=click.Choice(["cuda", "cpu"]),
               help="The device whose step is modelled (default: cuda where one is visible, else cpu): "
                    "cuda runs the optimizer's multi-tensor kernels (torch's default there), cpu one "

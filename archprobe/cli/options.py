@@ -197,6 +197,25 @@ min_iters_option = click.option(
     "--min-iters", type=click.IntRange(1, MAX_ITERS), default=10, show_default=True,
     help="... and at least this many iterations.",
 )
+warmup_time_option = click.option("--warmup-time", type=Seconds(), default=1.0, show_default=True,
+                                  help="... and at least this many seconds.")
+cudnn_benchmark_option = click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
+                                      help="cuDNN autotuning on CUDA (recorded with the results).")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def dtype_option(default: str | None = "float32",
+                 help: str = "Compute dtype; bfloat16/float16 run under autocast."):  # noqa: A002 - click's word
+    """``--dtype``: the compute dtype, one spelling in every command that runs a model."""
+    return click.option("--dtype", type=click.Choice(DTYPES), default=default, show_default=default is not None,
+                        help=help)
+
+
+def threads_option(per_rank: bool = False):
+    """``--threads``: CPU threads, bounded by the logical CPUs in every command."""
+    return click.option("--threads", type=click.IntRange(1, os.cpu_count() or 1),
+                        help="CPU threads, at most the logical CPUs (default: the number of physical cores"
+                             + ("; per rank with --nproc)." if per_rank else ")."))
 
 
 def output_format(fmt: str, output: str | None, fmt_given: bool) -> str:

@@ -11,11 +11,15 @@ from archprobe.cli.options import (
     MAX_BATCH,
     NonEmptyPath,
     Seconds,
+    cudnn_benchmark_option,
+    dtype_option,
     min_iters_option,
     mode_option,
     model_input_options,
     output_options,
+    threads_option,
     warmup_iters_option,
+    warmup_time_option,
 )
 
 
@@ -29,18 +33,14 @@ from archprobe.cli.options import (
 @click.option("--depth", type=click.IntRange(min=0), default=2, show_default=True,
               help="Layers are the modules at this depth; deeper ones fold into them.")
 @click.option("--top", type=click.IntRange(min=1), help="Show the K rows with the most time, and the rest as one row.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
-              show_default=True, help="Compute dtype; bfloat16/float16 run under autocast.")
-@click.option("--threads", type=click.IntRange(1, os.cpu_count() or 1),
-              help="CPU threads, at most the logical CPUs (default: the number of physical cores).")
+@dtype_option()
+@threads_option()
 @warmup_iters_option
-@click.option("--warmup-time", type=Seconds(), default=1.0, show_default=True,
-              help="... and at least this many seconds.")
+@warmup_time_option
 @click.option("--min-time", type=Seconds(), default=2.0, show_default=True,
               help="Profiled repeats: at least this many seconds ...")
 @min_iters_option
-@click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
-              help="cuDNN autotuning on CUDA (recorded with the setup).")
+@cudnn_benchmark_option
 @click.option("--plot", "plot_dir", type=NonEmptyPath("DIR"),
               help="Write MODEL-roofline.png and MODEL-time.png into DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
 import click
 
@@ -12,11 +11,15 @@ from archprobe.cli.options import (
     IntList,
     Seconds,
     batch_sizes_option,
+    cudnn_benchmark_option,
+    dtype_option,
     flatten_lists,
     min_iters_option,
     model_input_options,
     output_options,
+    threads_option,
     warmup_iters_option,
+    warmup_time_option,
 )
 from archprobe.cli.progress import progress_bar
 from archprobe.errors import as_interrupted
@@ -34,21 +37,17 @@ MODE_CHOICES = ("eval", "inference", "train", "both")
 @click.option("--mode", "-m", type=click.Choice(MODE_CHOICES), default="both", show_default=True,
               help="eval (inference: eval mode under inference_mode; 'inference' is a synonym) and/or train.")
 @batch_sizes_option("32")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
-              show_default=True, help="Compute dtype; bfloat16/float16 run under autocast.")
+@dtype_option()
 @click.option("--channels-last", is_flag=True, help="Model and input in channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the model; compile time is reported apart from the throughput.")
-@click.option("--threads", type=click.IntRange(1, os.cpu_count() or 1),
-              help="CPU threads, at most the logical CPUs (default: the number of physical cores).")
+@threads_option(per_rank=True)
 @warmup_iters_option
-@click.option("--warmup-time", type=Seconds(), default=1.0, show_default=True,
-              help="... and at least this many seconds.")
+@warmup_time_option
 @click.option("--min-time", type=Seconds(), default=2.0, show_default=True,
               help="Timed phase: at least this many seconds ...")
 @min_iters_option
-@click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=True, show_default=True,
-              help="cuDNN autotuning on CUDA (recorded with each row).")
+@cudnn_benchmark_option
 @click.option("--utilisation/--no-utilisation", default=True, show_default=True,
               help="Count FLOPs and measure a matmul ceiling per device to report utilisation.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")

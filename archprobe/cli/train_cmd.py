@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from archprobe.cli import cli
-from archprobe.cli.options import MAX_BATCH, Seconds, exclude_option
+from archprobe.cli.options import MAX_BATCH, Seconds, dtype_option, exclude_option, threads_option
 from archprobe.cli.progress import progress_bar
 from archprobe.errors import as_interrupted
 from archprobe.report.frames import FORMATS
@@ -43,12 +42,10 @@ from archprobe.training.datasets import DATASET_NAMES, DEFAULT_DATA_ROOT
 @click.option("--init", type=click.Choice(["default", "xavier"]),
               help="Weight initialisation: xavier = xavier_uniform_ on Conv2d/Linear weights (d2l's train_ch6).")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), help="Random seed (initial weights, shuffling, dropout).")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
-              help="Compute dtype; bfloat16/float16 run under autocast (float16 with a gradient scaler).")
+@dtype_option(None, help="Compute dtype; bfloat16/float16 run under autocast (float16 with a gradient scaler).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader workers, used only for a data set too large for the device's memory.")
-@click.option("--threads", type=click.IntRange(1, os.cpu_count() or 1),
-              help="CPU threads, at most the logical CPUs (default: the number of physical cores; per rank with --nproc).")
+@threads_option(per_rank=True)
 @click.option("--nproc", type=click.IntRange(min=1), metavar="N",
               help="Data-parallel: train each model on N local ranks through torch.distributed (DDP, a "
                    "DistributedSampler share of every epoch per rank); -b and --threads are per rank.")

@@ -250,6 +250,57 @@ def test_an_interrupted_sweep_keeps_its_cells_and_resumes(tmp_path):
     assert _cells(tmp_path / "atlas") == [("lenet", "params", "ok", None)]
 
 
+@pytest.mark.slow
+def test_a_sweep_killed_halfway_resumes_to_the_store_of_an_uninterrupted_one(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "held.py").write_text(textwrap.dedent("""
+        import os
+        import time
+        from torch import nn
+        def build():
+            while os.path.exists("hold"):  # the test holds this model's cells until it has killed the sweep
+                time.sleep(0.1)
+            return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    """))
+    command = [sys.executable, "-m", "archprobe", "sweep", "lenet", "held.py:build", "-a", "params,min-input",
+               "-o", "atlas", "-q"]
+    env = dict(os.environ)
+
+    def stored(directory: Path) -> list[tuple]:
+        with sqlite3.connect(directory / "atlas.sqlite") as db:
+            return db.execute("SELECT key, spec, analysis, options, versions, status, error, result_type, result "
+                              "FROM cells ORDER BY key").fetchall()
+
+    (tmp_path / "hold").touch()
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((tmp_path / "atlas" / "atlas.sqlite").exists() and len(stored(tmp_path / "atlas")) >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, with the held cells in flight
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert sorted(row[1:3] for row in stored(tmp_path / "atlas")) == [("lenet", "min-input"), ("lenet", "params")]
+    (tmp_path / "hold").unlink()
+    resumed = subprocess.run([*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert (summary["computed"], summary["cached"]) == (2, 2)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "held.py").write_text((tmp_path / "held.py").read_text())
+    subprocess.run(command, cwd=whole, env=env, capture_output=True, text=True, timeout=300, check=True)
+    assert stored(tmp_path / "atlas") == stored(whole / "atlas")  # the same cells, keys and results
+
+
 # --- report --from DIR ------------------------------------------------------------------------------
 
 

@@ -870,6 +870,23 @@ class SweepRun:
         return tuple(c for c in self.cells if not c.ok)
 
 
+@dataclass(frozen=True)
+class AtlasPoint:
+    """A swept model with a published accuracy: torchvision's ``weights.meta`` ImageNet-1K top-1
+    of its default weights (``weights``, the enum member's name; ``acc1`` a fraction), beside the
+    sweep's params and MACs (params cells) and examples/sec (throughput cells). ``front``: the
+    axes (``"macs"``, ``"params"``, ``"throughput"``) on whose Pareto front it lies: no other
+    model is at least as accurate and at least as cheap (or fast) there, and better in one."""
+
+    model: str
+    weights: str
+    acc1: float
+    params: int | None = None
+    macs: int | None = None
+    examples_per_sec: float | None = None
+    front: tuple[str, ...] = ()
+
+
 # --- how a result prints ------------------------------------------------------------------------
 # ``print(result)`` shows a result as its command's table, and a notebook as an HTML table; the
 # report layer renders both (``archprobe.report.views`` puts its ``text`` and ``html`` here when
@@ -893,20 +910,3 @@ for _type in [t for t in list(globals().values()) if isinstance(t, type) and dat
     _type.__str__ = _view_text
     _type._repr_html_ = _view_html
 del _type
-
-
-@dataclass(frozen=True)
-class AtlasPoint:
-    """A swept model with a published accuracy: torchvision's ``weights.meta`` ImageNet-1K top-1
-    of its default weights (``weights``, the enum member's name; ``acc1`` a fraction), beside the
-    sweep's params and MACs (params cells) and examples/sec (throughput cells). ``front``: the
-    axes (``"macs"``, ``"params"``, ``"throughput"``) on whose Pareto front it lies: no other
-    model is at least as accurate and at least as cheap (or fast) there, and better in one."""
-
-    model: str
-    weights: str
-    acc1: float
-    params: int | None = None
-    macs: int | None = None
-    examples_per_sec: float | None = None
-    front: tuple[str, ...] = ()

@@ -98,7 +98,7 @@ def report_command(ctx, models, out_dir, force, sweep_dir, input_size, in_channe
                                     memory_batch_sizes=flatten_lists(batch_sizes))
             if profiled:
                 report = _with_profile(report, profiled, devices, flatten_lists(batch_sizes), min_time)
-            written = write_report_files(report, stage.path, stage.target)
+            written = write_report_files(report, stage.path)
             commit_report(stage, out_dir, force=force)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the old report stays; rows are kept
             raise _interrupted(as_interrupted(exc), stage, rows, out_dir) from None

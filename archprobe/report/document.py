@@ -200,7 +200,7 @@ def write_report(report: Report, out_dir: str | Path, *, force: bool = False) ->
     built aside and swapped in whole (see the module docstring). Returns the files' paths."""
     check_directory(out_dir, force=force)
     with staged_directory(out_dir, replace=force) as stage:
-        names = [path.name for path in write_report_files(report, stage.path, stage.target)]
+        names = [path.name for path in write_report_files(report, stage.path)]
         commit_report(stage, out_dir, force=force)
     return [stage.target / name for name in names]
 
@@ -213,37 +213,9 @@ def commit_report(stage: Stage, out_dir: str | Path, *, force: bool) -> None:
     stage.commit()
 
 
-def _same_picture(png: bytes, previous: Path | None) -> bytes:
-    """``png``, or the bytes of the report's previous file of that name where it holds the same
-    picture: the PNG encoders under matplotlib (Pillow's zlib) compress the same pixels to other
-    bytes from one release to the next, and a rerun of an unchanged report must leave a
-    committed copy as it was."""
-    if previous is None or previous.is_symlink() or not previous.is_file():
-        return png
-    try:
-        old = previous.read_bytes()
-        if old == png:
-            return png
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(png)) as new_image, Image.open(io.BytesIO(old)) as old_image:
-            same = (new_image.size == old_image.size and new_image.mode == old_image.mode
-                    and new_image.tobytes() == old_image.tobytes())
-    except (OSError, ValueError, ImportError):  # unreadable or not a PNG: the new one stands
-        return png
-    return old if same else png
-
-
-def write_report_files(report: Report, directory: Path, previous: Path | None = None) -> list[Path]:
-    """The files of ``report`` written into ``directory`` (a fresh one: see :func:`write_report`);
-    ``previous``: the report directory they will replace (a plot whose picture is unchanged keeps
-    its bytes)."""
+def write_report_files(report: Report, directory: Path) -> list[Path]:
+    """The files of ``report`` written into ``directory`` (a fresh one: see :func:`write_report`)."""
     from archprobe.report import plots
-
-    def picture(name: str, png: bytes) -> Path:
-        return write_atomic(directory / name, _same_picture(png, previous / name if previous else None))
 
     written: list[Path] = []
     for name in TABLES:
@@ -253,13 +225,13 @@ def write_report_files(report: Report, directory: Path, previous: Path | None = 
     images: list[str] = []
     families = {e.name: e.family for e in report.zoo if e.family != "-"}
     if report.counts:
-        written.append(picture("params_vs_macs.png", plots.params_vs_macs(report.counts, families)))
+        written.append(write_atomic(directory / "params_vs_macs.png", plots.params_vs_macs(report.counts, families)))
         images.append("params_vs_macs.png")
     if report.memory_curve:
-        written.append(picture("memory.png", plots.memory_vs_batch(report.memory_curve)))
+        written.append(write_atomic(directory / "memory.png", plots.memory_vs_batch(report.memory_curve)))
         images.append("memory.png")
     if any(r.status == "ok" for r in report.throughput):
-        written.append(picture("throughput.png", plots.throughput_bars(report.throughput)))
+        written.append(write_atomic(directory / "throughput.png", plots.throughput_bars(report.throughput)))
         images.append("throughput.png")
     if report.profiles:
         rows = [row for p in report.profiles for row in p.rows]
@@ -268,7 +240,7 @@ def write_report_files(report: Report, directory: Path, previous: Path | None = 
         first = report.profiles[0]
         if first.ok:
             for name, draw in zip(PROFILE_PLOTS, (plots.profile_roofline, plots.profile_shares)):
-                written.append(picture(name, draw(first)))
+                written.append(write_atomic(directory / name, draw(first)))
                 images.append(name)
     document = {name: records(getattr(report, name)) for name in JSON_TABLES}
     if report.profiles:

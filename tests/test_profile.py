@@ -4,7 +4,6 @@ roofline, a net with one large convolution spends its time there). CUDA through 
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
@@ -15,6 +14,7 @@ from archprobe.bench.profile import (BACKWARD_NODE, LOSS_RANGE, MODULE_RANGE, ST
 from archprobe.bench.throughput import ThroughputConfig
 from archprobe.results import Bandwidth, Ceiling, Environment
 from archprobe.runtime.backends import CudaBackend
+from fakes import FakeCuda, FakeCudnn
 
 FAKE_ENV = Environment("2.x", "12.x", 90000, "Fake Device", "Fake CPU", "3.x")
 # Generous ceilings for the fast tests (the slow honesty test measures the real ones)
@@ -193,46 +193,6 @@ def test_a_failing_model_is_an_error_result():
 
 
 # --- CUDA through fakes --------------------------------------------------------------------------------
-class FakeCuda:
-    """``torch.cuda`` on a host clock: events, synchronizes and memory stats."""
-
-    class Event:
-        def __init__(self, enable_timing=False):
-            import time
-
-            self.clock, self.t = time.perf_counter, None
-
-        def record(self, stream=None):
-            self.t = self.clock()
-
-        def elapsed_time(self, end):
-            return (end.t - self.t) * 1e3
-
-    def synchronize(self, device=None):
-        pass
-
-    def current_device(self):
-        return 0
-
-    def device(self, index):
-        return contextlib.nullcontext()
-
-    def empty_cache(self):
-        pass
-
-    def reset_peak_memory_stats(self, device=None):
-        pass
-
-    def max_memory_allocated(self, device=None):
-        return 1
-
-    max_memory_reserved = max_memory_allocated
-
-
-class FakeCudnn:
-    benchmark = False
-
-
 class KernelEvents:
     """A CPU profiler whose events also report kernel time: half of each op's CPU self-time, as if
     each op had launched a kernel that long."""

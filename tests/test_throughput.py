@@ -29,6 +29,7 @@ from archprobe.runtime.environment import physical_cores
 from archprobe.runtime.sink import CsvSink
 from archprobe.runtime.timing import CudaEventTimer, HostTimer, run_timed, summarize
 from archprobe.zoo.spec import ModelSpec, resolve
+from fakes import FakeCuda, FakeCudnn
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
@@ -481,60 +482,6 @@ def test_resolve_devices_without_and_with_cuda():
 
 
 # --- CUDA code paths through fakes (run everywhere) --------------------------------------------
-class FakeEvent:
-    def __init__(self, clock, log):
-        self.clock, self.log, self.t = clock, log, None
-
-    def record(self, stream=None):
-        self.t = self.clock()
-        self.log.append("record")
-
-    def elapsed_time(self, end):
-        assert self.t is not None and end.t is not None
-        return (end.t - self.t) * 1e3  # ms, like torch.cuda.Event
-
-
-class FakeCuda:
-    """Stands in for ``torch.cuda``: events on a host clock, counted synchronizes, memory stats."""
-
-    def __init__(self, clock):
-        self.clock, self.log = clock, []
-        self.peak = 0
-
-    def Event(self, enable_timing=False):  # noqa: N802 - mirrors torch.cuda.Event
-        assert enable_timing
-        return FakeEvent(self.clock, self.log)
-
-    def synchronize(self, device=None):
-        self.log.append("sync")
-
-    def current_device(self):
-        return 0
-
-    def device(self, index):
-        import contextlib
-
-        self.log.append(f"device {index}")
-        return contextlib.nullcontext()
-
-    def empty_cache(self):
-        self.log.append("empty_cache")
-
-    def reset_peak_memory_stats(self, device=None):
-        self.log.append("reset_peak")
-        self.peak = 0
-
-    def max_memory_allocated(self, device=None):
-        return 123_000
-
-    def max_memory_reserved(self, device=None):
-        return 456_000
-
-
-class FakeCudnn:
-    benchmark = False
-
-
 def test_cuda_event_timer_synchronizes_once_after_the_loop():
     clock = FakeClock()
     cuda = FakeCuda(clock)

@@ -200,13 +200,19 @@ def _ceiling_warning(r: ThroughputResult, where: str) -> str | None:
             " measure again on a quiet machine")
 
 
+def model_notes(results: Sequence) -> list[str]:
+    """Each model's notes (the input chosen, the attention kernel followed), once per model: every
+    row of a model carries the same ones."""
+    first: dict[str, tuple] = {}
+    for r in results:
+        first.setdefault(r.model, r.notes)
+    return [f"{model}: {text}" for model, notes in first.items() for text in notes_text(notes)]
+
+
 def throughput_notes(results: Sequence[ThroughputResult]) -> list[str]:
     """How each model's input was chosen, warnings (spread, a busy machine, faults), the setup and
     the conventions, one line each."""
-    model_notes: dict[str, tuple] = {}
-    for r in results:
-        model_notes.setdefault(r.model, r.notes)  # every row of a model carries the same notes
-    notes = [f"{model}: {text}" for model, ns in model_notes.items() for text in notes_text(ns)]
+    notes = model_notes(results)
     for r in results:
         notes.extend(f"warning: {r.label}: {_warning_text(r, code)}" for code in r.warnings
                      if not code.startswith(("ceiling_", "baseline_")) or code == "ceiling_low")
@@ -318,10 +324,7 @@ def memory_notes(results: Sequence[MemoryResult]) -> list[str]:
         "Peak at: the innermost module running. "
         "Not counted: allocator rounding and caching, cuDNN/cuBLAS workspaces, the CUDA context.",
     ]
-    model_notes: dict[str, tuple] = {}
-    for r in results:  # the input chosen, the attention kernel followed: the same in every row of a model
-        model_notes.setdefault(r.model, r.notes)
-    notes.extend(f"{model}: {text}" for model, ns in model_notes.items() for text in notes_text(ns))
+    notes.extend(model_notes(results))
     for r in results:
         if r.budget_bytes is None:
             continue

@@ -309,6 +309,7 @@ def judged_on_a_quiet_machine(r):
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_honesty_rows_add_up_to_the_profiled_step(honest, mode):
     r = honest[mode]
@@ -318,6 +319,7 @@ def test_honesty_rows_add_up_to_the_profiled_step(honest, mode):
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_honesty_profiled_step_agrees_with_throughput(honest, mode):
     r = honest[mode]
@@ -327,6 +329,7 @@ def test_honesty_profiled_step_agrees_with_throughput(honest, mode):
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_honesty_no_layer_above_either_ceiling(honest, mode):
     r = honest[mode]
@@ -341,6 +344,7 @@ def test_honesty_no_layer_above_either_ceiling(honest, mode):
 
 
 @pytest.mark.slow
+@pytest.mark.timed
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_honesty_the_large_convolution_takes_the_time(honest, mode):
     r = honest[mode]

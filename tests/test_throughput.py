@@ -259,6 +259,7 @@ def test_ceiling_is_measured_in_a_child_process():
     assert ceiling.shape.startswith(("mm ", "conv "))
 
 
+@pytest.mark.timed
 def test_utilisation_of_a_conv_net_stays_below_100_percent_on_cpu():
     # the achieved rate counts matmul-class work only and the ceiling is the best of several GEMMs
     # and convolutions: a real conv net cannot beat it, in either mode
@@ -388,6 +389,7 @@ def test_group_load_leaves_every_rank_of_a_host_out():
 SPIN = "import time\nt = time.time()\nwhile time.time() - t < 3: pass"
 
 
+@pytest.mark.timed
 def test_load_sampling_sees_another_busy_process():
     import contextlib
     import os
@@ -415,6 +417,7 @@ def test_load_sampling_sees_another_busy_process():
     assert load.process_cores < 0.2  # this process slept
 
 
+@pytest.mark.timed
 def test_load_sampling_counts_a_live_child_as_this_run():
     # DataLoader workers and compile workers run while the row does: their CPU time is the run's
     import subprocess

@@ -45,6 +45,21 @@ def test_exclude_globs():
     assert expand(["alexnet", "ALEXNET", "tv:alexnet", "tv:AlexNet"]) == ["alexnet", "tv:alexnet"]
 
 
+def test_the_doors_exclude_over_all_their_models_as_the_command_line_does():
+    # expand_all (the API's models: strings, specs, modules) leaves out what expand does, over the
+    # whole list: a glob whose every match is excluded is no error while other models remain
+    from torch import nn
+
+    from archprobe.zoo.resolution import expand_all
+
+    module = nn.Linear(2, 2)
+    assert expand_all(["lenet", "*-d2l", module, "LENET"], "*-d2l") == ["lenet", module]
+    assert expand_all(["lenet", "*-d2l"], "*-d2l") == expand(["lenet", "*-d2l"], "*-d2l") == ["lenet"]
+    assert expand_all([module, "lenet"], "lenet") == [module]
+    with pytest.raises(SpecError, match="every model of 'lenet nin-d2l' is excluded"):
+        expand_all(["lenet", "nin-d2l"], ["lenet", "*-d2l"])
+
+
 @pytest.mark.parametrize("models, exclude, message", [
     (["tv:nothing*"], None, "no torchvision classification model matches 'tv:nothing*'"),
     (["timm:nothing*"], None, "no timm model matches 'timm:nothing*'"),

@@ -94,44 +94,59 @@ def expand(models: Iterable[str], exclude: str | Iterable[str] | None = None, *,
     Raises:
         SpecError: a glob matches no model, or ``exclude`` leaves none.
     """
+    given = list(models)
+    return _leave_out_and_once(_expand_globs(given, names), given, exclude)
+
+
+def _expand_globs(models: list[ModelLike], names: Callable[[str], list[str]] = library_names) -> list[ModelLike]:
+    """Each glob among ``models`` replaced by its matches in natural order; the rest as given."""
     from archprobe.zoo.registry import list_models, natural_key
 
-    patterns = [exclude] if isinstance(exclude, str) else list(exclude or ())
-    given = list(models)
-    expanded: list[str] = []
-    for model in given:
-        prefix, name = _library_of(model)
+    expanded: list[ModelLike] = []
+    for model in models:
+        prefix, name = _library_of(model) if isinstance(model, str) else (None, "")
         if prefix is not None and is_glob(name):
             matches = [f"{prefix}:{n}" for n in sorted(names(prefix), key=lambda n: natural_key(_fold(n)))
                        if fnmatch.fnmatchcase(_fold(n), _fold(name))]
             if not matches:
                 raise SpecError(f"no {LIBRARIES[prefix]} matches {model!r}")
             expanded.extend(matches)
-        elif ":" not in model and is_glob(model):
+        elif isinstance(model, str) and ":" not in model and is_glob(model):
             matches = [info.name for info in list_models(model)]
             if not matches:
                 raise SpecError(f"no zoo model matches {model!r}", hint="list")
             expanded.extend(matches)
         else:
             expanded.append(model)
-    kept = [m for m in expanded if not (patterns and excluded(m, patterns))]
+    return expanded
+
+
+def _leave_out_and_once(items: list[ModelLike], given: list[ModelLike],
+                        exclude: str | Iterable[str] | None) -> list[ModelLike]:
+    """``items`` less the spec strings matching ``exclude``, each spec string once (in any
+    spelling, the first kept); specs and modules stay as given."""
+    patterns = [exclude] if isinstance(exclude, str) else list(exclude or ())
+    kept = [m for m in items if not (patterns and isinstance(m, str) and excluded(m, patterns))]
     if given and not kept:
-        raise SpecError(f"every model of {' '.join(given)!r} is excluded by {' '.join(patterns)!r}")
-    seen: dict[str, str] = {}
+        named = " ".join(m if isinstance(m, str) else type(m).__name__ for m in given)
+        raise SpecError(f"every model of {named!r} is excluded by {' '.join(patterns)!r}")
+    seen: set[str] = set()
+    once: list[ModelLike] = []
     for model in kept:
-        seen.setdefault(spec_key(model), model)
-    return list(seen.values())
+        if isinstance(model, str):
+            if spec_key(model) in seen:
+                continue
+            seen.add(spec_key(model))
+        once.append(model)
+    return once
 
 
 def expand_all(models: Iterable[ModelLike], exclude: str | Iterable[str] | None = None) -> list[ModelLike]:
-    """Globs in spec strings expanded (see :func:`expand`); repeated names kept once (specs and
-    modules as given)."""
-    items: list[ModelLike] = []
-    for model in models:
-        items.extend(expand([model], exclude) if isinstance(model, str) else [model])
-    if all(isinstance(m, str) for m in items):
-        items = expand(items)  # drops repeats across arguments too ("alexnet ALEXNET")
-    return items
+    """:func:`expand` over a mix of spec strings, specs and modules: globs expand, ``exclude``
+    leaves spec strings out, repeated spec strings are kept once; specs and modules stay as given,
+    in their places."""
+    given = list(models)
+    return _leave_out_and_once(_expand_globs(given), given, exclude)
 
 
 def model_list(models: "ModelLike | Iterable[ModelLike]") -> list[ModelLike]:

@@ -272,7 +272,8 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
           download: bool = False, device: str | Sequence[str] | None = None, output=None, resume: bool = False,
           force: bool = False, workers: int = 0, threads: int | None = None, limit_train: int | None = None,
           limit_test: int | None = None, on_epoch: Callable[[EpochRow, TrainRun], None] | None = None,
-          nproc: int | None = None, timeout: float = DEFAULT_TIMEOUT_S, **overrides: Any) -> list[TrainRun]:
+          nproc: int | None = None, timeout: float = DEFAULT_TIMEOUT_S, exclude: str | Iterable[str] | None = None,
+          **overrides: Any) -> list[TrainRun]:
     """Train models on a real data set the book's way and return one run per model and device.
 
     Each Dive-into-DL zoo model trains with the book's recipe
@@ -285,7 +286,8 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
 
     Args:
         models: zoo names, spec strings, specs or modules (a live module trains as a fresh twin;
-            its own weights are never touched).
+            its own weights are never touched); globs (``'*-d2l'``) expand.
+        exclude: globs of models to leave out of ``models``.
         dataset: ``fashion-mnist``, ``mnist``, ``cifar10`` or ``fake`` (generated in memory).
         data_root: where the data sets are (default ``~/.cache/archprobe/data``); nothing is
             downloaded unless ``download`` is true.
@@ -324,7 +326,8 @@ def train(models: ModelLike | Iterable[ModelLike], *, dataset: str = "fashion-mn
 
     plan = plan_training(model_list(models), dataset=dataset, data_root=data_root, download=download, device=device,
                          threads=threads,
-                         limit_train=limit_train, limit_test=limit_test, nproc=nproc, timeout=timeout, **overrides)
+                         limit_train=limit_train, limit_test=limit_test, nproc=nproc, timeout=timeout,
+                         exclude=exclude, **overrides)
     directory = run_directory(output, runs=plan.runs, resume=resume, force=force) if output is not None else None
     return list(train_sweep(plan, runner=TrainRunner(threads=threads), output=directory, resume=resume,
                             workers=workers, on_epoch=on_epoch))

@@ -384,6 +384,14 @@ def test_out_of_memory_is_recorded_and_the_batch_size_kept(monkeypatch):
     assert oom.epochs == () and ok.status == "ok" and ok.epochs_done == 1
 
 
+def test_api_globs_and_exclude_pick_the_models_the_command_line_does():
+    tiny_net = f"{Path(__file__).resolve().parents[1]}/examples/tiny_net.py:build"
+    runs = api.train(["lenet", "*-d2l", tiny_net], exclude=["*-d2l"], epochs=1, **{**SMALL, "limit_train": 128})
+    assert [r.model for r in runs] == ["lenet", tiny_net] and all(r.status == "ok" for r in runs)
+    with pytest.raises(UsageError, match="every model of 'lenet' is excluded"):
+        api.train("lenet", exclude="lenet*", epochs=1, **SMALL)
+
+
 # --- the JSON, the recipes -----------------------------------------------------------------------
 
 EPOCH_KEYS = {"epoch", "train_loss", "train_acc", "test_acc", "examples_per_sec", "epoch_seconds"}

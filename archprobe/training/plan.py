@@ -74,9 +74,11 @@ def training_recipes(models: Iterable[ModelLike], *, dataset: str = "fashion-mni
 def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist", data_root=None,
                   download: bool = False, device: str | Sequence[str] | None = None,
                   limit_train: int | None = None, limit_test: int | None = None, nproc: int | None = None,
-                  timeout: float = DEFAULT_TIMEOUT_S, threads: int | None = None, **overrides: Any) -> TrainPlan:
+                  timeout: float = DEFAULT_TIMEOUT_S, threads: int | None = None,
+                  exclude: str | Iterable[str] | None = None, **overrides: Any) -> TrainPlan:
     """Load the data set, settle each model to it with its recipe, and check every input size
-    and device before anything trains (bad input raises a one-line ``UsageError``).
+    and device before anything trains (bad input raises a one-line ``UsageError``). Globs in
+    ``models`` expand, less the models matching ``exclude``.
 
     ``device`` None: CUDA if it is usable, else the CPU (the book's ``try_gpu()``). ``nproc``:
     train each model on that many data-parallel ranks of one device kind (see :func:`train`);
@@ -89,7 +91,7 @@ def plan_training(models: Iterable[ModelLike], *, dataset: str = "fashion-mnist"
     from archprobe.training.datasets import dataset_info, load_dataset
     from archprobe.zoo.resolution import check_sendable, data_spec, expand_all
 
-    items = expand_all(models)
+    items = expand_all(models, exclude)
     recipes = training_recipes(items, dataset=dataset, **overrides)  # a typo fails before the data loads
     if device is None:
         device = "cuda" if cuda_usable() else "cpu"

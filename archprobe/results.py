@@ -545,8 +545,7 @@ class ProfileResult:
     (a row beat the roofline: ``above_roof_layers`` names them), ``spread``, ``busy``, ``steal``
     (the machine while it ran, as throughput's), and the same three of each roof's own
     measurement (``ceiling_busy``, ``bandwidth_spread`` ...: a roof measured on a busy machine is
-    too low, and rows may beat it); ``costs_uncast``: the step ran under autocast but the costs
-    are counted without it (bytes in the model's dtype, so too many).
+    too low, and rows may beat it).
     """
 
     model: str

@@ -209,6 +209,17 @@ def test_prediction_matches_the_real_step_on_cpu(name, size, batch, dtype, optim
     assert abs(predicted.peak_bytes / measured - 1) <= 0.05, (predicted.peak_bytes, measured)
 
 
+def test_half_precision_norm_statistics_are_counted_in_the_cpu_s_dtype(one_thread):
+    # Under autocast BatchNorm's saved statistics are float32 on the CPU (its accumulate type),
+    # though the meta kernel fake tensors run makes them bfloat16: 512 bytes fewer in this step,
+    # inside the 5% above; the prediction follows the CPU's dtypes and is exact.
+    spec = as_spec("googlenet-bn-d2l", input_size=32)
+    predicted = predict(spec, 2, "train", dtype="bfloat16", device="cpu")
+    with torch.random.fork_rng():
+        measured = measure_step_peak(Probe.build(spec, batch_size=2, mode="train", device="cpu"), dtype="bfloat16")
+    assert predicted.peak_bytes == measured
+
+
 def test_live_tensor_counter_counts_storages_once_until_freed():
     x = torch.ones(1000)
     with LiveTensorBytes([x]) as counter:

@@ -138,6 +138,80 @@ def test_layer_costs_add_up_to_the_counter_and_backward_goes_to_its_layer():
     assert costs.unsupported == ()
 
 
+def _pass_record(t):
+    """Each op of a trace with its tensors' shapes and dtypes, and the pass's bytes."""
+    from archprobe.analysis.layer_costs import op_bytes
+    from archprobe.analysis.trace import TensorRef
+
+    def tensors(values):
+        out = []
+        for v in values:
+            if isinstance(v, TensorRef):
+                out.append((v.shape, str(v.dtype)))
+            elif isinstance(v, (list, tuple)):
+                out.extend(tensors(v))
+        return out
+
+    ops = [(op.name, op.phase, tuple(tensors([*op.args, *op.kwargs.values()])), tuple(tensors(op.outputs)))
+           for op in t.ops]
+    return ops, sum(op_bytes(op) for op in t.ops)
+
+
+def norms_and_attention():
+    """Every normalisation whose meta kernels give some output another dtype than the CPU's under
+    autocast, and attention."""
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.gn = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.GroupNorm(2, 8)
+            self.inorm, self.ln = nn.InstanceNorm2d(8, affine=True), nn.LayerNorm(8)
+            self.attention, self.fc = nn.MultiheadAttention(8, 2, batch_first=True), nn.Linear(8, 5)
+
+        def forward(self, x):
+            x = self.inorm(self.gn(self.bn(self.conv(x)))).flatten(2).transpose(1, 2)
+            x = self.ln(x)
+            return self.fc(self.attention(x, x, x)[0].mean(1))
+
+    return Net()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("model,size", [("resnet18-d2l", (1, 32, 32)), (norms_and_attention, (3, 10, 10))],
+                         ids=["resnet18-d2l", "norms"])
+def test_autocast_costs_are_those_of_a_real_cpu_pass_under_autocast(model, size, dtype, mode):
+    # The costs of a bfloat16/float16 step count the casts and the cast operands, from a pass over
+    # fake CPU tensors (autocast ignores meta ones): the same ops, shapes, dtypes and bytes as the
+    # same pass over real CPU tensors under autocast; the MACs and FLOPs are float32's.
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from archprobe import api
+    from archprobe.analysis import layer_costs as lc
+    from archprobe.analysis.trace import trace
+    from archprobe.runtime.precision import autocast
+
+    probe = api.probe(model if isinstance(model, str) else model(), size, batch_size=2, mode=mode)
+    fake_model, x, tensors = lc._fake_pass(probe)
+    with tensors():
+        fake = _pass_record(trace(fake_model, x, train=probe.train, backward=probe.train,
+                                  autocast=autocast(torch.device("cpu"), dtype)))
+    torch.manual_seed(0)
+    with sdpa_kernel([SDPBackend.MATH]):  # the path the costs count
+        real = _pass_record(trace(probe.spec.build("cpu"), torch.randn(2, *size), train=probe.train,
+                                  backward=probe.train, autocast=autocast(torch.device("cpu"), dtype)))
+    assert fake == real
+    assert any(name == "_to_copy" for name, *_ in fake[0]) and any(dtype in str(ops) for ops in fake[0])
+    cast, plain = lc.layer_costs(probe, dtype=dtype), lc.layer_costs(probe)
+    step = [c for (_, phase), c in cast.costs.items() if phase != "step"]
+    assert sum(c.bytes for c in step) == real[1]
+    for key in plain.costs:
+        assert (cast.costs[key].macs, cast.costs[key].flops) == (plain.costs[key].macs, plain.costs[key].flops)
+    assert cast.unsupported == ()
+
+
 def test_folding_to_depth():
     from archprobe.analysis.layer_costs import fold
 
@@ -269,13 +343,6 @@ def test_a_row_above_the_roofline_is_flagged_never_clamped():
     assert row.achieved_flops_per_sec == pytest.approx(2e12) and row.bound == "memory"
     assert r.above_roof_layers == ("a forward",) and "above_roof" in r.warnings
     assert {"profiler_cost", "unaccounted"} <= set(r.warnings)  # 1 ms vs throughput's 2 ms; rows add up to half
-    assert "costs_uncast" not in r.warnings
-    r = prof.assemble({**head, "dtype": "bfloat16"}, [0.001], 1, [{("a", "forward"): 0.001}], costs, FAKE_CEILING,
-                      FAKE_BANDWIDTH, throughput_step_s=0.001, depth=1, device_time=False)
-    assert "costs_uncast" in r.warnings
-    from archprobe.report.notes import profile_notes
-
-    assert any("autocast" in note and "Bytes" in note for note in profile_notes([r]))
 
 
 # --- the honesty checks on the CPU, with the real ceilings -------------------------------------------

@@ -94,17 +94,27 @@ def fold(path: str, depth: int | None) -> str:
 
 
 def layer_costs(probe: "Probe", *, depth: int | None = None, optimizer: str = "sgd",
-                foreach: bool = False) -> LayerCosts:
+                foreach: bool = False, dtype: str = "float32") -> LayerCosts:
     """MACs, FLOPs and bytes per (module path folded to ``depth``, phase) of one pass of the
     probe's model (on meta): an eval forward, or in training mode the training step (forward,
     loss, backward, optimizer step; ``foreach``: its multi-tensor kernels, torch's default on
-    CUDA)."""
+    CUDA).
+
+    ``dtype`` ``"bfloat16"``/``"float16"``: the forward and the loss run under autocast, as the
+    measured step's do, so the bytes are those of the casts and of the cast operands. Autocast
+    acts only on tensors of a device, so that pass runs on a fake CPU twin (no memory, no
+    values; CPU autocast's op lists, which may differ from CUDA's for a few ops). Attention takes
+    the math path there, as on meta, so every dtype counts the same work.
+    """
+    import contextlib
+
     import torch
 
     from archprobe.analysis.costs import op_cost
     from archprobe.analysis.guarded import explain_failure
     from archprobe.analysis.trace import BACKWARD as TRACE_BACKWARD
     from archprobe.analysis.trace import LOSS, TraceFailure, trace
+    from archprobe.runtime.precision import AUTOCAST_DTYPES, autocast
 
     train = probe.train
     forward_seqs: list[int] = []  # the sequence number current at each forward/loss op, in order
@@ -119,8 +129,14 @@ def layer_costs(probe: "Probe", *, depth: int | None = None, optimizer: str = "s
             forward_seqs.append(torch._C._autograd._get_sequence_nr())
             forward_owner.append(-2 if event.phase == LOSS else event.call)
 
+    model, x = probe.model, probe.input()
+    tensors, cast = contextlib.nullcontext, contextlib.nullcontext
+    if dtype in AUTOCAST_DTYPES:
+        model, x, tensors = _fake_pass(probe)
+        cast = autocast(torch.device("cpu"), dtype)
     try:
-        t = trace(probe.model, probe.input(), train=train, backward=train, on_op=on_op)
+        with tensors():
+            t = trace(model, x, train=train, backward=train, on_op=on_op, autocast=cast)
     except TraceFailure as failure:
         raise explain_failure(probe, failure) from failure
 
@@ -153,6 +169,34 @@ def layer_costs(probe: "Probe", *, depth: int | None = None, optimizer: str = "s
         for op in _optimizer_ops(probe, optimizer, foreach):
             _account(costs, OPTIMIZER_OWNER, STEP, op, op_cost(op), unsupported)
     return LayerCosts(costs, types, tuple(unsupported))
+
+
+def _fake_pass(probe: "Probe"):
+    """The probe's model and input as fake CPU tensors, and a factory of the context a pass over
+    them runs in (the fake mode, attention on the math path)."""
+    import contextlib
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from archprobe.errors import ArchprobeError
+    from archprobe.zoo.twin import fake_twin
+
+    fake_mode = FakeTensorMode()
+    try:
+        model = fake_twin(probe.model, fake_mode, "cpu")
+    except TypeError as exc:
+        raise ArchprobeError(f"{probe.name}: {exc}") from exc
+    with fake_mode:
+        x = torch.empty(tuple(probe.input().shape), dtype=probe.input().dtype, device="cpu")
+
+    @contextlib.contextmanager
+    def tensors():
+        with sdpa_kernel([SDPBackend.MATH]), fake_mode:
+            yield
+
+    return model, x, tensors
 
 
 def _account(costs, owner, phase, op, cost, unsupported) -> None:

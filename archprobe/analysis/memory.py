@@ -259,7 +259,6 @@ class StepMemory:
                 # real device, so its first step runs outside the meta device (torch 2.5's Adam
                 # reads them with ``.item()``); its other state follows the parameters.
                 self.warm_tensors: Callable[[], Any] = contextlib.nullcontext
-                self.fast_paths: Callable[[], Any] = FastMeta
             else:
                 # Fake tensors on the CPU: autocast acts on them, and they run on any machine (a
                 # fake CUDA backward needs a GPU); the device modelled only picks optimizer kernels.
@@ -270,10 +269,11 @@ class StepMemory:
                 self.tensor_device = torch.device("cpu")
                 self.tensors = lambda: fake_mode
                 self.warm_tensors = self.tensors  # fake constants: their ``.item()`` reads
-                self.fast_paths = contextlib.nullcontext
         except TypeError as exc:
             raise ArchprobeError(f"{probe.name}: {exc}") from exc
         self.model.train(probe.train)
+        # meta: the fast shape paths; meta and fake: the real kernels' output dtypes (trace.run_op)
+        self.fast_paths = FastMeta
         self.autocast = autocast(torch.device("cpu"), dtype)
         self.step = self._train_step() if probe.train else None
         self.used_only = False

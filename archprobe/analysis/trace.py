@@ -14,7 +14,8 @@ names the innermost layer that was running.
 from __future__ import annotations
 
 import gc
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from math import prod
@@ -234,20 +235,71 @@ _FAST_META: dict[Any, Callable] = {
 }
 
 
+# Where the meta kernels (which fake tensors run too) give an output another dtype than the CPU
+# kernels do, for float16/bfloat16 input (checked against the CPU on torch 2.5 and 2.14): with
+# float32 parameters (autocast's case) a normalisation keeps its statistics (mean, inverse
+# deviation) in float32, with parameters of the input's dtype in that dtype, where meta gives
+# one or the other whatever the parameters; a normalisation's backward gives each gradient the
+# dtype of what it is the gradient of, where some meta kernels give the input's gradient float32
+# (group norm) or the parameters' the input's dtype (layer norm on torch 2.5).
+# The forward's first parameter; the backward's input, weight and bias (None: the weight's):
+_NORM_PARAMS = {
+    torch.ops.aten.native_batch_norm.default: 1,
+    torch.ops.aten._native_batch_norm_legit.default: 1,
+    torch.ops.aten._native_batch_norm_legit.no_stats: 1,
+    torch.ops.aten._native_batch_norm_legit_no_training.default: 1,
+    torch.ops.aten.native_group_norm.default: 1,
+    torch.ops.aten.native_layer_norm.default: 2,
+}
+_NORM_BACKWARD = {
+    torch.ops.aten.native_batch_norm_backward.default: (1, 2, None),
+    torch.ops.aten.native_group_norm_backward.default: (1, 4, None),
+    torch.ops.aten.native_layer_norm_backward.default: (1, 5, 6),
+}
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _as_dtype(t, dtype):
+    return t.new_empty(t.shape, dtype=dtype) if t is not None and dtype is not None and t.dtype != dtype else t
+
+
+def _real_dtypes(func, args, out):
+    first = _NORM_PARAMS.get(func)
+    if first is not None and args[0].dtype in _HALF:
+        params = [a for a in args[first:first + 4] if isinstance(a, torch.Tensor)]
+        dtype = torch.float32 if any(p.dtype == torch.float32 for p in params) else args[0].dtype
+        y, *stats = out
+        return (y, *(_as_dtype(s, dtype) for s in stats))
+    sources = _NORM_BACKWARD.get(func)
+    if sources is not None and args[sources[0]].dtype in _HALF:
+        x, weight, bias = (args[i] if i is not None else None for i in sources)
+        bias = bias if isinstance(bias, torch.Tensor) else weight
+        dtypes = [t.dtype if isinstance(t, torch.Tensor) else None for t in (x, weight, bias)]
+        return tuple(_as_dtype(o, d) for o, d in zip(out, dtypes))
+    return out
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    fake = sys.modules.get("torch._subclasses.fake_tensor")  # no fake tensor exists before it is imported
+    return fake is not None and isinstance(t, fake.FakeTensor)
+
+
 def run_op(func, args, kwargs):
     """Run ``func``, taking the fast path for meta tensors where one exists; on meta, refuse
-    what the real kernels refuse (:mod:`archprobe.analysis.device_checks`)."""
+    what the real kernels refuse (:mod:`archprobe.analysis.device_checks`); on meta and fake
+    tensors, give outputs the dtypes the real kernels give them."""
     first = args[0] if args else None
     if isinstance(first, (list, tuple)) and first:  # cat: a list of tensors
         first = first[0]
     if not (isinstance(first, torch.Tensor) and first.is_meta):
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        return _real_dtypes(func, args, out) if isinstance(first, torch.Tensor) and _is_fake(first) else out
     fast = _FAST_META.get(func)
     out = fast(func, args, kwargs) if fast is not None else NotImplemented
     if out is NotImplemented:
         out = func(*args, **kwargs)
     check_op(func, args, kwargs, out)
-    return out
+    return _real_dtypes(func, args, out)
 
 
 class _EagerMode(TorchDispatchMode):
@@ -303,6 +355,8 @@ class _Recorder(_EagerMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func.namespace == "prim":  # metadata queries (prim.device, on fake tensors): no work
+            return func(*args, **kwargs)
         arg_refs = self._refs(args)
         kwarg_refs = {k: self._refs(v) for k, v in kwargs.items()}
         out = run_op(func, args, kwargs)
@@ -375,11 +429,14 @@ def trace(
     backward: bool = False,
     track_modules: bool = True,
     on_op: Callable[[OpEvent], None] | None = None,
+    autocast: Callable[[], Any] = nullcontext,
 ) -> Trace:
     """Run ``model(x)`` once under the recorder and return what ran.
 
     ``train`` selects training mode (BatchNorm uses batch statistics, aux heads run);
     ``backward`` also records a cross-entropy loss on synthetic labels and its backward.
+    ``autocast``: a factory of the context the forward and the loss run in, as a training step's
+    do (the backward runs outside it); autocast acts on tensors of a device, not on meta ones.
     Raises ``TraceFailure`` naming the innermost layer if the pass fails (``ModelCodeError``
     where the model's code calls ``sys.exit``).
     """
@@ -424,16 +481,18 @@ def trace(
     gc.disable()  # the trace keeps every tensor alive; collections only add pauses
     try:
         with model_mode(model, train), grad, recorder, running_user_code(_forward_of(model)):
-            try:
-                output = model(x)
-            except Exception as exc:
-                failing = calls[stack[-1]] if stack else None
-                raise TraceFailure(
-                    exc, failing.path if failing else None, failing.type_name if failing else None
-                ) from exc
+            with autocast():
+                try:
+                    output = model(x)
+                except Exception as exc:
+                    failing = calls[stack[-1]] if stack else None
+                    raise TraceFailure(
+                        exc, failing.path if failing else None, failing.type_name if failing else None
+                    ) from exc
+                if backward:
+                    recorder.phase = LOSS
+                    loss = _synthetic_loss(output)
             if backward:
-                recorder.phase = LOSS
-                loss = _synthetic_loss(output)
                 recorder.phase = BACKWARD
                 loss.backward()
     finally:

@@ -46,7 +46,7 @@ from archprobe.probe import Mode
 from archprobe.results import Bandwidth, Ceiling, ProfileResult, ProfileRow
 from archprobe.runtime.backends import is_oom
 from archprobe.runtime.load import load_between, machine_warnings, sample
-from archprobe.runtime.precision import AUTOCAST_DTYPES, compute_dtype
+from archprobe.runtime.precision import compute_dtype
 from archprobe.runtime.timing import Clock, run_counted, run_timed, summarize
 from archprobe.user_code import running_user_code
 
@@ -297,8 +297,8 @@ class ProfileRunner(ThroughputRunner):
 
         probe = self.meta_probe(spec).with_setting(batch_size=config.batch_size, mode=config.mode)
         if self._costs_fn is not None:
-            return self._costs_fn(probe, depth=depth, foreach=kind == "cuda")
-        return layer_costs(probe, depth=depth, optimizer=OPTIMIZER, foreach=kind == "cuda")
+            return self._costs_fn(probe, depth=depth, foreach=kind == "cuda", dtype=config.dtype)
+        return layer_costs(probe, depth=depth, optimizer=OPTIMIZER, foreach=kind == "cuda", dtype=config.dtype)
 
     def profile(self, spec: "ModelSpec", device: str, config: ThroughputConfig,
                 depth: int | None = None) -> ProfileResult:
@@ -432,8 +432,6 @@ def assemble(head: dict, times: Sequence[float], warm: int, per_step: Sequence[d
         codes.append("unaccounted")
     if above:
         codes.append("above_roof")
-    if head["dtype"] in AUTOCAST_DTYPES:  # the meta trace runs without autocast: its bytes are the model's dtype
-        codes.append("costs_uncast")
     for prefix, roof in (("ceiling_", ceiling), ("bandwidth_", bandwidth)):  # how steady each roof's measurement was
         if roof is not None:
             codes.extend(prefix + code for code in machine_warnings(spread=roof.spread, other_cores=roof.other_cpu_cores,

@@ -604,10 +604,6 @@ def profile_notes(results: Sequence[ProfileResult]) -> list[str]:
             notes.append(f"warning: {r.label}: the roofs' own measurements were unsteady ({', '.join(unsteady)}):"
                          " a roof measured on a busy machine is too low, so rows may beat it; measure again on a"
                          " quiet machine")
-        if "costs_uncast" in r.warnings:
-            notes.append(f"warning: {r.label}: the step ran under {r.dtype} autocast, but MACs, FLOPs and Bytes are"
-                         " counted without it: Bytes are in the model's own dtype (too many for the cast ops), so"
-                         " FLOP/B and the roofline are low for them")
         if r.unsupported_ops:
             notes.append(f"warning: {r.model}: unsupported ops counted as 0: {', '.join(r.unsupported_ops)}")
     if any(r.ok for r in results):

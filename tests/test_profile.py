@@ -212,6 +212,23 @@ def test_autocast_costs_are_those_of_a_real_cpu_pass_under_autocast(model, size,
     assert cast.unsupported == ()
 
 
+def test_kineto_s_start_and_stop_lines_are_dropped_from_stderr_and_nothing_else(capfd):
+    # torch 2.14's kineto writes "USDT:... profiler_start" to descriptor 2 at every start and stop
+    import os
+
+    from archprobe.plumbing.stderr import dropping_lines
+
+    with prof.torch_profiler("cpu"):
+        os.write(2, b"USDT:2026-12-04 21:28:17 1:1 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
+        os.write(2, b"kept: a C++ warning\nUSDT: dropped\nkept: the next one\n")
+    with dropping_lines(b"USDT:"):
+        os.write(2, b"no newline at the end")
+    out, err = capfd.readouterr()
+    assert err == "kept: a C++ warning\nkept: the next one\nno newline at the end" and out == ""
+    os.write(2, b"USDT: after the block, passed on\n")
+    assert capfd.readouterr().err == "USDT: after the block, passed on\n"
+
+
 def test_folding_to_depth():
     from archprobe.analysis.layer_costs import fold
 
@@ -276,7 +293,7 @@ class KernelEvents:
         self.inner = prof.torch_profiler("cpu")
 
     def __enter__(self):
-        self.inner.__enter__()
+        self.profile = self.inner.__enter__()
         return self
 
     def __exit__(self, *exc):
@@ -291,7 +308,7 @@ class KernelEvents:
             def __getattr__(self, name):
                 return getattr(self._e, name)
 
-        wrapped = [WithKernels(e) for e in self.inner.events()]
+        wrapped = [WithKernels(e) for e in self.profile.events()]
         by_id = {id(w._e): w for w in wrapped}
         for w in wrapped:  # parents among the wrapped events
             w.cpu_parent = by_id.get(id(w._e.cpu_parent)) if w._e.cpu_parent is not None else None

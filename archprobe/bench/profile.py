@@ -32,6 +32,7 @@ Methodology:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import statistics
 import time
@@ -233,15 +234,20 @@ class LayerRanges:
         return False
 
 
+@contextlib.contextmanager
 def torch_profiler(kind: str):
-    """``torch.profiler.profile`` for the device (CPU ops; CUDA kernels too on a GPU)."""
+    """``torch.profiler.profile`` for the device (CPU ops; CUDA kernels too on a GPU), without
+    the line kineto writes to stderr at each start and stop (:mod:`archprobe.plumbing.stderr`)."""
     import os
 
     from torch.profiler import ProfilerActivity, profile
 
+    from archprobe.plumbing.stderr import dropping_lines
+
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # kineto's own log lines (warnings, errors) off stderr
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if kind == "cuda" else [])
-    return profile(activities=activities)
+    with dropping_lines(b"USDT:"), profile(activities=activities) as prof:
+        yield prof
 
 
 # --------------------------------------------------------------------------------------------

@@ -455,6 +455,7 @@ def test_two_ranks_of_lenet_training(invoke):
 
 
 @pytest.mark.slow
+@pytest.mark.timed  # a 3 s timeout: the ranks must meet within it, which a loaded machine may not allow
 def test_ranks_that_raise_die_or_hang_become_error_rows(invoke, ranks_file):
     spec = f"{ranks_file}:"
     began = time.monotonic()

@@ -105,3 +105,58 @@ def test_cpu_refuses_and_so_does_a_meta_pass(name):
 def test_what_the_cpu_runs_runs_on_meta(name):
     call = ACCEPTED[name]
     assert _runs(call, "cpu") and _runs(call, "meta")
+
+
+# --- the fast meta paths ---------------------------------------------------------------------------
+def _outputs(out):
+    return [(tuple(t.shape), t.stride(), t.dtype) for t in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def _on(device, *tensors):
+    return [None if t is None else torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
+            for t in tensors]
+
+
+def _strided(shape, dtype, transposed=False):
+    return torch.empty(shape[::-1], dtype=dtype).t() if transposed else torch.empty(shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_the_fast_addmm_and_layer_norm_give_the_cpu_s_outputs(dtype):
+    # The meta addmm and native_layer_norm are Python references (~0.4 and ~1 ms a call); the
+    # fast paths that answer their plain cases give the outputs (shapes, strides, dtypes) the CPU
+    # kernels give, and leave every other case to the real kernel.
+    from archprobe.analysis.trace import run_op
+
+    checked = 0
+    for n, k, m in [(1, 1, 1), (3, 5, 7), (0, 3, 2), (2, 0, 3)]:
+        for bias_shape in [(m,), (1,), (n, m), (1, m), (n, 1), ()]:
+            for ta in (False, True):
+                for tb in (False, True):
+                    cpu = [torch.empty(bias_shape, dtype=dtype), _strided((n, k), dtype, ta), _strided((k, m), dtype, tb)]
+                    got = run_op(aten.addmm.default, tuple(_on("meta", *cpu)), {"beta": 0.5})
+                    assert _outputs(got) == _outputs(aten.addmm.default(*cpu, beta=0.5))
+                    checked += 1
+    for shape, normalized in [((2, 5, 8), (8,)), ((2, 5, 8), (5, 8)), ((3, 2, 7, 7), (7,)), ((0, 3), (3,))]:
+        for param_dtype in (None, dtype, torch.float32):
+            for transposed in (False, True):
+                x = torch.empty(shape[::-1], dtype=dtype).permute(*reversed(range(len(shape)))) if transposed \
+                    else torch.empty(shape, dtype=dtype)
+                w = None if param_dtype is None else torch.ones(normalized, dtype=param_dtype)
+                meta_x, meta_w = _on("meta", x, w)
+                got = run_op(aten.native_layer_norm.default, (meta_x, list(normalized), meta_w, meta_w, 1e-5), {})
+                assert _outputs(got) == _outputs(aten.native_layer_norm.default(x, list(normalized), w, w, 1e-5))
+                checked += 1
+    assert checked == 4 * 6 * 4 + 4 * 3 * 2
+    # the plain cases do take the fast paths
+    from archprobe.analysis.trace import _FAST_META
+
+    plain = _on("meta", torch.empty(4, dtype=dtype), torch.empty(2, 3, dtype=dtype), torch.empty(3, 4, dtype=dtype))
+    assert _FAST_META[aten.addmm.default](aten.addmm.default, tuple(plain), {}) is not NotImplemented
+    x, w = _on("meta", torch.empty(2, 5, 8, dtype=dtype), torch.empty(8, dtype=dtype))
+    assert _FAST_META[aten.native_layer_norm.default](aten.native_layer_norm.default, (x, [8], w, w, 1e-5), {}) \
+        is not NotImplemented
+    with pytest.raises(Exception):  # a bias that does not broadcast: the kernels' own refusal
+        run_op(aten.addmm.default, tuple(_on("meta", torch.empty(3), torch.empty(2, 4), torch.empty(4, 2))), {})
+    with pytest.raises(Exception):  # a normalised shape that is not the input's last dimensions
+        run_op(aten.native_layer_norm.default, (torch.empty(2, 5, device="meta"), [4], None, None, 1e-5), {})

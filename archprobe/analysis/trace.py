@@ -222,6 +222,38 @@ def _elementwise_pair_fast(func, args, kwargs):
     return a.new_empty(a.shape)
 
 
+def _addmm_fast(func, args, kwargs):
+    # The meta ``addmm`` is a Python reference (~0.4 ms); a transformer's linear layers call it
+    # hundreds of times a pass. Answer two matrices that multiply and a bias that broadcasts to
+    # their product, all of one dtype; anything else goes to the real kernel.
+    bias, a, b = args
+    if (kwargs.keys() - {"beta", "alpha"} or a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]
+            or not (bias.is_meta and a.is_meta and b.is_meta) or not a.dtype == b.dtype == bias.dtype
+            or bias.dim() > 2):
+        return NotImplemented
+    shape = (a.shape[0], b.shape[1])
+    if any(n not in (1, m) for n, m in zip(reversed(bias.shape), reversed(shape))):
+        return NotImplemented
+    return a.new_empty(shape)
+
+
+def _layer_norm_fast(func, args, kwargs):
+    # The meta ``native_layer_norm`` is a Python reference (~1 ms). Answer an input whose last
+    # dimensions are the normalised shape, with parameters of that shape and the input's dtype;
+    # anything else goes to the real kernel. The statistics take the meta kernel's dtype.
+    x, normalized_shape, weight, bias = args[:4]
+    ns = tuple(normalized_shape)
+    if (kwargs or not ns or x.dim() < len(ns) or tuple(x.shape[x.dim() - len(ns):]) != ns
+            or any(p is not None and (not p.is_meta or tuple(p.shape) != ns or p.dtype != x.dtype)
+                   for p in (weight, bias))):
+        return NotImplemented
+    stats_shape = (*x.shape[:x.dim() - len(ns)], *(1,) * len(ns))
+    stats_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device),
+            torch.empty(stats_shape, dtype=stats_dtype, device=x.device),
+            torch.empty(stats_shape, dtype=stats_dtype, device=x.device))
+
+
 # On the meta device some kernels are Python reference implementations costing milliseconds
 # per call; where the output shapes are plainly the input's, produce them directly.
 _FAST_META: dict[Any, Callable] = {
@@ -232,6 +264,8 @@ _FAST_META: dict[Any, Callable] = {
     torch.ops.aten.cat.default: _cat_fast,
     torch.ops.aten.add.Tensor: _elementwise_pair_fast,
     torch.ops.aten.threshold_backward.default: _elementwise_pair_fast,
+    torch.ops.aten.addmm.default: _addmm_fast,
+    torch.ops.aten.native_layer_norm.default: _layer_norm_fast,
 }
 
 

@@ -122,10 +122,11 @@ def _strided(shape, dtype, transposed=False):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_the_fast_addmm_and_layer_norm_give_the_cpu_s_outputs(dtype):
-    # The meta addmm and native_layer_norm are Python references (~0.4 and ~1 ms a call); the
-    # fast paths that answer their plain cases give the outputs (shapes, strides, dtypes) the CPU
-    # kernels give, and leave every other case to the real kernel.
+def test_the_fast_meta_paths_give_the_cpu_s_outputs(dtype):
+    # The meta addmm, native_layer_norm (and its backward) and gelu (and its backward) are Python
+    # references (~0.4 to 1.5 ms a call); the fast paths that answer their plain cases give the
+    # outputs (shapes, strides, dtypes) the CPU kernels give, and leave every other case to the
+    # real kernel.
     from archprobe.analysis.trace import run_op
 
     checked = 0
@@ -147,7 +148,6 @@ def test_the_fast_addmm_and_layer_norm_give_the_cpu_s_outputs(dtype):
                 got = run_op(aten.native_layer_norm.default, (meta_x, list(normalized), meta_w, meta_w, 1e-5), {})
                 assert _outputs(got) == _outputs(aten.native_layer_norm.default(x, list(normalized), w, w, 1e-5))
                 checked += 1
-    assert checked == 4 * 6 * 4 + 4 * 3 * 2
     # the plain cases do take the fast paths
     from archprobe.analysis.trace import _FAST_META
 
@@ -156,6 +156,32 @@ def test_the_fast_addmm_and_layer_norm_give_the_cpu_s_outputs(dtype):
     x, w = _on("meta", torch.empty(2, 5, 8, dtype=dtype), torch.empty(8, dtype=dtype))
     assert _FAST_META[aten.native_layer_norm.default](aten.native_layer_norm.default, (x, [8], w, w, 1e-5), {}) \
         is not NotImplemented
+    for shape, normalized in [((2, 5, 8), (8,)), ((2, 5, 8), (5, 8)), ((0, 3), (3,))]:
+        for param_dtype in (None, dtype, torch.float32):
+            for mask in ([True, True, True], [True, False, False], [False, True, True]):
+                if param_dtype is None and mask[1]:
+                    continue  # autograd asks no parameter gradient of a norm without parameters
+                x, grad = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+                w = None if param_dtype is None else torch.ones(normalized, dtype=param_dtype)
+                _, mean, rstd = aten.native_layer_norm.default(x, list(normalized), w, w, 1e-5)
+                cpu = (grad, x, list(normalized), mean, rstd, w, w, mask)
+                meta = (*_on("meta", grad, x), list(normalized), *_on("meta", mean, rstd, w, w), mask)
+                got = run_op(aten.native_layer_norm_backward.default, meta, {})
+                want = aten.native_layer_norm_backward.default(*cpu)
+                assert [o is None for o in got] == [o is None for o in want]
+                assert _outputs([o for o in got if o is not None]) == _outputs([o for o in want if o is not None])
+                checked += 1
+    for shape in [(2, 3, 4), (0, 5), ()]:
+        for approximate in ("none", "tanh"):
+            x, grad = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype)
+            for op, cpu in ((aten.gelu.default, (x,)), (aten.gelu_backward.default, (grad, x))):
+                got = run_op(op, tuple(_on("meta", *cpu)), {"approximate": approximate})
+                assert _outputs(got) == _outputs(op(*cpu, approximate=approximate))
+                checked += 1
+            transposed = _on("meta", x.t() if x.dim() == 2 else x)
+            assert _outputs(run_op(aten.gelu.default, tuple(transposed), {})) == _outputs(aten.gelu.default(*_on(
+                "cpu", *transposed)))
+    assert checked == 4 * 6 * 4 + 4 * 3 * 2 + 3 * 7 + 3 * 2 * 2
     with pytest.raises(Exception):  # a bias that does not broadcast: the kernels' own refusal
         run_op(aten.addmm.default, tuple(_on("meta", torch.empty(3), torch.empty(2, 4), torch.empty(4, 2))), {})
     with pytest.raises(Exception):  # a normalised shape that is not the input's last dimensions

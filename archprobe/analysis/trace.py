@@ -254,6 +254,31 @@ def _layer_norm_fast(func, args, kwargs):
             torch.empty(stats_shape, dtype=stats_dtype, device=x.device))
 
 
+def _layer_norm_backward_fast(func, args, kwargs):
+    # The meta ``native_layer_norm_backward`` is a Python reference (~1.5 ms). Answer the case
+    # the fast forward answers: the gradients of the input (contiguous) and of the parameters.
+    grad_out, x, normalized_shape, _mean, _rstd, weight, bias, mask = args
+    ns = tuple(normalized_shape)
+    if (kwargs or not ns or x.dim() < len(ns) or tuple(x.shape[x.dim() - len(ns):]) != ns
+            or grad_out.shape != x.shape or grad_out.dtype != x.dtype
+            or any(p is not None and (tuple(p.shape) != ns or p.dtype != x.dtype) for p in (weight, bias))):
+        return NotImplemented
+    grad_weight = torch.empty(ns, dtype=x.dtype, device=x.device) if mask[1] and weight is not None else None
+    grad_bias = torch.empty(ns, dtype=x.dtype, device=x.device) if mask[2] and bias is not None else None
+    return (torch.empty(x.shape, dtype=x.dtype, device=x.device) if mask[0] else None, grad_weight, grad_bias)
+
+
+def _contiguous_elementwise_fast(func, args, kwargs):
+    # ``gelu`` and ``gelu_backward`` on meta are Python references (~0.5 and ~1 ms). Answer
+    # contiguous tensors of one shape and dtype: the result is a contiguous tensor like them.
+    first = args[0]
+    if (kwargs.keys() - {"approximate"} or not all(isinstance(t, torch.Tensor) for t in args)
+            or any(not t.is_meta or t.shape != first.shape or t.dtype != first.dtype or not t.is_contiguous()
+                   for t in args)):
+        return NotImplemented
+    return torch.empty(first.shape, dtype=first.dtype, device=first.device)
+
+
 # On the meta device some kernels are Python reference implementations costing milliseconds
 # per call; where the output shapes are plainly the input's, produce them directly.
 _FAST_META: dict[Any, Callable] = {
@@ -266,6 +291,9 @@ _FAST_META: dict[Any, Callable] = {
     torch.ops.aten.threshold_backward.default: _elementwise_pair_fast,
     torch.ops.aten.addmm.default: _addmm_fast,
     torch.ops.aten.native_layer_norm.default: _layer_norm_fast,
+    torch.ops.aten.native_layer_norm_backward.default: _layer_norm_backward_fast,
+    torch.ops.aten.gelu.default: _contiguous_elementwise_fast,
+    torch.ops.aten.gelu_backward.default: _contiguous_elementwise_fast,
 }
 
 

@@ -32,14 +32,15 @@ def dropping_lines(prefix: bytes) -> Iterator[None]:
 
     def forward() -> None:
         pending = b""
-        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        # OSError: the block ended while a child process still held the pipe (original closed)
+        with contextlib.suppress(OSError), os.fdopen(read_end, "rb", buffering=0) as pipe:
             while chunk := pipe.read(65536):
                 *lines, pending = (pending + chunk).split(b"\n")
                 kept = b"".join(line + b"\n" for line in lines if not line.startswith(prefix))
                 if kept:
                     os.write(original, kept)
-        if pending and not pending.startswith(prefix):
-            os.write(original, pending)
+            if pending and not pending.startswith(prefix):
+                os.write(original, pending)
 
     thread = threading.Thread(target=forward, name="archprobe-stderr-filter", daemon=True)
     thread.start()

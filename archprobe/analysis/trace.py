@@ -237,18 +237,27 @@ def _addmm_fast(func, args, kwargs):
     return a.new_empty(shape)
 
 
+def _plain_layer_norm(x, normalized_shape, weight, bias) -> tuple[int, ...] | None:
+    """The normalised shape if ``x`` (meta) ends in it and the parameters (meta, or None) have
+    that shape and ``x``'s dtype: the case the fast layer-norm paths answer; else None."""
+    ns = tuple(normalized_shape)
+    if (not ns or not x.is_meta or x.dim() < len(ns) or tuple(x.shape[x.dim() - len(ns):]) != ns
+            or any(p is not None and (not p.is_meta or tuple(p.shape) != ns or p.dtype != x.dtype)
+                   for p in (weight, bias))):
+        return None
+    return ns
+
+
 def _layer_norm_fast(func, args, kwargs):
     # The meta ``native_layer_norm`` is a Python reference (~1 ms). Answer an input whose last
     # dimensions are the normalised shape, with parameters of that shape and the input's dtype;
     # anything else goes to the real kernel. The statistics take the meta kernel's dtype.
     x, normalized_shape, weight, bias = args[:4]
-    ns = tuple(normalized_shape)
-    if (kwargs or not ns or x.dim() < len(ns) or tuple(x.shape[x.dim() - len(ns):]) != ns
-            or any(p is not None and (not p.is_meta or tuple(p.shape) != ns or p.dtype != x.dtype)
-                   for p in (weight, bias))):
+    ns = _plain_layer_norm(x, normalized_shape, weight, bias)
+    if kwargs or ns is None:
         return NotImplemented
     stats_shape = (*x.shape[:x.dim() - len(ns)], *(1,) * len(ns))
-    stats_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    stats_dtype = torch.float32 if x.dtype in _HALF else x.dtype
     return (torch.empty(x.shape, dtype=x.dtype, device=x.device),
             torch.empty(stats_shape, dtype=stats_dtype, device=x.device),
             torch.empty(stats_shape, dtype=stats_dtype, device=x.device))
@@ -258,10 +267,8 @@ def _layer_norm_backward_fast(func, args, kwargs):
     # The meta ``native_layer_norm_backward`` is a Python reference (~1.5 ms). Answer the case
     # the fast forward answers: the gradients of the input (contiguous) and of the parameters.
     grad_out, x, normalized_shape, _mean, _rstd, weight, bias, mask = args
-    ns = tuple(normalized_shape)
-    if (kwargs or not ns or x.dim() < len(ns) or tuple(x.shape[x.dim() - len(ns):]) != ns
-            or grad_out.shape != x.shape or grad_out.dtype != x.dtype
-            or any(p is not None and (tuple(p.shape) != ns or p.dtype != x.dtype) for p in (weight, bias))):
+    ns = _plain_layer_norm(x, normalized_shape, weight, bias)
+    if kwargs or ns is None or grad_out.shape != x.shape or grad_out.dtype != x.dtype:
         return NotImplemented
     grad_weight = torch.empty(ns, dtype=x.dtype, device=x.device) if mask[1] and weight is not None else None
     grad_bias = torch.empty(ns, dtype=x.dtype, device=x.device) if mask[2] and bias is not None else None

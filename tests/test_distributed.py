@@ -34,6 +34,7 @@ from archprobe.runtime import distributed as rd
 from archprobe.runtime import launch
 from archprobe.runtime.backends import CudaBackend
 from archprobe.zoo.spec import ModelSpec
+from fakes import FakeEvent
 from processes import alive, interrupt_when_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,18 +246,6 @@ def test_failure_messages_from_the_launcher():
 
 
 # --- the CUDA/NCCL path with fakes (one rank, a gloo group in this process) ----------------------
-class FakeEvent:
-    def __init__(self, log, clock):
-        self.log, self.clock, self.t = log, clock, None
-
-    def record(self, stream=None):
-        self.t = self.clock()
-        self.log.append("record")
-
-    def elapsed_time(self, end):
-        return (end.t - self.t) * 1e3
-
-
 class FakeCuda:
     """``torch.cuda`` for one GPU: events on the host clock, a logged synchronize, memory stats."""
 
@@ -265,7 +254,7 @@ class FakeCuda:
         self.clock = time.perf_counter
 
     def Event(self, enable_timing=False):  # noqa: N802 - mirrors torch.cuda.Event
-        return FakeEvent(self.log, self.clock)
+        return FakeEvent(self.clock, self.log)
 
     def synchronize(self, device=None):
         self.log.append("sync")

@@ -290,12 +290,18 @@ def test_a_sweep_killed_halfway_resumes_to_the_store_of_an_uninterrupted_one(tmp
             return db.execute("SELECT key, spec, analysis, options, versions, status, error, result_type, result "
                               "FROM cells ORDER BY key").fetchall()
 
+    def cells_so_far(directory: Path) -> int:
+        try:
+            return len(stored(directory))
+        except sqlite3.OperationalError:  # the file exists, its table not yet: the sweep is creating it
+            return 0
+
     (tmp_path / "hold").touch()
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not ((tmp_path / "atlas" / "atlas.sqlite").exists() and len(stored(tmp_path / "atlas")) >= 2):
+        while not ((tmp_path / "atlas" / "atlas.sqlite").exists() and cells_so_far(tmp_path / "atlas") >= 2):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, with the held cells in flight
